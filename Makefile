@@ -1,0 +1,43 @@
+# Every target sets itself up: `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WHEELHOUSE := .wheelhouse
+LAMBDA_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all:
+
+.PHONY: install demo serve test lint synth bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml functions/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# Wheels for the Lambda layer, for Lambda's platform, so `make synth` packages
+	# them offline and without Docker.
+	$(BIN)/pip download --quiet --no-deps --dest $(WHEELHOUSE) $(LAMBDA_PLATFORM) -r functions/requirements.txt
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/dmp demo
+
+serve: install
+	$(BIN)/dmp serve
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy functions dmp infra
+
+synth: install
+	$(BIN)/python -m infra.app
+
+bench: install
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) $(WHEELHOUSE) cdk.out .dmp .bench

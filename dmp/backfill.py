@@ -1,0 +1,114 @@
+"""`dmp ingest` and `dmp erase`: bulk operations on a stack's stored events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dmp.local import StackTarget
+from functions.core.hits import (
+    Geo,
+    InvalidEvent,
+    TrackedEvent,
+    clean_geo_value,
+    is_visitor_id,
+    to_epoch_ms,
+    validate_event,
+)
+from functions.core.storage import EventStore, MembershipStore
+
+BATCH = 500
+
+
+@dataclass
+class IngestReport:
+    stored: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+def parse_line(text: str, now_ms: int, retention_seconds: int) -> TrackedEvent:
+    """One backfill line, validated as the pixel validates a hit; raises InvalidEvent."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise InvalidEvent("malformed_json", "not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidEvent("invalid_line", "a line must be a JSON object")
+    unknown = set(document) - {"uid", "ts", "e", "url", "ref", "eid", "props", "geo", "device"}
+    if unknown:
+        raise InvalidEvent("unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+    if "ts" not in document:
+        raise InvalidEvent("missing_ts", "ts is required")
+    ts_ms = to_epoch_ms(document["ts"])
+    if ts_ms > now_ms + 60_000:
+        raise InvalidEvent("future_ts", "ts lies in the future")
+    if ts_ms // 1000 + retention_seconds <= now_ms // 1000:
+        raise InvalidEvent("expired", "ts is older than the retention period")
+    geo = document.get("geo") or {}
+    if not isinstance(geo, dict):
+        raise InvalidEvent("invalid_geo", "geo must be an object of country, region, city")
+    device = document.get("device")
+    if device is not None and device not in ("desktop", "mobile", "tablet"):
+        raise InvalidEvent("invalid_device", "device must be desktop, mobile or tablet")
+    uid = document.get("uid")
+    if not is_visitor_id(uid):
+        raise InvalidEvent("invalid_uid", "uid must match [A-Za-z0-9_-]{8,64}")
+    return validate_event(
+        visitor_id=str(uid),
+        ts_ms=ts_ms,
+        name=document.get("e"),
+        url=document.get("url"),
+        ref=document.get("ref"),
+        eid=document.get("eid"),
+        props=document.get("props"),
+        geo=Geo(
+            *(
+                clean_geo_value(geo.get(k)) if isinstance(geo.get(k), str) else None
+                for k in ("country", "region", "city")
+            )
+        ),
+        device=device,
+    )
+
+
+def ingest_lines(
+    lines: Iterable[str], store: EventStore, retention_days: int, now_ms: int | None = None
+) -> IngestReport:
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    retention_seconds = retention_days * 86_400
+    report = IngestReport()
+    batch: list[TrackedEvent] = []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            batch.append(parse_line(text, now_ms, retention_seconds))
+        except InvalidEvent as error:
+            report.problems.append((number, str(error)))
+            continue
+        if len(batch) >= BATCH:
+            report.stored += store.put_many(batch, retention_seconds)
+            batch = []
+    if batch:
+        report.stored += store.put_many(batch, retention_seconds)
+    return report
+
+
+def ingest_file(path: Path, target: StackTarget, retention_days: int | None = None) -> IngestReport:
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        return ingest_lines(lines, EventStore(target.events_table), retention_days or target.retention_days)
+
+
+def erase_visitors(visitor_ids: Iterable[str], target: StackTarget) -> int:
+    """Delete every events-table item and the membership of each visitor."""
+    ids = list(visitor_ids)
+    bad = [v for v in ids if not is_visitor_id(v)]
+    if bad:
+        raise ValueError(f"not visitor ids: {', '.join(bad)}")
+    events = EventStore(target.events_table)
+    erased = events.delete_visitors(ids)
+    MembershipStore(target.membership_table).apply({v: () for v in ids}, build_id="erased")
+    return erased

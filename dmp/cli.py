@@ -1,0 +1,263 @@
+"""`dmp`: run the platform locally, and operate a local or deployed stack."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dmp.targets import TargetError, resolve
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--local", action="store_true", help="the stack of `dmp serve` (./.dmp/local.json)")
+    group.add_argument("--stack", metavar="NAME", help="a deployed stack, found through its CloudFormation outputs")
+
+
+def _definition_files(paths: Sequence[str]) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for raw in paths:
+        path = Path(raw)
+        candidates = (
+            sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json")) if path.is_dir() else [path]
+        )
+        for candidate in candidates:
+            try:
+                files[str(candidate)] = candidate.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise SystemExit(f"{candidate}: cannot read: {error}") from None
+    return files
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from dmp.local import LocalStack
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    stack = LocalStack(args.host, args.port, moto_port=args.moto_port, log_requests=args.verbose)
+    target = stack.start()
+    state = stack.write_state()
+    if args.build_every:
+        stack.build_every(args.build_every, shards=args.shards)
+    print(f"DMP local stack: gateway {target.gateway_url}, AWS emulator {target.aws_endpoint_url}")
+    print(f"state written to {state}; Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        state.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dmp.demo import run_demo
+
+    return run_demo(visitors=args.visitors, seed=args.seed)
+
+
+def cmd_segments_validate(args: argparse.Namespace) -> int:
+    from functions.core.segments import DefinitionErrors, load_definitions
+
+    files = _definition_files(args.paths)
+    if not files:
+        print("no definition files found", file=sys.stderr)
+        return 2
+    try:
+        definitions = load_definitions(files)
+    except DefinitionErrors as errors:
+        for problem in errors.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(errors.problems)} problem(s) in {len(files)} file(s)", file=sys.stderr)
+        return 1
+    for definition in definitions:
+        print(f"ok  {definition.id}  ({definition.name})")
+    return 0
+
+
+def cmd_segments_push(args: argparse.Namespace) -> int:
+    from functions.core.segments import DefinitionErrors, load_definitions
+    from functions.core.storage import SegmentsBucket
+    from functions.core.tables import DEFINITIONS_PREFIX
+
+    target = resolve(args.local, args.stack)
+    bucket = SegmentsBucket(target.bucket)
+    files = _definition_files(args.paths)
+    try:
+        definitions = load_definitions(files)
+        # The pushed set must also stand beside what the bucket already holds.
+        pushed = {f"{DEFINITIONS_PREFIX}{d.id}.json" for d in definitions}
+        existing = {k: v for k, v in bucket.definition_files().items() if k not in pushed}
+        load_definitions({**existing, **files})
+    except DefinitionErrors as errors:
+        for problem in errors.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    for definition in definitions:
+        document = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+        bucket.put_json(f"{DEFINITIONS_PREFIX}{definition.id}.json", document)
+        print(f"pushed {definition.id}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from functions.builder.build import Builder, parse_time
+    from functions.core.segments import DefinitionErrors
+    from functions.core.storage import EventStore, MembershipStore, SegmentsBucket
+
+    target = resolve(args.local, args.stack)
+    at = parse_time(args.at) if args.at else datetime.now(UTC).replace(microsecond=0)
+    builder = Builder(
+        EventStore(target.events_table), MembershipStore(target.membership_table), SegmentsBucket(target.bucket)
+    )
+    try:
+        manifest = builder.build(at, args.shards)
+    except DefinitionErrors as errors:
+        for problem in errors.problems:
+            print(problem, file=sys.stderr)
+        print("build refused: the published build is unchanged", file=sys.stderr)
+        return 1
+    state = "published" if manifest.get("published") else "written (a newer build stays published)"
+    if manifest.get("repeated"):
+        state = "already published"
+    print(f"build {manifest['build_id']} evaluated at {manifest['evaluated_at']}: {state}")
+    for segment in manifest["segments"]:
+        print(f"  {segment['id']:<45} {segment['size']:>8}")
+    if "membership_changes" in manifest:
+        print(f"membership changes: {manifest['membership_changes']}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from dmp.backfill import ingest_file
+
+    target = resolve(args.local, args.stack)
+    report = ingest_file(Path(args.file), target, retention_days=args.retention_days)
+    for line, reason in report.problems:
+        print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+    print(f"stored {report.stored} event(s), skipped {len(report.problems)} line(s)")
+    return 0 if report.stored or not report.problems else 1
+
+
+def cmd_partners(args: argparse.Namespace) -> int:
+    from functions.core.partners import is_partner_name, key_hash, new_key
+    from functions.core.storage import PartnerStore
+
+    target = resolve(args.local, args.stack)
+    store = PartnerStore(target.partners_table)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    if args.action == "add":
+        if not is_partner_name(args.name):
+            print("a partner name matches [a-z0-9][a-z0-9_-]{0,63}", file=sys.stderr)
+            return 2
+        key = new_key()
+        store.add(key_hash(key), args.name, now)
+        print(f"partner {args.name} added; the key is shown once, store it now:")
+        print(key)
+        return 0
+    if args.action == "revoke":
+        count = store.revoke(args.name, now)
+        if not count:
+            print(f"no active key for partner {args.name!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {count} key(s) of {args.name}")
+        return 0
+    for partner in store.list():
+        state = f"revoked {partner['revoked_at']}" if partner["revoked_at"] else "active"
+        print(f"{partner['name']:<24} {partner['key_hash'][:12]}  created {partner['created_at']}  {state}")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from dmp.backfill import erase_visitors
+
+    target = resolve(args.local, args.stack)
+    try:
+        erased = erase_visitors(args.uids, target)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"erased {erased} stored item(s) of {len(args.uids)} visitor(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dmp", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the whole platform locally on an embedded AWS emulator")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="gateway port (0 picks a free one)")
+    serve.add_argument("--moto-port", type=int, default=0, help="AWS emulator port (0 picks a free one)")
+    serve.add_argument("--build-every", type=float, metavar="S", help="run a segment build every S seconds")
+    serve.add_argument("--shards", type=int, default=1, help="shards of the scheduled builds")
+    serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser("demo", help="local stack + a shop's campaign traffic + build + partner lookups")
+    demo.add_argument("--visitors", type=int, default=120)
+    demo.add_argument("--seed", type=int, default=2026)
+    demo.set_defaults(func=cmd_demo)
+
+    segments = commands.add_parser("segments", help="segment definitions").add_subparsers(
+        dest="segments_command", required=True
+    )
+    validate = segments.add_parser("validate", help="check definition files (YAML or JSON), or folders of them")
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+    validate.set_defaults(func=cmd_segments_validate)
+    push = segments.add_parser("push", help="validate and upload definitions to a stack")
+    push.add_argument("paths", nargs="+", metavar="PATH")
+    _add_target(push)
+    push.set_defaults(func=cmd_segments_push)
+
+    build = commands.add_parser("build", help="evaluate every segment now (or --at) and publish the build")
+    build.add_argument("--at", metavar="ISO8601", help="evaluation time (default: now)")
+    build.add_argument("--shards", type=int, default=1, help="parallel-scan shards")
+    _add_target(build)
+    build.set_defaults(func=cmd_build)
+
+    ingest = commands.add_parser("ingest", help="backfill events from a JSON-lines file")
+    ingest.add_argument("file", metavar="FILE.jsonl")
+    ingest.add_argument("--retention-days", type=int, default=None, help="default: the stack's retention")
+    _add_target(ingest)
+    ingest.set_defaults(func=cmd_ingest)
+
+    partners = commands.add_parser("partners", help="partner keys of the lookup API").add_subparsers(
+        dest="action", required=True
+    )
+    for action, text in (("add", "create a key (printed once)"), ("revoke", "revoke every key of a partner")):
+        sub = partners.add_parser(action, help=text)
+        sub.add_argument("name")
+        _add_target(sub)
+        sub.set_defaults(func=cmd_partners)
+    listing = partners.add_parser("list", help="partners and their keys' state")
+    _add_target(listing)
+    listing.set_defaults(func=cmd_partners)
+
+    erase = commands.add_parser("erase", help="delete every stored event and membership of visitors")
+    erase.add_argument("uids", nargs="+", metavar="UID")
+    _add_target(erase)
+    erase.set_defaults(func=cmd_erase)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: Any = args.func(args)
+    except TargetError as error:
+        print(f"dmp: {error}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""`dmp demo`: a shop's Christmas campaign, end to end on the local stack.
+
+Visitors from several cities browse the shop over four weeks — new and returning, on
+desktops, phones and tablets — and their browsers send pixel hits and `/collect`
+batches over HTTP to the local gateway, which stamps each request with the simulated
+time of the visit. Then a build runs, and an ad platform looks visitors up with its
+partner key, in both answer formats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from dmp.gateway import SIMULATED_TIME_HEADER
+
+SHOP = "https://shop.example"
+SEGMENTS_DIR = Path(__file__).resolve().parent.parent / "segments"
+CITIES = [  # country, region, city, weight
+    ("GB", "ENG", "London", 35),
+    ("GB", "ENG", "Manchester", 15),
+    ("GB", "SCT", "Edinburgh", 10),
+    ("FR", "IDF", "Paris", 15),
+    ("DE", "BE", "Berlin", 10),
+    ("US", "NY", "New York", 15),
+]
+USER_AGENTS = {
+    "desktop": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "tablet": "Mozilla/5.0 (iPad; CPU OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+}
+BOT_AGENT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+PRODUCTS = ["wool-scarf", "advent-calendar", "tree-lights", "gift-box", "ski-gloves"]
+POSTS = ["gift-guide-2026", "wrapping-ideas", "christmas-cocktails", "sustainable-gifts"]
+
+
+@dataclass
+class Browser:
+    """One visitor's browser: its user agent, location and the cookie the server set."""
+
+    gateway: str
+    device: str
+    geo: tuple[str, str, str]
+    cookie: str | None = None
+    referrer: str = ""
+    sent: Counter[str] = field(default_factory=Counter)
+
+    def _headers(self, at: datetime, user_agent: str | None = None) -> dict[str, str]:
+        country, region, city = self.geo
+        headers = {
+            "User-Agent": user_agent or USER_AGENTS[self.device],
+            "CloudFront-Viewer-Country": country,
+            "CloudFront-Viewer-Country-Region": region,
+            "CloudFront-Viewer-City": city,
+            SIMULATED_TIME_HEADER: str(int(at.timestamp() * 1000)),
+        }
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        return headers
+
+    def _send(self, request: urllib.request.Request) -> bytes:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            for header in response.headers.get_all("Set-Cookie") or []:
+                self.cookie = header.split(";", 1)[0]  # the browser keeps dmp_uid
+            return response.read()
+
+    def view(self, path: str, at: datetime, user_agent: str | None = None) -> None:
+        url = SHOP + path
+        query = urlencode({"e": "page_view", "url": url, "ref": self.referrer})
+        self._send(urllib.request.Request(f"{self.gateway}/p.gif?{query}", headers=self._headers(at, user_agent)))
+        self.referrer = url
+        self.sent["page_view"] += 1
+
+    def track(self, name: str, props: dict[str, str], at: datetime) -> None:
+        """What the tag's `dmp.track()` sends with sendBeacon: a text/plain JSON batch."""
+        body = json.dumps({"events": [{"e": name, "url": self.referrer, "props": props}]}).encode()
+        headers = {**self._headers(at), "Content-Type": "text/plain;charset=UTF-8"}
+        self._send(urllib.request.Request(f"{self.gateway}/collect", data=body, headers=headers, method="POST"))
+        self.sent[name] += 1
+
+
+def _visit(browser: Browser, start: datetime, rng: random.Random, buyer: bool) -> None:
+    at = start
+    browser.referrer = rng.choice(["https://www.google.com/", "https://news.example/", ""])
+    browser.view(rng.choice(["/", "/", f"/blog/{rng.choice(POSTS)}"]), at)
+    for _ in range(rng.randint(1, 4)):
+        at += timedelta(minutes=rng.randint(1, 6))
+        page = rng.choices(
+            ["/pricing", f"/products/{rng.choice(PRODUCTS)}", f"/blog/{rng.choice(POSTS)}", "/"], [3, 4, 2, 1]
+        )[0]
+        browser.view(page, at)
+    if buyer or rng.random() < 0.35:
+        at += timedelta(minutes=2)
+        sku = rng.choice(PRODUCTS)
+        browser.view(f"/products/{sku}", at)
+        browser.track("add_to_cart", {"sku": sku, "price": str(rng.choice([12, 25, 40, 60]))}, at)
+        browser.view("/cart", at + timedelta(seconds=30))
+        if buyer:
+            browser.view("/checkout", at + timedelta(minutes=1))
+            browser.track("purchase", {"sku": sku}, at + timedelta(minutes=2))
+
+
+def _simulate(gateway: str, index: int, now: datetime, seed: int) -> Browser:
+    rng = random.Random(seed * 100_003 + index)
+    geo = rng.choices([c[:3] for c in CITIES], [c[3] for c in CITIES])[0]
+    device = rng.choices(["desktop", "mobile", "tablet"], [5, 4, 1])[0]
+    browser = Browser(gateway, device, geo)
+    kind = rng.choices(["new", "returning", "lapsed"], [4, 5, 1])[0]
+    if kind == "new":
+        starts = [now - timedelta(days=rng.uniform(0.1, 5))]
+    elif kind == "returning":
+        starts = sorted(now - timedelta(days=rng.uniform(0.1, 28)) for _ in range(rng.randint(2, 5)))
+    else:
+        starts = sorted(now - timedelta(days=rng.uniform(18, 40)) for _ in range(rng.randint(1, 3)))
+    for number, start in enumerate(starts):
+        _visit(browser, start, rng, buyer=(kind == "lapsed" and number == len(starts) - 1))
+    return browser
+
+
+def _call(url: str, key: str | None, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+class DemoFailure(RuntimeError):
+    pass
+
+
+def _expect(status: int, answer: Any, what: str) -> Any:
+    if status != 200:
+        raise DemoFailure(f"{what} answered {status}: {json.dumps(answer)}")
+    return answer
+
+
+def run_demo(visitors: int = 120, seed: int = 2026, out: Any = print) -> int:
+    try:
+        return _run(visitors, seed, out)
+    except DemoFailure as failure:
+        out(f"\nDemo failed: {failure}")
+        return 1
+
+
+def _run(visitors: int, seed: int, out: Any) -> int:
+    from dmp.local import LocalStack
+    from functions.builder.build import Builder
+    from functions.core.partners import key_hash, new_key
+    from functions.core.segments import load_definitions
+    from functions.core.storage import EventStore, MembershipStore, PartnerStore, SegmentsBucket
+    from functions.core.tables import DEFINITIONS_PREFIX
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    with LocalStack(port=0, simulate_time=True) as stack:
+        target = stack.target
+        assert target is not None and target.gateway_url is not None
+        gateway = target.gateway_url
+        out(f"Local stack up: gateway {gateway}, AWS emulator {target.aws_endpoint_url}")
+
+        bucket = SegmentsBucket(target.bucket)
+        files = {str(p): p.read_text() for p in sorted(SEGMENTS_DIR.glob("*.y*ml"))}
+        for definition in load_definitions(files):
+            bucket.put_json(
+                f"{DEFINITIONS_PREFIX}{definition.id}.json",
+                definition.model_dump(mode="json", by_alias=True, exclude_none=True),
+            )
+        out(f"Pushed {len(files)} segment definitions from {SEGMENTS_DIR.name}/")
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            browsers = list(pool.map(lambda i: _simulate(gateway, i, now, seed), range(visitors)))
+        crawler = Browser(gateway, "desktop", CITIES[0][:3])
+        for path in ("/", "/pricing", "/blog/gift-guide-2026"):
+            crawler.view(path, now - timedelta(hours=1), user_agent=BOT_AGENT)
+        sent = sum((b.sent for b in browsers), Counter())
+        stored = sum(1 for _ in EventStore(target.events_table).scan())
+        out(
+            f"Sent {sum(sent.values())} hits from {visitors} browsers over 4 weeks "
+            f"({', '.join(f'{n} {k}' for k, n in sent.most_common())}) and 3 from a crawler; "
+            f"{stored} events stored (the crawler's were not)."
+        )
+
+        builder = Builder(
+            EventStore(target.events_table), MembershipStore(target.membership_table), SegmentsBucket(target.bucket)
+        )
+        manifest = builder.build(now, shards=2)
+        out(f"\nBuild {manifest['build_id']} evaluated at {manifest['evaluated_at']} (2 shards):")
+        for segment in manifest["segments"]:
+            out(f"  {segment['id']:<36} {segment['size']:>5} visitors  -> {', '.join(segment['destinations'])}")
+
+        partners = PartnerStore(target.partners_table)
+        key = new_key()
+        partners.add(key_hash(key), "demo-dsp", now.isoformat())
+        out("\nAd platform 'demo-dsp' calls the lookup API with its partner key:")
+        status, catalog = _call(f"{gateway}/v1/segments", key)
+        _expect(status, catalog, "GET /v1/segments")
+        out(f"GET /v1/segments -> {status}")
+        for entry in catalog.get("segments", []):
+            out(f"  {entry['id']:<36} size {entry['size']}")
+        london = next(s for s in manifest["segments"] if s["id"] == "holiday-returning-london-pricing")
+        members = [uid for path in london["files"] for uid in bucket.read_members(path)]
+        visitors_by_cookie = [b.cookie.split("=", 1)[1] for b in browsers if b.cookie]
+        sample = (members[:2] + [v for v in visitors_by_cookie if v not in members][:1]) or visitors_by_cookie[:3]
+        for uid in sample[:2]:
+            status, answer = _call(f"{gateway}/v1/users/{uid}/segments", key)
+            _expect(status, answer, "GET /v1/users/{uid}/segments")
+            out(f"GET /v1/users/{uid}/segments -> {status}\n  {json.dumps(answer)}")
+        if sample:
+            status, answer = _call(f"{gateway}/v1/users/{sample[0]}/segments?format=openrtb", key)
+            _expect(status, answer, "GET /v1/users/{uid}/segments?format=openrtb")
+            out(f"GET /v1/users/{sample[0]}/segments?format=openrtb -> {status}\n  {json.dumps(answer)}")
+        status, answer = _call(f"{gateway}/v1/lookup", key, {"uids": sample})
+        _expect(status, answer, "POST /v1/lookup")
+        out(f"POST /v1/lookup {len(sample)} uids -> {status}")
+        for result in answer.get("results", []):
+            out(f"  {result['uid']}: {', '.join(s['id'] for s in result['segments']) or '(none)'}")
+        status, answer = _call(f"{gateway}/v1/segments", None)
+        if status != 401:
+            raise DemoFailure(f"GET /v1/segments without a key answered {status}, not 401")
+        out(f"GET /v1/segments without a key -> {status} {json.dumps(answer)}")
+
+    if not members:
+        out("\nThe London segment is empty: the demo traffic did not produce it.")
+        return 1
+    out(f"\nThe London Christmas segment has {len(members)} members. Demo finished.")
+    return 0

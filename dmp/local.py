@@ -1,0 +1,227 @@
+"""The embedded local stack: moto's server as AWS, the resources the CDK stack defines,
+and the local gateway in front of the real handlers. Local only, never deployed."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from functions.core.tables import ALL_TABLES, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
+
+STATE_FILE = Path(".dmp") / "local.json"
+REGION = "us-east-1"
+RESOURCE_NAMES = {
+    EVENTS.logical_id: "dmp-local-events",
+    MEMBERSHIP.logical_id: "dmp-local-membership",
+    PARTNERS.logical_id: "dmp-local-partners",
+}
+BUCKET = "dmp-local-segments"
+# Powertools outside Lambda: quiet logs, no metrics or traces to ship.
+QUIET_POWERTOOLS = {
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "DMP",
+}
+
+
+@dataclass(frozen=True)
+class StackTarget:
+    """Where a stack's resources are: the contents of `.dmp/local.json` or a deployed
+    stack's outputs."""
+
+    region: str
+    events_table: str
+    membership_table: str
+    partners_table: str
+    bucket: str
+    aws_endpoint_url: str | None = None
+    gateway_url: str | None = None
+    lookup_url: str | None = None
+    retention_days: int = 90
+
+    def environment(self) -> dict[str, str]:
+        """The functions' environment for this stack."""
+        env = {
+            "AWS_DEFAULT_REGION": self.region,
+            "EVENTS_TABLE": self.events_table,
+            "MEMBERSHIP_TABLE": self.membership_table,
+            "PARTNERS_TABLE": self.partners_table,
+            "SEGMENTS_BUCKET": self.bucket,
+            "RETENTION_DAYS": str(self.retention_days),
+        }
+        if self.aws_endpoint_url:
+            env.update(
+                AWS_ENDPOINT_URL=self.aws_endpoint_url,
+                AWS_ACCESS_KEY_ID="local",
+                AWS_SECRET_ACCESS_KEY="local",
+            )
+        return env
+
+
+def create_table(client: Any, definition: TableDefinition, name: str) -> None:
+    """A table with the keys and TTL of `definition`, as the CDK stack creates it."""
+    client.create_table(
+        TableName=name,
+        KeySchema=definition.key_schema(),
+        AttributeDefinitions=definition.attribute_definitions(),
+        BillingMode="PAY_PER_REQUEST",
+    )
+    if definition.ttl_attribute:
+        client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": definition.ttl_attribute}
+        )
+
+
+def create_resources(endpoint_url: str | None, region: str = REGION, retention_days: int = 90) -> StackTarget:
+    """Tables and bucket on the emulator (or whatever `endpoint_url` is)."""
+    dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url)
+    for definition in ALL_TABLES:
+        create_table(dynamodb, definition, RESOURCE_NAMES[definition.logical_id])
+    boto3.client("s3", region_name=region, endpoint_url=endpoint_url).create_bucket(Bucket=BUCKET)
+    return StackTarget(
+        region=region,
+        events_table=RESOURCE_NAMES[EVENTS.logical_id],
+        membership_table=RESOURCE_NAMES[MEMBERSHIP.logical_id],
+        partners_table=RESOURCE_NAMES[PARTNERS.logical_id],
+        bucket=BUCKET,
+        aws_endpoint_url=endpoint_url,
+        retention_days=retention_days,
+    )
+
+
+class LocalStack:
+    """moto + resources + gateway in this process. One at a time per process: the
+    handlers read their settings from the process environment."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        moto_port: int = 0,
+        simulate_time: bool = False,
+        retention_days: int = 90,
+        log_requests: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.moto_port = moto_port
+        self.simulate_time = simulate_time
+        self.retention_days = retention_days
+        self.log_requests = log_requests
+        self.target: StackTarget | None = None
+        self._moto: Any = None
+        self._gateway: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._builds: threading.Event | None = None
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def start(self) -> StackTarget:
+        from moto.server import ThreadedMotoServer
+
+        from dmp.gateway import Gateway, GatewayServer, Handlers
+
+        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
+        self._moto.start()
+        moto_host, moto_port = self._moto.get_host_and_port()
+        endpoint = f"http://{moto_host}:{moto_port}"
+        self._set_env({"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION})
+        target = create_resources(endpoint, retention_days=self.retention_days)
+        self._set_env({**target.environment(), **QUIET_POWERTOOLS})
+        self._gateway = GatewayServer(
+            Gateway(Handlers(), simulate_time=self.simulate_time),
+            self.host,
+            self.port,
+            log=print if self.log_requests else None,
+        )
+        self._gateway.start()
+        self.target = StackTarget(**{**asdict(target), "gateway_url": self._gateway.url})
+        return self.target
+
+    def state(self) -> dict[str, Any]:
+        assert self.target is not None, "start() first"
+        return {
+            "gateway_url": self.target.gateway_url,
+            "aws_endpoint_url": self.target.aws_endpoint_url,
+            "region": self.target.region,
+            "events_table": self.target.events_table,
+            "membership_table": self.target.membership_table,
+            "partners_table": self.target.partners_table,
+            "bucket": self.target.bucket,
+            "retention_days": self.retention_days,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "pid": os.getpid(),
+        }
+
+    def write_state(self, path: Path = STATE_FILE) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.state(), indent=2) + "\n")
+        return path
+
+    def build_every(self, seconds: float, shards: int = 1) -> None:
+        """Run the builder handler on a schedule, as EventBridge would."""
+        from functions.builder import handler as builder_handler
+
+        builder = importlib.reload(builder_handler)
+        self._builds = stop = threading.Event()
+
+        def loop() -> None:
+            from dmp.lambda_context import LocalContext
+
+            while not stop.wait(seconds):
+                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                try:
+                    builder.handler(scheduled_event(now, shards), LocalContext("builder", timeout_seconds=900))
+                except Exception as error:  # keep the schedule alive, as EventBridge would
+                    print(f"scheduled build failed: {error}")
+
+        threading.Thread(target=loop, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._builds is not None:
+            self._builds.set()
+        if self._gateway is not None:
+            self._gateway.stop()
+        if self._moto is not None:
+            self._moto.stop()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def scheduled_event(time: str, shards: int) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": "local-schedule",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": time,
+        "region": REGION,
+        "resources": ["arn:aws:events:us-east-1:000000000000:rule/local-build-schedule"],
+        "detail": {},
+        "shards": shards,
+    }

@@ -1,0 +1,202 @@
+"""Validation of one tracked event, shared by the pixel, `/collect` and `dmp ingest`.
+
+Pure functions over plain values: no AWS, no pydantic, so the pixel path stays light.
+A rejected event raises `InvalidEvent` whose `reason` is a short metric-friendly code.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+EVENT_NAME = re.compile(r"[a-z0-9_]{1,40}")
+PROP_NAME = EVENT_NAME
+VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+CLIENT_EVENT_ID = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+MAX_URL = 2048
+MAX_PROPS = 20
+MAX_PROP_VALUE = 256
+MAX_GEO = 64
+DEVICE_TYPES = ("desktop", "mobile", "tablet")
+DEFAULT_EVENT = "page_view"
+
+
+class InvalidEvent(ValueError):
+    """An event that must not be stored; `reason` names the rule it broke."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Geo:
+    country: str | None = None
+    region: str | None = None
+    city: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackedEvent:
+    """An accepted event, ready to be stored for `visitor_id` at server time `ts_ms`."""
+
+    visitor_id: str
+    event_id: str
+    ts_ms: int
+    name: str
+    url: str | None = None
+    ref: str | None = None
+    props: dict[str, str] = field(default_factory=dict)
+    geo: Geo = Geo()
+    device: str | None = None
+    client_ts_ms: int | None = None
+
+
+def is_visitor_id(value: object) -> bool:
+    return isinstance(value, str) and VISITOR_ID.fullmatch(value) is not None
+
+
+def new_visitor_id() -> str:
+    """A random 128-bit visitor id (32 hex characters)."""
+    return secrets.token_hex(16)
+
+
+def event_id_for(ts_ms: int, client_event_id: str | None) -> str:
+    """The sort key of an event: deterministic for a client event id, so a retried hit
+    lands on the same item and is stored once; otherwise time-ordered and unique."""
+    if client_event_id is not None:
+        return f"eid:{client_event_id}"
+    return f"{ts_ms:013d}:{secrets.token_hex(8)}"
+
+
+def _text(value: object, *, field_name: str, limit: int) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(f"invalid_{field_name}", f"{field_name} must be a string")
+    if len(value) > limit:
+        raise InvalidEvent(f"{field_name}_too_long", f"{field_name} is longer than {limit} characters")
+    if _CONTROL.search(value):
+        raise InvalidEvent(f"invalid_{field_name}", f"{field_name} contains control characters")
+    return value
+
+
+def clean_geo_value(value: str | None) -> str | None:
+    """Geo header values are informative only: drop what is malformed rather than the hit."""
+    if not value or len(value) > MAX_GEO or _CONTROL.search(value):
+        return None
+    return value.strip() or None
+
+
+def validate_event(
+    *,
+    visitor_id: str,
+    ts_ms: int,
+    name: object = None,
+    url: object = None,
+    ref: object = None,
+    eid: object = None,
+    props: object = None,
+    geo: Geo = Geo(),
+    device: str | None = None,
+    client_ts_ms: int | None = None,
+) -> TrackedEvent:
+    """Check every limit of the contract and return the event to store."""
+    if not is_visitor_id(visitor_id):
+        raise InvalidEvent("invalid_uid", "visitor id must match [A-Za-z0-9_-]{8,64}")
+    if name is None or name == "":
+        name = DEFAULT_EVENT
+    if not isinstance(name, str) or EVENT_NAME.fullmatch(name) is None:
+        raise InvalidEvent("invalid_event_name", "event name must match [a-z0-9_]{1,40}")
+    client_event_id = None
+    if eid is not None and eid != "":
+        if not isinstance(eid, str) or CLIENT_EVENT_ID.fullmatch(eid) is None:
+            raise InvalidEvent("invalid_eid", "eid must be 1-64 printable ASCII characters")
+        client_event_id = eid
+    clean_props = validate_props(props)
+    if device is not None and device not in DEVICE_TYPES:
+        device = None
+    return TrackedEvent(
+        visitor_id=visitor_id,
+        event_id=event_id_for(ts_ms, client_event_id),
+        ts_ms=ts_ms,
+        name=name,
+        url=_text(url, field_name="url", limit=MAX_URL),
+        ref=_text(ref, field_name="ref", limit=MAX_URL),
+        props=clean_props,
+        geo=geo,
+        device=device,
+        client_ts_ms=client_ts_ms,
+    )
+
+
+def validate_props(props: object) -> dict[str, str]:
+    if props is None:
+        return {}
+    if not isinstance(props, Mapping):
+        raise InvalidEvent("invalid_props", "props must be an object of name -> value")
+    if len(props) > MAX_PROPS:
+        raise InvalidEvent("too_many_props", f"at most {MAX_PROPS} custom properties")
+    clean: dict[str, str] = {}
+    for key, value in props.items():
+        if not isinstance(key, str) or PROP_NAME.fullmatch(key) is None:
+            raise InvalidEvent("invalid_prop_name", "property names must match [a-z0-9_]{1,40}")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        text = _text(value, field_name="prop_value", limit=MAX_PROP_VALUE)
+        if text is not None:
+            clean[key] = text
+    return clean
+
+
+def device_type(user_agent: str | None) -> str | None:
+    """desktop, mobile or tablet from the User-Agent; None when there is none."""
+    if not user_agent:
+        return None
+    ua = user_agent.lower()
+    if "ipad" in ua or "tablet" in ua or ("android" in ua and "mobile" not in ua):
+        return "tablet"
+    if "mobi" in ua or "iphone" in ua or "ipod" in ua or "android" in ua:
+        return "mobile"
+    return "desktop"
+
+
+_CRAWLER = re.compile(
+    r"bot\b|bot/|crawl|spider|slurp|mediapartners|adsbot|facebookexternalhit|bingpreview|scrapy|phantomjs",
+    re.IGNORECASE,
+)
+
+
+def is_bot(user_agent: str | None) -> bool:
+    """Known crawlers are not visitors. A missing user agent is not a crawler: server-side
+    and app callers send hits with `uid` and often no browser user agent."""
+    return bool(user_agent) and _CRAWLER.search(user_agent or "") is not None
+
+
+def to_epoch_ms(value: Any) -> int:
+    """An ISO 8601 string or epoch milliseconds as epoch milliseconds."""
+    from datetime import datetime
+
+    if isinstance(value, bool):
+        raise InvalidEvent("invalid_ts", "ts must be ISO 8601 or epoch milliseconds")
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            if value.isdigit():
+                return int(value)
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidEvent("invalid_ts", f"ts {value!r} is not ISO 8601 or epoch milliseconds") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    raise InvalidEvent("invalid_ts", "ts must be ISO 8601 or epoch milliseconds")

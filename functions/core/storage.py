@@ -1,0 +1,409 @@
+"""Storage adapters: the only place that speaks to DynamoDB and S3.
+
+Each adapter takes a table or bucket name and creates its boto3 client lazily (never at
+import), so the pixel's cold start pays only for what it uses and tests can start moto
+first. Items use DynamoDB's low-level attribute format: no serializer on the hot path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import random
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from functions.core.hits import TrackedEvent
+from functions.core.records import EventRecord, TraitRecord
+from functions.core.tables import DEFINITIONS_PREFIX, EVENTS, LATEST_KEY, MEMBERSHIP, PARTNERS
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+# Standard retry mode: exponential backoff with jitter on throttling and 5xx.
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
+TRAIT_PREFIX = "trait#"
+
+
+def dynamodb_client() -> DynamoDBClient:
+    return boto3.client("dynamodb", config=_CONFIG)
+
+
+def s3_client() -> S3Client:
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+def _batch_write(client: DynamoDBClient, table: str, requests: list[dict[str, Any]], max_attempts: int = 8) -> int:
+    """BatchWriteItem in chunks of 25, retrying unprocessed items with backoff.
+    Returns the number of BatchWriteItem calls made."""
+    calls = 0
+    for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+        pending: list[Any] = requests[start : start + BATCH_WRITE_LIMIT]
+        attempt = 0
+        while pending:
+            response = client.batch_write_item(RequestItems={table: pending})
+            calls += 1
+            pending = response.get("UnprocessedItems", {}).get(table, [])
+            if pending:
+                attempt += 1
+                if attempt >= max_attempts:
+                    raise RuntimeError(f"{len(pending)} items still unprocessed after {attempt} attempts")
+                _backoff(attempt)
+    return calls
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int | float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+class EventStore:
+    """The events table: one item per stored event, keyed by visitor and event id."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = dynamodb_client()
+        return self._client
+
+    @staticmethod
+    def to_item(event: TrackedEvent, retention_seconds: int) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            EVENTS.partition_key: _s(event.visitor_id),
+            EVENTS.sort_key: _s(event.event_id),
+            "ts": _n(event.ts_ms),
+            "name": _s(event.name),
+            EVENTS.ttl_attribute: _n(event.ts_ms // 1000 + retention_seconds),
+        }
+        for attr in ("url", "ref", "device"):
+            value = getattr(event, attr)
+            if value:
+                item[attr] = _s(value)
+        for attr in ("country", "region", "city"):
+            value = getattr(event.geo, attr)
+            if value:
+                item[attr] = _s(value)
+        if event.props:
+            item["props"] = {"M": {k: _s(v) for k, v in event.props.items()}}
+        if event.client_ts_ms is not None:
+            item["client_ts"] = _n(event.client_ts_ms)
+        return item
+
+    def put(self, event: TrackedEvent, retention_seconds: int) -> bool:
+        """Store one event; False when an event with the same client id was stored before."""
+        request: dict[str, Any] = {"TableName": self.table_name, "Item": self.to_item(event, retention_seconds)}
+        if event.event_id.startswith("eid:"):
+            request["ConditionExpression"] = "attribute_not_exists(#k)"
+            request["ExpressionAttributeNames"] = {"#k": EVENTS.sort_key}
+        try:
+            self.client.put_item(**request)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def put_many(self, events: Sequence[TrackedEvent], retention_seconds: int) -> int:
+        """Store events with BatchWriteItem; repeated keys in one call are stored once."""
+        unique: dict[tuple[str, str], TrackedEvent] = {}
+        for event in events:
+            unique.setdefault((event.visitor_id, event.event_id), event)
+        requests = [{"PutRequest": {"Item": self.to_item(e, retention_seconds)}} for e in unique.values()]
+        _batch_write(self.client, self.table_name, requests)
+        return len(requests)
+
+    def put_trait(
+        self, visitor_id: str, name: str, value: str | float | bool, ts_ms: int, retention_seconds: int
+    ) -> None:
+        """An imported trait: one item per visitor and trait name, the newest value kept."""
+        attribute = (
+            {"BOOL": value} if isinstance(value, bool) else _n(value) if isinstance(value, (int, float)) else _s(value)
+        )
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                EVENTS.partition_key: _s(visitor_id),
+                EVENTS.sort_key: _s(TRAIT_PREFIX + name),
+                "ts": _n(ts_ms),
+                "value": attribute,
+                EVENTS.ttl_attribute: _n(ts_ms // 1000 + retention_seconds),
+            },
+            ConditionExpression="attribute_not_exists(#ts) OR #ts <= :ts",
+            ExpressionAttributeNames={"#ts": "ts"},
+            ExpressionAttributeValues={":ts": _n(ts_ms)},
+        )
+
+    def delete_visitors(self, visitor_ids: Iterable[str]) -> int:
+        """Delete every item (events and traits) of each visitor; returns how many."""
+        keys: list[dict[str, Any]] = []
+        paginator = self.client.get_paginator("query")
+        for visitor_id in visitor_ids:
+            pages = paginator.paginate(
+                TableName=self.table_name,
+                KeyConditionExpression="#v = :v",
+                ExpressionAttributeNames={"#v": EVENTS.partition_key, "#e": EVENTS.sort_key},
+                ExpressionAttributeValues={":v": _s(visitor_id)},
+                ProjectionExpression="#v, #e",
+            )
+            for page in pages:
+                keys.extend(page.get("Items", []))
+        _batch_write(self.client, self.table_name, [{"DeleteRequest": {"Key": key}} for key in keys])
+        return len(keys)
+
+    def scan(self, segment: int = 0, total_segments: int = 1) -> Iterator[dict[str, Any]]:
+        """Every item of one parallel-scan segment, page by page."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name}
+        if total_segments > 1:
+            kwargs.update(Segment=segment, TotalSegments=total_segments)
+        paginator = self.client.get_paginator("scan")
+        for page in paginator.paginate(**kwargs):
+            yield from page.get("Items", [])
+
+
+def record_from_item(item: Mapping[str, Any]) -> tuple[str, EventRecord | TraitRecord]:
+    """(visitor_id, record) of a stored events-table item."""
+    visitor_id = item[EVENTS.partition_key]["S"]
+    expires = item.get(EVENTS.ttl_attribute)
+    expires_at = int(expires["N"]) if expires else None
+    ts_ms = int(item["ts"]["N"])
+    sort_key = item[EVENTS.sort_key]["S"]
+    if sort_key.startswith(TRAIT_PREFIX):
+        raw = item["value"]
+        value: object = raw.get("S", raw.get("BOOL"))
+        if "N" in raw:
+            value = float(raw["N"])
+        return visitor_id, TraitRecord(sort_key[len(TRAIT_PREFIX) :], value, ts_ms, expires_at)
+
+    def text(name: str) -> str | None:
+        attr = item.get(name)
+        return attr["S"] if attr else None
+
+    props = item.get("props")
+    return visitor_id, EventRecord(
+        ts_ms=ts_ms,
+        name=item["name"]["S"],
+        url=text("url"),
+        ref=text("ref"),
+        props={k: v["S"] for k, v in props["M"].items()} if props else {},
+        country=text("country"),
+        region=text("region"),
+        city=text("city"),
+        device=text("device"),
+        expires_at=expires_at,
+    )
+
+
+class MembershipStore:
+    """The membership table: the segments each visitor is in, for one-read lookups."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = dynamodb_client()
+        return self._client
+
+    def get(self, visitor_id: str) -> list[str]:
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key={MEMBERSHIP.partition_key: _s(visitor_id)},
+            ProjectionExpression="#s",
+            ExpressionAttributeNames={"#s": "segments"},
+        )
+        item = response.get("Item")
+        return list(item["segments"]["SS"]) if item else []
+
+    def get_many(self, visitor_ids: Sequence[str], max_attempts: int = 8) -> dict[str, list[str]]:
+        """Segments of each visitor (absent ones left out): BatchGetItem per 100 ids,
+        unprocessed keys retried with backoff."""
+        found: dict[str, list[str]] = {}
+        unique = list(dict.fromkeys(visitor_ids))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            keys: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [{MEMBERSHIP.partition_key: _s(v)} for v in unique[start : start + BATCH_GET_LIMIT]],
+                    "ProjectionExpression": "#v, #s",
+                    "ExpressionAttributeNames": {"#v": MEMBERSHIP.partition_key, "#s": "segments"},
+                }
+            }
+            attempt = 0
+            while keys:
+                response = self.client.batch_get_item(RequestItems=keys)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    found[item[MEMBERSHIP.partition_key]["S"]] = list(item["segments"]["SS"])
+                keys = response.get("UnprocessedKeys") or {}
+                if keys:
+                    attempt += 1
+                    if attempt >= max_attempts:
+                        raise RuntimeError("membership lookup keys still unprocessed")
+                    _backoff(attempt)
+        return found
+
+    def scan(self) -> Iterator[tuple[str, frozenset[str]]]:
+        paginator = self.client.get_paginator("scan")
+        for page in paginator.paginate(TableName=self.table_name):
+            for item in page.get("Items", []):
+                yield item[MEMBERSHIP.partition_key]["S"], frozenset(item["segments"]["SS"])
+
+    def apply(self, changes: Mapping[str, Iterable[str]], build_id: str) -> int:
+        """Write the new segment set of each changed visitor (an empty set deletes the
+        visitor). Returns the number of BatchWriteItem calls."""
+        requests: list[dict[str, Any]] = []
+        for visitor_id, segments in sorted(changes.items()):
+            key = {MEMBERSHIP.partition_key: _s(visitor_id)}
+            ids = sorted(segments)
+            if ids:
+                item = {**key, "segments": {"SS": ids}, "build_id": _s(build_id)}
+                requests.append({"PutRequest": {"Item": item}})
+            else:
+                requests.append({"DeleteRequest": {"Key": key}})
+        return _batch_write(self.client, self.table_name, requests)
+
+
+class PartnerStore:
+    """The partners table: one item per key, addressed by the key's hash."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = dynamodb_client()
+        return self._client
+
+    def add(self, key_hash: str, name: str, created_at: str) -> None:
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={PARTNERS.partition_key: _s(key_hash), "name": _s(name), "created_at": _s(created_at)},
+            ConditionExpression="attribute_not_exists(#k)",
+            ExpressionAttributeNames={"#k": PARTNERS.partition_key},
+        )
+
+    def get(self, key_hash: str) -> dict[str, Any] | None:
+        response = self.client.get_item(TableName=self.table_name, Key={PARTNERS.partition_key: _s(key_hash)})
+        item = response.get("Item")
+        return None if item is None else self._partner(item)
+
+    def list(self) -> list[dict[str, Any]]:
+        partners = []
+        for page in self.client.get_paginator("scan").paginate(TableName=self.table_name):
+            partners.extend(self._partner(item) for item in page.get("Items", []))
+        return sorted(partners, key=lambda p: (p["name"], p["created_at"]))
+
+    @staticmethod
+    def _partner(item: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "key_hash": item[PARTNERS.partition_key]["S"],
+            "name": item["name"]["S"],
+            "created_at": item["created_at"]["S"],
+            "revoked_at": item["revoked_at"]["S"] if "revoked_at" in item else None,
+        }
+
+    def revoke(self, name: str, revoked_at: str) -> int:
+        """Revoke every active key of `name`; returns how many were revoked."""
+        revoked = 0
+        for partner in self.list():
+            if partner["name"] == name and partner["revoked_at"] is None:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key={PARTNERS.partition_key: _s(partner["key_hash"])},
+                    UpdateExpression="SET revoked_at = :t",
+                    ExpressionAttributeValues={":t": _s(revoked_at)},
+                )
+                revoked += 1
+        return revoked
+
+
+class SegmentsBucket:
+    """The segments bucket: definitions, builds, and the latest-build pointer."""
+
+    def __init__(self, bucket: str, client: S3Client | None = None) -> None:
+        self.bucket = bucket
+        self._client = client
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            self._client = s3_client()
+        return self._client
+
+    def definition_files(self) -> dict[str, str]:
+        """Every definition file under segments/ as key -> text."""
+        files: dict[str, str] = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=DEFINITIONS_PREFIX
+        ):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith((".json", ".yaml", ".yml")):
+                    files[key] = self.get_bytes(key).decode("utf-8")
+        return files
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def get_json_if_exists(self, key: str) -> Any | None:
+        try:
+            return self.get_json(key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def put_json(self, key: str, document: Any) -> None:
+        body = json.dumps(document, indent=2, sort_keys=True).encode()
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+
+    def put_members(self, key: str, visitor_ids: Iterable[str]) -> None:
+        """A part file: gzip CSV with header `uid`, one visitor per line."""
+        buffer = io.BytesIO()
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+            gz.write(b"uid\n")
+            for visitor_id in visitor_ids:
+                gz.write(visitor_id.encode() + b"\n")
+        self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=buffer.getvalue(), ContentType="text/csv", ContentEncoding="gzip"
+        )
+
+    def read_members(self, key: str) -> list[str]:
+        lines = gzip.decompress(self.get_bytes(key)).decode().splitlines()
+        return [line for line in lines[1:] if line]
+
+    def latest(self) -> Any | None:
+        return self.get_json_if_exists(LATEST_KEY)
+
+    def latest_etag(self) -> str | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=LATEST_KEY)["ETag"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise

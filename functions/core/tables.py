@@ -1,0 +1,49 @@
+"""Names and keys of the stored resources, shared by the storage adapters, the CDK
+stack and the local stack, so the three cannot drift apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TableDefinition:
+    """A DynamoDB table as the code uses it: its keys and its TTL attribute."""
+
+    logical_id: str
+    partition_key: str
+    sort_key: str | None = None
+    ttl_attribute: str | None = None
+
+    def key_schema(self) -> list[dict[str, str]]:
+        schema = [{"AttributeName": self.partition_key, "KeyType": "HASH"}]
+        if self.sort_key:
+            schema.append({"AttributeName": self.sort_key, "KeyType": "RANGE"})
+        return schema
+
+    def attribute_definitions(self) -> list[dict[str, str]]:
+        return [{"AttributeName": key["AttributeName"], "AttributeType": "S"} for key in self.key_schema()]
+
+
+# One item per stored hit (or imported trait); the visitor id as partition key keeps
+# all of a visitor's records in one parallel-scan segment, so a build shard owns them.
+EVENTS = TableDefinition("EventsTable", partition_key="visitor_id", sort_key="event_id", ttl_attribute="expires_at")
+# One item per visitor who is in at least one segment: a lookup is one GetItem.
+MEMBERSHIP = TableDefinition("MembershipTable", partition_key="visitor_id")
+# One item per partner key, addressed by the key's SHA-256 so the key itself is never stored.
+PARTNERS = TableDefinition("PartnersTable", partition_key="key_hash")
+
+ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS)
+
+# S3 layout of the segments bucket (the public contract of DESIGN.md).
+DEFINITIONS_PREFIX = "segments/"
+BUILDS_PREFIX = "builds/"
+LATEST_KEY = "latest.json"
+
+
+def manifest_key(build_id: str) -> str:
+    return f"{BUILDS_PREFIX}{build_id}/manifest.json"
+
+
+def part_key(build_id: str, segment_id: str, shard: int) -> str:
+    return f"{BUILDS_PREFIX}{build_id}/segments/{segment_id}/part-{shard:05d}.csv.gz"

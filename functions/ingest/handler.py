@@ -1,0 +1,168 @@
+"""Ingest: `GET /p.gif`, `POST /collect` and `GET /tag.js` behind an HTTP API.
+
+The pixel answers the same GIF whatever happens, so it can never break a page; what it
+could not store is counted by reason. Kept light on purpose: it runs on every page view.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.core.config import Settings
+from functions.core.storage import EventStore
+from functions.ingest import logic
+
+settings = Settings.from_env(require=("events_table",))
+logger = Logger(service="ingest")
+metrics = Metrics(service="ingest")
+tracer = Tracer(service="ingest")
+events = EventStore(settings.events_table)
+
+_cors = (
+    CORSConfig(
+        allow_origin=settings.cors_origins[0],
+        extra_origins=list(settings.cors_origins[1:]),
+        allow_headers=["Content-Type"],
+        allow_credentials=True,
+        max_age=3600,
+    )
+    if settings.cors_origins
+    else None
+)
+app = APIGatewayHttpResolver(cors=_cors)
+_TAG_PATH = Path(__file__).with_name("tag.js")
+_tag_source: str | None = None
+
+
+def _count(name: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+def _request() -> logic.Request:
+    event = app.current_event
+    headers = {name.lower(): value for name, value in (event.headers or {}).items()}
+    return logic.Request(
+        headers=headers,
+        cookies=logic.parse_cookies(headers, event.get("cookies")),
+        received_ms=event.request_context.time_epoch,
+    )
+
+
+def _visitor_cookies(outcome: logic.Outcome) -> list[Cookie]:
+    if outcome.new_visitor_id is None or not outcome.events:
+        return []
+    return [
+        Cookie(
+            name=logic.VISITOR_COOKIE,
+            value=outcome.new_visitor_id,
+            path="/",
+            secure=True,
+            http_only=True,
+            max_age=settings.retention_seconds,
+            same_site=SameSite.NONE_MODE,
+        )
+    ]
+
+
+def _record(outcome: logic.Outcome) -> None:
+    if outcome.refused:
+        _count(f"refused_{outcome.refused}")
+    for _index, error in outcome.rejected:
+        _count(f"rejected_{error.reason}")
+
+
+@app.get("/p.gif")
+def pixel() -> Response:
+    cookies: list[Cookie] = []
+    try:
+        outcome = logic.pixel(_request(), app.current_event.raw_query_string or "", settings.tcf_vendor_id)
+        _record(outcome)
+        for event in outcome.events:
+            if events.put(event, settings.retention_seconds):
+                _count("hits_stored")
+            else:
+                _count("hits_duplicate")
+        cookies = _visitor_cookies(outcome)
+    except Exception:  # the pixel must answer the GIF whatever failed
+        logger.exception("pixel hit not stored")
+        _count("store_failed")
+    return Response(
+        status_code=200,
+        content_type="image/gif",
+        body=logic.GIF,
+        headers={"Cache-Control": logic.NO_STORE},
+        cookies=cookies,
+    )
+
+
+def _json_error(status: int, code: str, message: str) -> Response:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body={"error": {"code": code, "message": message}},
+        headers={"Cache-Control": logic.NO_STORE},
+    )
+
+
+def _raw_body() -> bytes:
+    event = app.current_event
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return body.encode("utf-8", errors="surrogatepass")
+
+
+@app.post("/collect")
+def collect() -> Response:
+    try:
+        request = _request()
+        document = logic.read_collect_body(_raw_body())
+        outcome = logic.collect(request, document, settings.tcf_vendor_id)
+    except logic.BadRequest as error:
+        _count(f"rejected_{error.code}")
+        return _json_error(error.status, error.code, str(error))
+    _record(outcome)
+    if outcome.events:
+        stored = events.put_many(outcome.events, settings.retention_seconds)
+        metrics.add_metric(name="hits_stored", unit=MetricUnit.Count, value=stored)
+    body: dict[str, Any] = {
+        "accepted": len(outcome.events),
+        "rejected": [{"index": index, "error": str(error)} for index, error in outcome.rejected],
+    }
+    if outcome.refused:
+        body["not_stored"] = outcome.refused
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=body,
+        headers={"Cache-Control": logic.NO_STORE},
+        cookies=_visitor_cookies(outcome),
+    )
+
+
+@app.get("/tag.js")
+def tag() -> Response:
+    global _tag_source
+    if _tag_source is None:
+        _tag_source = _TAG_PATH.read_text()
+    return Response(
+        status_code=200,
+        content_type="application/javascript; charset=utf-8",
+        body=_tag_source,
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,208 @@
+"""What the pixel and `/collect` decide about a hit: who the visitor is, whether we may
+store anything, and which events are valid. Pure: plain values in, plain values out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from functions.core.hits import (
+    Geo,
+    InvalidEvent,
+    TrackedEvent,
+    clean_geo_value,
+    device_type,
+    is_bot,
+    is_visitor_id,
+    new_visitor_id,
+    validate_event,
+)
+from functions.core.tcf import InvalidTCString, decode_core
+
+GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+NO_STORE = "no-store, no-cache, must-revalidate, max-age=0"
+VISITOR_COOKIE = "dmp_uid"
+OPTOUT_COOKIE = "dmp_optout"
+MAX_QUERY = 16 * 1024
+MAX_BODY = 64 * 1024
+MAX_BATCH = 50
+
+
+class BadRequest(ValueError):
+    """A `/collect` body that cannot be read at all; `status` is 400 or 413."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Request:
+    """The parts of an HTTP request the ingest path reads (header names lower-case)."""
+
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str]
+    received_ms: int
+
+
+@dataclass
+class Outcome:
+    events: list[TrackedEvent] = field(default_factory=list)
+    rejected: list[tuple[int, InvalidEvent]] = field(default_factory=list)
+    new_visitor_id: str | None = None  # set a cookie for this id
+    refused: str | None = None  # why nothing may be stored (consent, bot, opt-out)
+
+
+def parse_cookies(headers: Mapping[str, str], cookie_list: list[str] | None = None) -> dict[str, str]:
+    """Cookies from HTTP API's `cookies` list or a Cookie header; the first of a name wins."""
+    pairs = cookie_list if cookie_list is not None else headers.get("cookie", "").split(";")
+    cookies: dict[str, str] = {}
+    for pair in pairs:
+        name, _, value = pair.strip().partition("=")
+        if name and name not in cookies:
+            cookies[name] = value.strip()
+    return cookies
+
+
+def geo_from_headers(headers: Mapping[str, str]) -> Geo:
+    """Location from CloudFront's viewer headers; the city arrives URL-encoded."""
+    city = headers.get("cloudfront-viewer-city")
+    return Geo(
+        country=clean_geo_value(headers.get("cloudfront-viewer-country")),
+        region=clean_geo_value(headers.get("cloudfront-viewer-country-region")),
+        city=clean_geo_value(unquote(city) if city else None),
+    )
+
+
+def refusal(request: Request, gdpr: str | None, consent: str | None, vendor_id: int) -> str | None:
+    """Why nothing may be stored for this request, or None when storing is allowed."""
+    if request.cookies.get(OPTOUT_COOKIE) == "1":
+        return "optout"
+    if request.headers.get("sec-gpc", "").strip() == "1":
+        return "gpc"
+    if request.headers.get("dnt", "").strip() == "1":
+        return "dnt"
+    if is_bot(request.headers.get("user-agent")):
+        return "bot"
+    if gdpr == "1":
+        if not consent:
+            return "gdpr_no_consent"
+        try:
+            if not decode_core(consent).allows_storage(vendor_id):
+                return "gdpr_no_consent"
+        except InvalidTCString:
+            return "gdpr_invalid_consent"
+    return None
+
+
+def resolve_visitor(request: Request, uid: object) -> tuple[str, bool]:
+    """(visitor id, is new). A valid cookie wins; then a valid `uid`; else a new id.
+    Malformed values are treated as absent."""
+    cookie = request.cookies.get(VISITOR_COOKIE)
+    if is_visitor_id(cookie):
+        return str(cookie), False
+    if is_visitor_id(uid):
+        return str(uid), False
+    return new_visitor_id(), True
+
+
+def _event(request: Request, visitor_id: str, fields: Mapping[str, Any], props: object) -> TrackedEvent:
+    return validate_event(
+        visitor_id=visitor_id,
+        ts_ms=request.received_ms,
+        name=fields.get("e"),
+        url=fields.get("url"),
+        ref=fields.get("ref"),
+        eid=fields.get("eid"),
+        props=props,
+        geo=geo_from_headers(request.headers),
+        device=device_type(request.headers.get("user-agent")),
+        client_ts_ms=fields.get("ts")
+        if isinstance(fields.get("ts"), int) and not isinstance(fields.get("ts"), bool)
+        else None,
+    )
+
+
+def _gdpr_flag(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if value in ("0", "1", 0, 1):
+        return str(value)
+    raise InvalidEvent("invalid_gdpr", "gdpr must be 0 or 1")
+
+
+def pixel(request: Request, raw_query: str, vendor_id: int) -> Outcome:
+    """A `GET /p.gif` hit: at most one event, never an exception."""
+    if len(raw_query) > MAX_QUERY:
+        return Outcome(rejected=[(0, InvalidEvent("query_too_long", "query string too long"))])
+    try:
+        pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict", max_num_fields=200)
+    except (UnicodeDecodeError, ValueError):
+        return Outcome(rejected=[(0, InvalidEvent("bad_encoding", "query string is not valid UTF-8"))])
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            return Outcome(rejected=[(0, InvalidEvent("repeated_parameter", f"parameter {name!r} repeated"))])
+        params[name] = value
+    try:
+        gdpr = _gdpr_flag(params.get("gdpr"))
+    except InvalidEvent as error:
+        return Outcome(rejected=[(0, error)])
+    refused = refusal(request, gdpr, params.get("gdpr_consent"), vendor_id)
+    if refused:
+        return Outcome(refused=refused)
+    visitor_id, is_new = resolve_visitor(request, params.get("uid"))
+    props = {name[2:]: value for name, value in params.items() if name.startswith("p.")}
+    outcome = Outcome(new_visitor_id=visitor_id if is_new else None)
+    try:
+        outcome.events.append(_event(request, visitor_id, params, props))
+    except InvalidEvent as error:
+        outcome.rejected.append((0, error))
+    return outcome
+
+
+def read_collect_body(body: bytes) -> dict[str, Any]:
+    """The JSON document of a `/collect` request, or BadRequest (400/413)."""
+    if len(body) > MAX_BODY:
+        raise BadRequest(413, "payload_too_large", f"body is larger than {MAX_BODY} bytes")
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest(400, "malformed_json", "body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise BadRequest(400, "invalid_body", "body must be a JSON object with an `events` list")
+    events = document.get("events")
+    if not isinstance(events, list) or not events:
+        raise BadRequest(400, "invalid_events", "`events` must be a non-empty list")
+    if len(events) > MAX_BATCH:
+        raise BadRequest(413, "too_many_events", f"at most {MAX_BATCH} events per request")
+    return document
+
+
+def collect(request: Request, document: Mapping[str, Any], vendor_id: int) -> Outcome:
+    """A `POST /collect` batch: each event accepted or rejected by its index."""
+    try:
+        gdpr = _gdpr_flag(document.get("gdpr"))
+    except InvalidEvent as error:
+        raise BadRequest(400, error.reason, str(error)) from None
+    consent = document.get("gdpr_consent")
+    refused = refusal(request, gdpr, consent if isinstance(consent, str) else None, vendor_id)
+    if refused:
+        return Outcome(refused=refused)
+    visitor_id, is_new = resolve_visitor(request, document.get("uid"))
+    outcome = Outcome(new_visitor_id=visitor_id if is_new else None)
+    for index, fields in enumerate(document["events"]):
+        try:
+            if not isinstance(fields, dict):
+                raise InvalidEvent("invalid_event", "an event must be a JSON object")
+            outcome.events.append(_event(request, visitor_id, fields, fields.get("props")))
+        except InvalidEvent as error:
+            outcome.rejected.append((index, error))
+    return outcome

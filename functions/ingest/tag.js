@@ -1,0 +1,83 @@
+/* DMP tag: records a page view on load and whatever the page passes to dmp.track().
+ * Events are queued and sent in batches to /collect with navigator.sendBeacon (which
+ * survives page unload), falling back to one pixel request per event. When the page
+ * has an IAB TCF v2 CMP (window.__tcfapi), its TC string goes with every batch and
+ * nothing is sent until the CMP has answered. No dependencies, no cookies of its own:
+ * the visitor cookie is set by the server (HttpOnly). */
+(function (w, d) {
+  "use strict";
+  if (w.dmp && w.dmp._loaded) return;
+  var script = d.currentScript || (function () { var s = d.getElementsByTagName("script"); return s[s.length - 1]; })();
+  var base = script && script.src ? script.src.replace(/\/tag\.js(\?.*)?$/, "") : "";
+  var queue = [], consent = null, ready = !w.__tcfapi, timer = null, seq = 0;
+  var MAX_BATCH = 50;
+
+  function id() {
+    seq += 1;
+    return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 10) + "-" + seq;
+  }
+
+  function cleanProps(props) {
+    var out = {}, n = 0;
+    if (!props || typeof props !== "object") return out;
+    for (var k in props) {
+      if (!Object.prototype.hasOwnProperty.call(props, k) || n >= 20) continue;
+      if (!/^[a-z0-9_]{1,40}$/.test(k)) continue;
+      out[k] = String(props[k]).slice(0, 256);
+      n += 1;
+    }
+    return out;
+  }
+
+  function pixel(ev) {
+    var q = ["e=" + encodeURIComponent(ev.e), "url=" + encodeURIComponent(ev.url),
+             "ref=" + encodeURIComponent(ev.ref), "eid=" + encodeURIComponent(ev.eid)];
+    if (consent) q.push("gdpr=" + (consent.gdprApplies ? 1 : 0), "gdpr_consent=" + encodeURIComponent(consent.tcString || ""));
+    for (var k in ev.props) q.push("p." + k + "=" + encodeURIComponent(ev.props[k]));
+    var img = new Image(1, 1);
+    img.src = base + "/p.gif?" + q.join("&");
+  }
+
+  function flush() {
+    timer = null;
+    if (!ready || !queue.length) return;
+    while (queue.length) {
+      var batch = queue.splice(0, MAX_BATCH);
+      var body = { events: batch };
+      if (consent) { body.gdpr = consent.gdprApplies ? 1 : 0; body.gdpr_consent = consent.tcString || ""; }
+      var sent = false;
+      try {
+        if (navigator.sendBeacon) {
+          sent = navigator.sendBeacon(base + "/collect", new Blob([JSON.stringify(body)], { type: "text/plain" }));
+        }
+      } catch (e) { sent = false; }
+      if (!sent) for (var i = 0; i < batch.length; i++) pixel(batch[i]);
+    }
+  }
+
+  function schedule() { if (!timer) timer = setTimeout(flush, 200); }
+
+  function track(name, props) {
+    queue.push({ e: String(name || "page_view"), url: String(w.location.href).slice(0, 2048),
+                 ref: String(d.referrer || "").slice(0, 2048), eid: id(), props: cleanProps(props) });
+    schedule();
+  }
+
+  if (w.__tcfapi) {
+    try {
+      w.__tcfapi("addEventListener", 2, function (tcData, ok) {
+        if (!ok || !tcData) return;
+        if (tcData.eventStatus === "tcloaded" || tcData.eventStatus === "useractioncomplete" || tcData.gdprApplies === false) {
+          consent = { gdprApplies: !!tcData.gdprApplies, tcString: tcData.tcString };
+          ready = true;
+          flush();
+        }
+      });
+    } catch (e) { ready = true; }
+  }
+
+  w.addEventListener("pagehide", flush);
+  d.addEventListener("visibilitychange", function () { if (d.visibilityState === "hidden") flush(); });
+  w.dmp = { _loaded: true, track: track, flush: flush };
+  track("page_view", {});
+})(window, document);

@@ -1,0 +1,73 @@
+"""The published build as the lookup API serves it: which segments exist, their names,
+sizes and destinations. Kept in the warm Lambda and reloaded only when `latest.json`
+changes, checked at most every `refresh_seconds`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from functions.core.storage import SegmentsBucket
+
+
+@dataclass(frozen=True)
+class CatalogSegment:
+    id: str
+    name: str
+    description: str
+    size: int
+    destinations: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    build_id: str | None = None
+    evaluated_at: str | None = None
+    segments: dict[str, CatalogSegment] = field(default_factory=dict)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> Catalog:
+        return cls(
+            build_id=manifest["build_id"],
+            evaluated_at=manifest["evaluated_at"],
+            segments={
+                s["id"]: CatalogSegment(
+                    id=s["id"],
+                    name=s.get("name", s["id"]),
+                    description=s.get("description", ""),
+                    size=int(s["size"]),
+                    destinations=frozenset(s.get("destinations", [])),
+                )
+                for s in manifest["segments"]
+            },
+        )
+
+    def visible(self, partner: str, segment_ids: list[str] | None = None) -> list[CatalogSegment]:
+        """The segments `partner` may see (of `segment_ids`, or all), in a stable order."""
+        ids = self.segments.keys() if segment_ids is None else segment_ids
+        found = [self.segments[i] for i in ids if i in self.segments]
+        return sorted((s for s in found if partner in s.destinations), key=lambda s: s.id)
+
+
+class CatalogCache:
+    def __init__(self, bucket: SegmentsBucket, refresh_seconds: int, clock: Callable[[], float] = time.monotonic):
+        self._bucket = bucket
+        self._refresh = refresh_seconds
+        self._clock = clock
+        self._catalog = Catalog()
+        self._etag: str | None = None
+        self._checked_at: float | None = None
+
+    def get(self) -> Catalog:
+        now = self._clock()
+        if self._checked_at is not None and now - self._checked_at < self._refresh:
+            return self._catalog
+        self._checked_at = now
+        etag = self._bucket.latest_etag()
+        if etag != self._etag:
+            latest = self._bucket.latest() if etag else None
+            self._catalog = Catalog.from_manifest(self._bucket.get_json(latest["manifest"])) if latest else Catalog()
+            self._etag = etag
+        return self._catalog
