@@ -86,7 +86,11 @@ def create_resources(endpoint_url: str | None, region: str = REGION, retention_d
     dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url)
     for definition in ALL_TABLES:
         create_table(dynamodb, definition, RESOURCE_NAMES[definition.logical_id])
-    boto3.client("s3", region_name=region, endpoint_url=endpoint_url).create_bucket(Bucket=BUCKET)
+    s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint_url)
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=BUCKET)
+    else:
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
     return StackTarget(
         region=region,
         events_table=RESOURCE_NAMES[EVENTS.logical_id],

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from functions.core.hits import as_text
 from functions.core.records import EventRecord, TraitRecord, VisitorHistory
 from functions.core.segments import (
     AllRule,
@@ -31,7 +32,6 @@ from functions.core.segments import (
     SegmentDefinition,
     TraitRule,
     VisitsRule,
-    _as_text,
 )
 
 DAY_MS = 86_400_000
@@ -210,11 +210,11 @@ def _compile_trait(rule: TraitRule) -> Predicate:
         wanted = spec.exists
         return lambda view: (name in view.traits) == wanted
     if spec.equals is not None:
-        expected = _as_text(spec.equals)
-        return lambda view: name in view.traits and _as_text(view.traits[name]) == expected  # type: ignore[arg-type]
+        expected = as_text(spec.equals)
+        return lambda view: name in view.traits and as_text(view.traits[name]) == expected  # type: ignore[arg-type]
     if spec.in_ is not None:
-        options = {_as_text(v) for v in spec.in_}
-        return lambda view: name in view.traits and _as_text(view.traits[name]) in options  # type: ignore[arg-type]
+        options = {as_text(v) for v in spec.in_}
+        return lambda view: name in view.traits and as_text(view.traits[name]) in options  # type: ignore[arg-type]
     low = spec.gte if spec.gte is not None else float("-inf")
     high = spec.lte if spec.lte is not None else float("inf")
 

@@ -16,8 +16,8 @@ from typing import Any
 EVENT_NAME = re.compile(r"[a-z0-9_]{1,40}")
 PROP_NAME = EVENT_NAME
 VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
-CLIENT_EVENT_ID = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_CLIENT_EVENT_ID = 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 MAX_URL = 2048
 MAX_PROPS = 20
@@ -75,6 +75,16 @@ def event_id_for(ts_ms: int, client_event_id: str | None) -> str:
     return f"{ts_ms:013d}:{secrets.token_hex(8)}"
 
 
+def as_text(value: str | int | float | bool) -> str:
+    """The one text form of a scalar, used both when an event is stored and when a rule
+    compares against it, so `1`, `1.0` and `"1"` all mean the same."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _text(value: object, *, field_name: str, limit: int) -> str | None:
     if value is None or value == "":
         return None
@@ -114,11 +124,7 @@ def validate_event(
         name = DEFAULT_EVENT
     if not isinstance(name, str) or EVENT_NAME.fullmatch(name) is None:
         raise InvalidEvent("invalid_event_name", "event name must match [a-z0-9_]{1,40}")
-    client_event_id = None
-    if eid is not None and eid != "":
-        if not isinstance(eid, str) or CLIENT_EVENT_ID.fullmatch(eid) is None:
-            raise InvalidEvent("invalid_eid", "eid must be 1-64 printable ASCII characters")
-        client_event_id = eid
+    client_event_id = _text(eid, field_name="eid", limit=MAX_CLIENT_EVENT_ID)
     clean_props = validate_props(props)
     if device is not None and device not in DEVICE_TYPES:
         device = None
@@ -147,10 +153,8 @@ def validate_props(props: object) -> dict[str, str]:
     for key, value in props.items():
         if not isinstance(key, str) or PROP_NAME.fullmatch(key) is None:
             raise InvalidEvent("invalid_prop_name", "property names must match [a-z0-9_]{1,40}")
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            value = str(value)
+        if isinstance(value, (bool, int, float)):
+            value = as_text(value)
         text = _text(value, field_name="prop_value", limit=MAX_PROP_VALUE)
         if text is not None:
             clean[key] = text
@@ -169,16 +173,15 @@ def device_type(user_agent: str | None) -> str | None:
     return "desktop"
 
 
-_CRAWLER = re.compile(
-    r"bot\b|bot/|crawl|spider|slurp|mediapartners|adsbot|facebookexternalhit|bingpreview|scrapy|phantomjs",
-    re.IGNORECASE,
-)
-
-
 def is_bot(user_agent: str | None) -> bool:
-    """Known crawlers are not visitors. A missing user agent is not a crawler: server-side
-    and app callers send hits with `uid` and often no browser user agent."""
-    return bool(user_agent) and _CRAWLER.search(user_agent or "") is not None
+    """Known crawlers are not visitors, by the maintained crawler-user-agents pattern list.
+    A missing user agent is not a crawler: server-side and app callers send hits with
+    `uid` and often no browser user agent."""
+    if not user_agent:
+        return False
+    import crawleruseragents  # its patterns compile on first use, not at import
+
+    return crawleruseragents.is_crawler(user_agent)
 
 
 def to_epoch_ms(value: Any) -> int:

@@ -13,7 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from functions.core.hits import as_text
 
 SEGMENT_ID = r"^[a-z0-9-]{1,64}$"
 PARTNER_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -22,19 +34,20 @@ RULE_KINDS = ("all", "any", "not", "event", "visits", "geo", "trait", "device", 
 
 WithinDays = Annotated[float, Field(gt=0, le=3650, description="window (now - within_days, now] in days")]
 Count = Annotated[int, Field(ge=0)]
-Scalar = str | int | float | bool
+
+
+def _scalar(value: Any) -> str | int | float | bool:
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    raise ValueError("must be a string, a number or a boolean")
+
+
+# One check with one message, rather than pydantic's error per member of the union.
+Scalar = Annotated[str | int | float | bool, PlainValidator(_scalar)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-def _as_text(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _check_bounds(low: int | None, high: int | None, low_name: str, high_name: str) -> None:
@@ -70,7 +83,7 @@ class EventFilter(_Strict):
 
     @property
     def text_props(self) -> dict[str, str]:
-        return {key: _as_text(value) for key, value in (self.props or {}).items()}
+        return {key: as_text(value) for key, value in (self.props or {}).items()}
 
 
 class VisitsFilter(_Strict):
@@ -222,14 +235,27 @@ class DefinitionErrors(ValueError):
 def _path(loc: tuple[int | str, ...]) -> str:
     """`rule.all[1].visits.min` from a pydantic error location, without union tags."""
     parts: list[str] = []
-    previous: int | str | None = None
-    for item in loc:
+    for index, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item != previous:  # a tagged union repeats the tag before the field of the same name
-            parts.append(("." if parts else "") + str(item).rstrip("_"))
-        previous = item
+            continue
+        name = str(item).rstrip("_")
+        following = str(loc[index + 1]).rstrip("_") if index + 1 < len(loc) else None
+        holds_a_rule = index == 0 or isinstance(loc[index - 1], int) or loc[index - 1] in ("rule", "not_", "not")
+        if name == "[key]" or (name in RULE_KINDS and following == name and holds_a_rule):
+            continue  # the tag of a rule union, or pydantic's marker for a dict key
+        parts.append(("." if parts else "") + name)
     return "".join(parts)
+
+
+def _parse_error(error: Exception) -> str:
+    """One line naming what is wrong and where (line and column, 1-based)."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is not None:
+        return f"{getattr(error, 'problem', None) or error} at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at line {error.lineno}, column {error.colno}"
+    return str(error).splitlines()[0]
 
 
 def parse_document(file: str, text: str) -> Any:
@@ -261,22 +287,22 @@ def load_definitions(files: Mapping[str, str], *, known_partners: set[str] | Non
         try:
             document = parse_document(file, text)
         except Exception as error:  # YAML and JSON parsers raise many kinds
-            problems.append(DefinitionProblem(file, "", f"not valid YAML/JSON: {error}".splitlines()[0]))
+            problems.append(DefinitionProblem(file, "", f"not valid YAML/JSON: {_parse_error(error)}"))
             continue
         definition, found = validate_definition(file, document)
         problems.extend(found)
         if definition is None:
             continue
+        if known_partners is not None:
+            for index, partner in enumerate(definition.destinations):
+                if partner not in known_partners:
+                    problems.append(DefinitionProblem(file, f"destinations[{index}]", f"unknown partner {partner!r}"))
         if definition.id in seen:
             problems.append(
                 DefinitionProblem(file, "id", f"duplicate id {definition.id!r}, also in {seen[definition.id]}")
             )
             continue
         seen[definition.id] = file
-        if known_partners is not None:
-            for index, partner in enumerate(definition.destinations):
-                if partner not in known_partners:
-                    problems.append(DefinitionProblem(file, f"destinations[{index}]", f"unknown partner {partner!r}"))
         definitions.append(definition)
     if problems:
         raise DefinitionErrors(problems)

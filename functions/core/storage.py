@@ -234,7 +234,7 @@ class MembershipStore:
             ExpressionAttributeNames={"#s": "segments"},
         )
         item = response.get("Item")
-        return list(item["segments"]["SS"]) if item else []
+        return sorted(item["segments"]["SS"]) if item else []
 
     def get_many(self, visitor_ids: Sequence[str], max_attempts: int = 8) -> dict[str, list[str]]:
         """Segments of each visitor (absent ones left out): BatchGetItem per 100 ids,
@@ -253,7 +253,7 @@ class MembershipStore:
             while keys:
                 response = self.client.batch_get_item(RequestItems=keys)
                 for item in response.get("Responses", {}).get(self.table_name, []):
-                    found[item[MEMBERSHIP.partition_key]["S"]] = list(item["segments"]["SS"])
+                    found[item[MEMBERSHIP.partition_key]["S"]] = sorted(item["segments"]["SS"])
                 keys = response.get("UnprocessedKeys") or {}
                 if keys:
                     attempt += 1

@@ -54,7 +54,7 @@ def decode_core(tc_string: str) -> CoreConsent:
         raise InvalidTCString("TC string is empty or too long")
     core = tc_string.split(".", 1)[0]
     try:
-        data = base64.urlsafe_b64decode(core + "=" * (-len(core) % 4))
+        data = base64.b64decode(core + "=" * (-len(core) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise InvalidTCString("TC string is not base64url") from None
     bits = _Bits(data)

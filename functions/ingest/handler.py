@@ -153,6 +153,7 @@ def tag() -> Response:
     global _tag_source
     if _tag_source is None:
         _tag_source = _TAG_PATH.read_text()
+    _count("tag_served")
     return Response(
         status_code=200,
         content_type="application/javascript; charset=utf-8",

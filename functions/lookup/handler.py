@@ -7,6 +7,7 @@ segments whose `destinations` name it."""
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -43,14 +44,18 @@ membership = MembershipStore(settings.membership_table)
 catalogs = CatalogCache(SegmentsBucket(settings.bucket), settings.catalog_refresh_seconds)
 CACHE_CONTROL = f"private, max-age={min(settings.catalog_refresh_seconds, 300)}"
 
-app = APIGatewayRestResolver(enable_validation=True)
+# An answer that breaks its own schema is our bug: a 500, never a 400 blaming the caller.
+app = APIGatewayRestResolver(
+    enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+)
 
 
 class BadLookup(ValueError):
     pass
 
 
-def _error(status: int, code: str, message: str) -> Response:
+def _error(status: int, code: str, message: str) -> Response[Any]:
+    metrics.add_metric(name=f"refused_{code}", unit=MetricUnit.Count, value=1)
     return Response(
         status_code=status, content_type="application/json", body={"error": {"code": code, "message": message}}
     )
@@ -92,7 +97,7 @@ def _answer(model: Any, route: str) -> Response[Any]:
     return Response(
         status_code=200,
         content_type="application/json",
-        body=model.model_dump(mode="json", exclude_none=True),
+        body=model.model_dump(mode="json"),
         headers={"Cache-Control": CACHE_CONTROL},
     )
 

@@ -1,0 +1,197 @@
+"""The ingest handler on moto, driven with the real-shaped samples in events/."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.ingest.logic import GIF, NO_STORE
+from tests.conftest import load_event
+
+
+@pytest.fixture
+def ingest(load_handler: Any) -> Any:
+    return load_handler("ingest")
+
+
+def stored_items(table: str) -> list[dict[str, Any]]:
+    return boto3.client("dynamodb").scan(TableName=table)["Items"]
+
+
+def assert_is_the_gif(response: dict[str, Any]) -> None:
+    assert response["statusCode"] == 200
+    assert response["headers"]["Content-Type"] == "image/gif"
+    assert response["headers"]["Cache-Control"] == NO_STORE
+    assert response["isBase64Encoded"] is True
+    assert base64.b64decode(response["body"]) == GIF
+
+
+def test_pixel_hit_stores_one_event_with_geo_device_props_and_ttl(ingest, aws, lambda_context):
+    # GIVEN a first hit from a London desktop browser with no cookie
+    event = load_event("pixel_get")
+    # WHEN the pixel receives it
+    response = ingest.handler(event, lambda_context)
+    # THEN it answers the GIF, sets a new visitor cookie and stores exactly one event
+    assert_is_the_gif(response)
+    (cookie,) = response["cookies"]
+    assert cookie.startswith("dmp_uid=")
+    for attribute in ("Max-Age=7776000", "Path=/", "Secure", "HttpOnly", "SameSite=None"):
+        assert attribute in cookie
+    visitor_id = cookie.split(";")[0].split("=", 1)[1]
+    (item,) = stored_items(aws.events_table)
+    assert item["visitor_id"]["S"] == visitor_id
+    assert item["event_id"]["S"] == "eid:pv-3f9a1c"
+    assert item["name"]["S"] == "page_view"
+    assert item["url"]["S"] == "https://shop.example/pricing"
+    assert item["ref"]["S"] == "https://www.google.com/"
+    assert item["props"]["M"] == {"campaign": {"S": "xmas26"}}
+    assert (item["country"]["S"], item["region"]["S"], item["city"]["S"]) == ("GB", "ENG", "London")
+    assert item["device"]["S"] == "desktop"
+    received_ms = event["requestContext"]["timeEpoch"]
+    assert int(item["ts"]["N"]) == received_ms
+    assert int(item["expires_at"]["N"]) == received_ms // 1000 + 90 * 86_400
+
+
+def test_raw_ip_is_never_stored(ingest, aws, lambda_context):
+    event = load_event("pixel_get")
+    ingest.handler(event, lambda_context)
+    (item,) = stored_items(aws.events_table)
+    assert "203.0.113.17" not in json.dumps(item)
+
+
+def test_retried_hit_with_same_eid_is_stored_once(ingest, aws, lambda_context):
+    event = load_event("pixel_get")
+    event["cookies"] = ["dmp_uid=5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e"]
+    ingest.handler(event, lambda_context)
+    event["requestContext"]["timeEpoch"] += 5_000
+    response = ingest.handler(event, lambda_context)
+    assert_is_the_gif(response)
+    assert len(stored_items(aws.events_table)) == 1
+
+
+def test_existing_cookie_is_kept_and_not_reissued(ingest, aws, lambda_context):
+    event = load_event("pixel_get")
+    event["cookies"] = ["dmp_uid=5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e"]
+    response = ingest.handler(event, lambda_context)
+    assert not response.get("cookies")
+    assert stored_items(aws.events_table)[0]["visitor_id"]["S"] == "5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"headers": {"dnt": "1"}}, "DNT"),
+        ({"headers": {"sec-gpc": "1"}}, "GPC"),
+        ({"query": "&gdpr=1"}, "GDPR without a TC string"),
+        ({"query": "&gdpr=1&gdpr_consent=not-a-tc-string"}, "GDPR with garbage consent"),
+        (
+            {"headers": {"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}},
+            "bot",
+        ),
+        ({"cookies": ["dmp_optout=1"]}, "opt-out cookie"),
+    ],
+)
+def test_refused_hits_store_nothing_and_set_no_cookie_but_answer_the_gif(ingest, aws, lambda_context, change, reason):
+    event = load_event("pixel_get")
+    event["headers"].update(change.get("headers", {}))
+    event["rawQueryString"] += change.get("query", "")
+    if "cookies" in change:
+        event["cookies"] = change["cookies"]
+    response = ingest.handler(event, lambda_context)
+    assert_is_the_gif(response)
+    assert not response.get("cookies"), reason
+    assert stored_items(aws.events_table) == [], reason
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "e=Not%20Valid",
+        "e=page_view&e=page_view",
+        "e=page_view&url=" + "x" * 2049,
+        "e=page_view&eid=" + "y" * 65,
+        "e=page_view&" + "&".join(f"p.k{i}=v" for i in range(21)),
+        "e=page_view&p.Bad-Name=v",
+        "e=page_view&url=%ff%fe",
+        "e=page_view&url=a%00b",
+        "e=page_view&gdpr=2",
+    ],
+)
+def test_malformed_pixel_hits_answer_the_gif_and_store_nothing(ingest, aws, lambda_context, query):
+    event = load_event("pixel_get")
+    event["rawQueryString"] = query
+    response = ingest.handler(event, lambda_context)
+    assert_is_the_gif(response)
+    assert stored_items(aws.events_table) == []
+
+
+def test_malformed_uid_is_treated_as_absent(ingest, aws, lambda_context):
+    event = load_event("pixel_get")
+    event["rawQueryString"] += "&uid=short"
+    response = ingest.handler(event, lambda_context)
+    visitor_id = response["cookies"][0].split(";")[0].split("=", 1)[1]
+    assert visitor_id != "short"
+    assert stored_items(aws.events_table)[0]["visitor_id"]["S"] == visitor_id
+
+
+def test_collect_stores_valid_events_and_reports_rejections_by_index(ingest, aws, lambda_context):
+    event = load_event("collect_post")
+    response = ingest.handler(event, lambda_context)
+    assert response["statusCode"] == 200
+    body = json.loads(response["body"])
+    assert body["accepted"] == 2
+    assert [r["index"] for r in body["rejected"]] == [2]
+    assert "event name" in body["rejected"][0]["error"]
+    items = stored_items(aws.events_table)
+    assert {i["name"]["S"] for i in items} == {"page_view", "add_to_cart"}
+    assert {i["visitor_id"]["S"] for i in items} == {"5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e"}
+    assert {i["device"]["S"] for i in items} == {"mobile"}
+
+
+def test_collect_retry_of_the_same_batch_stores_nothing_new(ingest, aws, lambda_context):
+    ingest.handler(load_event("collect_post"), lambda_context)
+    ingest.handler(load_event("collect_post"), lambda_context)
+    assert len(stored_items(aws.events_table)) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ("{not json", 400, "malformed_json"),
+        ("[1, 2]", 400, "invalid_body"),
+        ('{"events": []}', 400, "invalid_events"),
+        (json.dumps({"events": [{"e": "page_view"}] * 51}), 413, "too_many_events"),
+        (json.dumps({"events": [{"e": "page_view", "url": "x" * 70_000}]}), 413, "payload_too_large"),
+    ],
+)
+def test_unreadable_collect_bodies_get_a_json_error(ingest, aws, lambda_context, body, status, code):
+    event = load_event("collect_post")
+    event["body"] = body
+    response = ingest.handler(event, lambda_context)
+    assert response["statusCode"] == status
+    assert json.loads(response["body"])["error"]["code"] == code
+    assert stored_items(aws.events_table) == []
+
+
+def test_collect_accepts_a_base64_encoded_body(ingest, aws, lambda_context):
+    event = load_event("collect_post")
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+    response = ingest.handler(event, lambda_context)
+    assert json.loads(response["body"])["accepted"] == 2
+
+
+def test_tag_is_served_as_cacheable_javascript(ingest, aws, lambda_context):
+    event = load_event("pixel_get")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/tag.js"
+    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /tag.js"
+    event["rawQueryString"] = ""
+    response = ingest.handler(event, lambda_context)
+    assert response["statusCode"] == 200
+    assert response["headers"]["Content-Type"].startswith("application/javascript")
+    assert "max-age" in response["headers"]["Cache-Control"]
+    assert "sendBeacon" in response["body"] and "__tcfapi" in response["body"]

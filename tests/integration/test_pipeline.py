@@ -1,0 +1,324 @@
+"""Ingest -> build -> lookup on moto, through the handlers and the events/ samples."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.core.partners import key_hash, new_key
+from functions.core.storage import MembershipStore, PartnerStore, SegmentsBucket
+from functions.core.tables import LATEST_KEY, manifest_key
+from tests.conftest import load_event
+
+BUILD_TIME = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)  # the time of events/scheduled_build.json
+DAY_MS = 86_400_000
+LONDON = {"cloudfront-viewer-city": "London", "cloudfront-viewer-country": "GB"}
+PARIS = {"cloudfront-viewer-city": "Paris", "cloudfront-viewer-country": "FR"}
+
+DEFINITIONS = {
+    "london-pricing": {
+        "id": "london-pricing",
+        "name": "Returning London visitors who viewed pricing",
+        "destinations": ["demo-dsp"],
+        "rule": {
+            "all": [
+                {"geo": {"city": "London"}},
+                {"visits": {"min": 2, "within_days": 30}},
+                {"event": {"name": "page_view", "url_contains": "/pricing", "within_days": 30}},
+            ]
+        },
+    },
+    "all-visitors": {
+        "id": "all-visitors",
+        "name": "Everyone seen this month",
+        "destinations": ["demo-dsp", "other-ssp"],
+        "rule": {"last_seen": {"within_days": 30}},
+    },
+    "paris": {"id": "paris", "name": "Paris", "destinations": ["other-ssp"], "rule": {"geo": {"city": "paris"}}},
+}
+
+
+def push_definitions(bucket: str, definitions: dict[str, Any] = DEFINITIONS) -> None:
+    store = SegmentsBucket(bucket)
+    for segment_id, document in definitions.items():
+        store.put_json(f"segments/{segment_id}.json", document)
+
+
+def hit(ingest: Any, context: Any, visitor_id: str, at_ms: int, url: str, headers: dict[str, str]) -> None:
+    event = load_event("pixel_get")
+    event["cookies"] = [f"dmp_uid={visitor_id}"]
+    event["headers"].update(headers)
+    event["rawQueryString"] = f"e=page_view&url={url}"
+    event["requestContext"]["timeEpoch"] = at_ms
+    assert ingest.handler(event, context)["statusCode"] == 200
+
+
+@pytest.fixture
+def traffic(load_handler: Any, aws: Any, lambda_context: Any) -> dict[str, str]:
+    """Three visitors: a returning Londoner who saw pricing, a one-visit Londoner who
+    saw pricing, and a Parisian."""
+    ingest = load_handler("ingest")
+    now = int(BUILD_TIME.timestamp() * 1000)
+    visitors = {"returning": "visitor-london-1", "once": "visitor-london-2", "paris": "visitor-paris-1"}
+    hit(ingest, lambda_context, visitors["returning"], now - 10 * DAY_MS, "https://shop.example/", LONDON)
+    hit(ingest, lambda_context, visitors["returning"], now - 2 * DAY_MS, "https://shop.example/pricing", LONDON)
+    hit(ingest, lambda_context, visitors["once"], now - DAY_MS, "https://shop.example/", LONDON)
+    hit(ingest, lambda_context, visitors["once"], now - DAY_MS + 60_000, "https://shop.example/pricing", LONDON)
+    hit(ingest, lambda_context, visitors["paris"], now - 3 * DAY_MS, "https://shop.example/blog", PARIS)
+    push_definitions(aws.bucket)
+    return visitors
+
+
+def build(load_handler: Any, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    return load_handler("builder").handler(event or load_event("scheduled_build"), context)
+
+
+def members(bucket: str, manifest: dict[str, Any], segment_id: str) -> set[str]:
+    store = SegmentsBucket(bucket)
+    (segment,) = [s for s in manifest["segments"] if s["id"] == segment_id]
+    return {uid for key in segment["files"] for uid in store.read_members(key)}
+
+
+def test_scheduled_build_publishes_manifest_parts_latest_and_membership(traffic, load_handler, aws, lambda_context):
+    # WHEN the scheduled build runs
+    result = build(load_handler, lambda_context)
+    # THEN the build is named after the scheduled time and published with latest.json
+    assert result["build_id"] == "20261128T100000Z"
+    assert result["evaluated_at"] == "2026-11-28T10:00:00Z"
+    bucket = SegmentsBucket(aws.bucket)
+    assert bucket.get_json(LATEST_KEY) == {"build_id": "20261128T100000Z", "manifest": manifest_key("20261128T100000Z")}
+    manifest = bucket.get_json(manifest_key("20261128T100000Z"))
+    assert {s["id"]: s["size"] for s in manifest["segments"]} == {"london-pricing": 1, "all-visitors": 3, "paris": 1}
+    assert members(aws.bucket, manifest, "london-pricing") == {traffic["returning"]}
+    assert members(aws.bucket, manifest, "paris") == {traffic["paris"]}
+    # AND each part file is gzip CSV with the `uid` header
+    key = manifest["segments"][0]["files"][0]
+    assert key.startswith("builds/20261128T100000Z/segments/") and key.endswith(".csv.gz")
+    # AND the membership table holds each visitor's segments
+    membership = MembershipStore(aws.membership_table)
+    assert sorted(membership.get(traffic["returning"])) == ["all-visitors", "london-pricing"]
+    assert membership.get(traffic["paris"]) == ["all-visitors", "paris"]
+
+
+def test_results_do_not_depend_on_the_shard_count(traffic, load_handler, aws, lambda_context):
+    one = build(load_handler, lambda_context, {"at": "2026-11-28T10:00:00Z", "shards": 1})
+    three = build(load_handler, lambda_context, {"at": "2026-11-28T10:00:01Z", "shards": 3})
+    assert one["sizes"] == three["sizes"]
+    bucket = SegmentsBucket(aws.bucket)
+    m1 = bucket.get_json(manifest_key(one["build_id"]))
+    m3 = bucket.get_json(manifest_key(three["build_id"]))
+    for segment_id in DEFINITIONS:
+        assert members(aws.bucket, m1, segment_id) == members(aws.bucket, m3, segment_id)
+    assert len(m3["segments"][0]["files"]) == 3
+
+
+def test_the_same_scheduled_event_twice_makes_one_build(traffic, load_handler, aws, lambda_context):
+    build(load_handler, lambda_context)
+    build(load_handler, lambda_context)
+    keys = boto3.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix="builds/")["Contents"]
+    assert {k["Key"].split("/")[1] for k in keys} == {"20261128T100000Z"}
+
+
+def count_membership_writes(table: str) -> list[int]:
+    """BatchWriteItem requests against `table`, counted through botocore's event hooks."""
+    writes: list[int] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        if table in params.get("RequestItems", {}):
+            writes.append(len(params["RequestItems"][table]))
+
+    boto3.DEFAULT_SESSION = None
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("provide-client-params.dynamodb.BatchWriteItem", count)  # type: ignore[union-attr]
+    return writes
+
+
+def test_a_rebuild_without_new_events_writes_no_membership(traffic, load_handler, aws, lambda_context):
+    build(load_handler, lambda_context, {"at": "2026-11-28T10:00:00Z"})
+    writes = count_membership_writes(aws.membership_table)
+    build(load_handler, lambda_context, {"at": "2026-11-28T10:05:00Z"})
+    assert writes == []
+
+
+def test_visitors_who_leave_every_segment_are_deleted_from_membership(traffic, load_handler, aws, lambda_context):
+    build(load_handler, lambda_context)
+    # 100 days later every event's 90-day retention has passed (DynamoDB may not have deleted them yet)
+    build(load_handler, lambda_context, {"at": "2027-03-08T10:00:00Z"})
+    assert list(MembershipStore(aws.membership_table).scan()) == []
+
+
+def test_invalid_definitions_refuse_the_build_and_keep_the_published_one(traffic, load_handler, aws, lambda_context):
+    build(load_handler, lambda_context)
+    push_definitions(aws.bucket, {"broken": {"id": "broken", "name": "x", "rule": {"all": []}}})
+    with pytest.raises(Exception, match=r"segments/broken.json: rule.all"):
+        build(load_handler, lambda_context, {"at": "2026-11-28T11:00:00Z"})
+    assert SegmentsBucket(aws.bucket).get_json(LATEST_KEY)["build_id"] == "20261128T100000Z"
+
+
+def test_an_older_build_never_replaces_a_newer_published_one(traffic, load_handler, aws, lambda_context):
+    build(load_handler, lambda_context)
+    build(load_handler, lambda_context, {"at": "2026-11-27T10:00:00Z"})
+    assert SegmentsBucket(aws.bucket).get_json(LATEST_KEY)["build_id"] == "20261128T100000Z"
+
+
+# -- lookup ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def published(traffic, load_handler, aws, lambda_context) -> dict[str, str]:
+    build(load_handler, lambda_context)
+    return traffic
+
+
+def lookup_event(name: str, partner: str = "demo-dsp", **changes: Any) -> dict[str, Any]:
+    event = load_event(name)
+    event["requestContext"]["authorizer"] = {"principalId": partner, "partner": partner}
+    event.update(changes)
+    return event
+
+
+def user_event(uid: str, partner: str = "demo-dsp", fmt: str | None = None) -> dict[str, Any]:
+    event = lookup_event("lookup_user_get", partner)
+    event["path"] = f"/v1/users/{uid}/segments"
+    event["pathParameters"] = {"uid": uid}
+    event["queryStringParameters"] = {"format": fmt} if fmt else None
+    event["multiValueQueryStringParameters"] = {"format": [fmt]} if fmt else None
+    return event
+
+
+def answer(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+def test_lookup_answers_a_visitors_segments_for_the_partner(published, load_handler, lambda_context):
+    lookup = load_handler("lookup")
+    response = lookup.handler(user_event(published["returning"]), lambda_context)
+    assert response["statusCode"] == 200
+    body = answer(response)
+    assert body["uid"] == published["returning"]
+    assert [s["id"] for s in body["segments"]] == ["all-visitors", "london-pricing"]
+    assert body["segments"][1]["name"] == "Returning London visitors who viewed pricing"
+    assert (body["build_id"], body["evaluated_at"]) == ("20261128T100000Z", "2026-11-28T10:00:00Z")
+    assert "max-age" in response["multiValueHeaders"]["Cache-Control"][0]
+
+
+def test_a_partner_sees_only_segments_that_name_it(published, load_handler, lambda_context):
+    lookup = load_handler("lookup")
+    other = answer(lookup.handler(user_event(published["paris"], "other-ssp"), lambda_context))
+    demo = answer(lookup.handler(user_event(published["paris"], "demo-dsp"), lambda_context))
+    assert [s["id"] for s in other["segments"]] == ["all-visitors", "paris"]
+    assert [s["id"] for s in demo["segments"]] == ["all-visitors"]
+    catalog = answer(lookup.handler(lookup_event("lookup_segments_get", "other-ssp"), lambda_context))
+    assert {s["id"] for s in catalog["segments"]} == {"all-visitors", "paris"}
+
+
+def test_openrtb_answer_uses_data_and_segment_objects(published, load_handler, lambda_context):
+    lookup = load_handler("lookup")
+    body = answer(lookup.handler(user_event(published["returning"], fmt="openrtb"), lambda_context))
+    (data,) = body["user"]["data"]
+    assert (data["id"], data["name"]) == ("dmp", "DMP")
+    assert [s["id"] for s in data["segment"]] == ["all-visitors", "london-pricing"]
+    assert "ext" not in data
+
+
+def test_unknown_visitor_gets_an_empty_list_and_malformed_one_a_400(published, load_handler, lambda_context):
+    lookup = load_handler("lookup")
+    unknown = lookup.handler(user_event("never-seen-visitor"), lambda_context)
+    assert unknown["statusCode"] == 200 and answer(unknown)["segments"] == []
+    malformed = lookup.handler(user_event("bad!id"), lambda_context)
+    assert malformed["statusCode"] == 400
+    assert answer(malformed)["error"]["code"] == "invalid_request"
+
+
+def test_batch_lookup_answers_in_request_order(published, load_handler, lambda_context):
+    lookup = load_handler("lookup")
+    event = lookup_event("lookup_batch_post")
+    uids = [published["paris"], "unknown-visitor-01", published["returning"]]
+    event["body"] = json.dumps({"uids": uids})
+    body = answer(lookup.handler(event, lambda_context))
+    assert [r["uid"] for r in body["results"]] == uids
+    assert [[s["id"] for s in r["segments"]] for r in body["results"]] == [
+        ["all-visitors"],
+        [],
+        ["all-visitors", "london-pricing"],
+    ]
+    assert body["build_id"] == "20261128T100000Z"
+
+
+@pytest.mark.parametrize(
+    "payload", [{"uids": [f"visitor-{i:04d}" for i in range(101)]}, {"uids": []}, {"uids": ["bad id"]}, {"x": 1}]
+)
+def test_batch_lookup_rejects_bad_bodies_with_400(published, load_handler, lambda_context, payload):
+    lookup = load_handler("lookup")
+    event = lookup_event("lookup_batch_post")
+    event["body"] = json.dumps(payload)
+    response = lookup.handler(event, lambda_context)
+    assert response["statusCode"] == 400
+    assert answer(response)["error"]["code"] == "invalid_request"
+
+
+def test_catalog_lists_size_build_and_update_time(published, load_handler, lambda_context):
+    lookup = load_handler("lookup")
+    body = answer(lookup.handler(lookup_event("lookup_segments_get"), lambda_context))
+    entries = {s["id"]: s for s in body["segments"]}
+    assert entries["london-pricing"]["size"] == 1
+    assert entries["london-pricing"]["build_id"] == "20261128T100000Z"
+    assert entries["london-pricing"]["updated_at"] == "2026-11-28T10:00:00Z"
+
+
+def test_lookup_without_a_published_build_answers_empty(load_handler, aws, lambda_context):
+    lookup = load_handler("lookup")
+    response = lookup.handler(user_event("visitor-london-1"), lambda_context)
+    assert response["statusCode"] == 200, response["body"]
+    assert answer(response) == {"uid": "visitor-london-1", "segments": [], "build_id": None, "evaluated_at": None}
+
+
+# -- authorizer -----------------------------------------------------------------
+
+
+def authorizer_event(key: str) -> dict[str, Any]:
+    event = load_event("authorizer_token")
+    event["authorizationToken"] = f"Bearer {key}"
+    return event
+
+
+def test_authorizer_allows_a_known_key_and_names_the_partner(load_handler, aws, lambda_context):
+    key = new_key()
+    PartnerStore(aws.partners_table).add(key_hash(key), "demo-dsp", "2026-11-28T09:00:00+00:00")
+    policy = load_handler("authorizer").handler(authorizer_event(key), lambda_context)
+    (statement,) = policy["policyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == ["arn:aws:execute-api:eu-west-1:123456789012:k9l8m7n6o5/prod/*/*"]
+    assert policy["context"] == {"partner": "demo-dsp"}
+
+
+def test_authorizer_denies_unknown_and_revoked_keys(load_handler, aws, lambda_context):
+    key = new_key()
+    partners = PartnerStore(aws.partners_table)
+    partners.add(key_hash(key), "demo-dsp", "2026-11-28T09:00:00+00:00")
+    authorizer = load_handler("authorizer")
+    unknown = authorizer.handler(authorizer_event(new_key()), lambda_context)
+    assert unknown["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert partners.revoke("demo-dsp", "2026-11-28T10:00:00+00:00") == 1
+    revoked = authorizer.handler(authorizer_event(key), lambda_context)
+    assert revoked["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+@pytest.mark.parametrize("token", ["", "Basic abc", "Bearer", "Bearer    "])
+def test_authorizer_answers_unauthorized_without_a_bearer_key(load_handler, aws, lambda_context, token):
+    event = load_event("authorizer_token")
+    event["authorizationToken"] = token
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        load_handler("authorizer").handler(event, lambda_context)
+
+
+def test_partner_keys_are_stored_only_as_hashes(aws):
+    key = new_key()
+    PartnerStore(aws.partners_table).add(key_hash(key), "demo-dsp", "2026-11-28T09:00:00+00:00")
+    table = boto3.client("dynamodb").scan(TableName=aws.partners_table)["Items"]
+    assert key not in json.dumps(table)
+    assert table[0]["key_hash"]["S"] == key_hash(key)
