@@ -312,7 +312,7 @@ def test_authorizer_denies_unknown_and_revoked_keys(load_handler, aws, lambda_co
 def test_authorizer_answers_unauthorized_without_a_bearer_key(load_handler, aws, lambda_context, token):
     event = load_event("authorizer_token")
     event["authorizationToken"] = token
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         load_handler("authorizer").handler(event, lambda_context)
 
 

@@ -1,0 +1,163 @@
+"""The `dmp` command against a running `dmp serve`, as an operator uses it from a shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SEGMENTS_DIR
+
+pytestmark = pytest.mark.slow
+VISITOR = "cli-visitor-0001"
+
+
+def dmp(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "dmp.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"dmp {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """`dmp serve --port 0` in a fresh directory; yields (cwd, .dmp/local.json)."""
+    cwd = tmp_path_factory.mktemp("serve")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dmp.cli", "serve", "--port", "0"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    state_file = cwd / ".dmp" / "local.json"
+    deadline = time.monotonic() + 60
+    while not state_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"dmp serve did not start:\n{process.stdout.read() if process.stdout else ''}")
+        time.sleep(0.2)
+    try:
+        yield cwd, json.loads(state_file.read_text())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def call(url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_serve_writes_the_state_file_of_the_contract(served):
+    _, state = served
+    for field in ("gateway_url", "aws_endpoint_url", "region", "events_table", "membership_table", "bucket"):
+        assert state[field], field
+    with urllib.request.urlopen(state["gateway_url"] + "/p.gif?e=page_view", timeout=10) as response:
+        assert response.headers["Content-Type"] == "image/gif"
+
+
+def test_validate_reports_file_path_and_reason_and_exits_non_zero(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: Bad_Id\nname: x\nrule:\n  all: []\n")
+    result = dmp(tmp_path, "segments", "validate", str(SEGMENTS_DIR), str(bad), check=False)
+    assert result.returncode == 1
+    assert f"{bad}: id:" in result.stderr
+    assert f"{bad}: rule.all:" in result.stderr
+
+
+def test_validate_accepts_the_shipped_examples(tmp_path):
+    result = dmp(tmp_path, "segments", "validate", str(SEGMENTS_DIR))
+    assert "ok  holiday-returning-london-pricing" in result.stdout
+
+
+def test_push_ingest_build_and_lookup_from_a_shell(served, tmp_path):
+    cwd, state = served
+    dmp(cwd, "segments", "push", str(SEGMENTS_DIR), "--local")
+    key = dmp(cwd, "partners", "add", "demo-dsp", "--local").stdout.strip().splitlines()[-1]
+    assert key.startswith("dmp_")
+
+    # GIVEN a backfill file of a returning Londoner who viewed pricing, plus two bad lines
+    now = time.time()
+    lines = [
+        {"uid": VISITOR, "ts": int((now - 5 * 86400) * 1000), "e": "page_view", "url": "https://shop.example/"},
+        {"uid": VISITOR, "ts": int((now - 86400) * 1000), "e": "page_view", "url": "https://shop.example/pricing"},
+        {"uid": "x", "ts": int(now * 1000), "e": "page_view"},
+        "not json",
+    ]
+    for line in lines[:2]:
+        assert isinstance(line, dict)
+        line["geo"] = {"country": "GB", "region": "ENG", "city": "London"}
+    backfill = tmp_path / "events.jsonl"
+    backfill.write_text("\n".join(json.dumps(line) if isinstance(line, dict) else line for line in lines) + "\n")
+    ingested = dmp(cwd, "ingest", str(backfill), "--local")
+    assert "stored 2 event(s), skipped 2 line(s)" in ingested.stdout
+    assert f"{backfill}:3:" in ingested.stderr and f"{backfill}:4:" in ingested.stderr
+
+    # WHEN a build runs
+    built = dmp(cwd, "build", "--local", "--shards", "2")
+    assert "holiday-returning-london-pricing" in built.stdout
+
+    # THEN the partner finds the visitor in the London segment through the lookup API
+    status, body = call(f"{state['gateway_url']}/v1/users/{VISITOR}/segments", key)
+    assert status == 200
+    assert "holiday-returning-london-pricing" in [s["id"] for s in body["segments"]]
+
+    # AND once the key is revoked the same call is refused
+    dmp(cwd, "partners", "revoke", "demo-dsp", "--local")
+    assert call(f"{state['gateway_url']}/v1/users/{VISITOR}/segments", key)[0] == 403
+    assert call(f"{state['gateway_url']}/v1/users/{VISITOR}/segments")[0] == 401
+    listing = dmp(cwd, "partners", "list", "--local").stdout
+    assert "demo-dsp" in listing and "revoked" in listing
+    assert key not in listing
+
+
+def test_build_at_a_given_time_names_the_build_after_it(served):
+    cwd, _ = served
+    dmp(cwd, "segments", "push", str(SEGMENTS_DIR), "--local")
+    result = dmp(cwd, "build", "--local", "--at", "2026-12-01T08:00:00Z")
+    assert "build 20261201T080000Z evaluated at 2026-12-01T08:00:00Z" in result.stdout
+
+
+def test_erase_deletes_a_visitors_events(served, tmp_path):
+    cwd, _ = served
+    backfill = tmp_path / "one.jsonl"
+    backfill.write_text(json.dumps({"uid": "erase-me-0001", "ts": int(time.time() * 1000), "e": "page_view"}) + "\n")
+    dmp(cwd, "ingest", str(backfill), "--local")
+    assert "erased 1 stored item(s)" in dmp(cwd, "erase", "erase-me-0001", "--local").stdout
+    assert "erased 0 stored item(s)" in dmp(cwd, "erase", "erase-me-0001", "--local").stdout
+
+
+def test_commands_without_a_stack_say_how_to_get_one(tmp_path):
+    result = dmp(tmp_path, "build", check=False)
+    assert result.returncode == 2
+    assert "--local" in result.stderr and "--stack" in result.stderr
+
+
+def test_demo_shows_the_london_segment_with_members(tmp_path):
+    result = dmp(tmp_path, "demo", "--visitors", "60")
+    london = [line for line in result.stdout.splitlines() if "holiday-returning-london-pricing" in line]
+    assert london, result.stdout
+    size = int(london[0].split()[1])
+    assert size > 0
+    assert "GET /v1/users/" in result.stdout and "format=openrtb" in result.stdout
+    assert "without a key -> 401" in result.stdout
