@@ -7,15 +7,18 @@ WHEELHOUSE := .wheelhouse
 LAMBDA_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all:
 
 .PHONY: install demo serve test lint synth bench clean
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	# Wheels for the Lambda layer, for Lambda's platform, so `make synth` packages
-	# them offline and without Docker.
+	@# The Lambda pins constrain the dev install too, so tests run the versions Lambda gets.
+	$(BIN)/pip install --quiet -e '.[dev]' -c functions/requirements.txt
+	@# Wheels for the Lambda layer, for Lambda's platform, so `make synth` packages
+	@# them offline and without Docker.
+	rm -rf $(WHEELHOUSE)
 	$(BIN)/pip download --quiet --no-deps --dest $(WHEELHOUSE) $(LAMBDA_PLATFORM) -r functions/requirements.txt
 	touch $(STAMP)
 
@@ -25,8 +28,13 @@ demo: install
 serve: install
 	$(BIN)/dmp serve
 
-test: install
+test: install browser-deps
 	$(BIN)/pytest
+
+# Debian's Chromium for tests/browser, which fail (not skip) without it. Needs root.
+.PHONY: browser-deps
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,212 @@
+"""The partner lookup API: a REST API whose routes are guarded by a partner-key authorizer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.compliance import acknowledge
+from infra.lambda_layer import LambdaPackaging
+
+# Stage-wide method throttling (all partners together) ...
+RATE_LIMIT = 500
+BURST_LIMIT = 1_000
+# ... and the default plan's limits, until each partner gets a plan of its own.
+PLAN_RATE_LIMIT = 100
+PLAN_BURST_LIMIT = 200
+PLAN_DAILY_QUOTA = 5_000_000
+# The resource template, not the path: a path would log visitor ids. No source IP either.
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTimeEpoch",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "partner": "$context.authorizer.principalId",
+    "latency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "error": "$context.error.message",
+    "authorizerError": "$context.authorizer.error",
+}
+
+
+@dataclass(frozen=True)
+class GatewayError:
+    """An answer API Gateway gives itself, in the error shape of the lookup function's answers."""
+
+    response_type: apigw.ResponseType
+    status: str
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def body(self) -> str:
+        return json.dumps({"error": {"code": self.code, "message": self.message}})
+
+
+GATEWAY_ERRORS = (
+    GatewayError(
+        apigw.ResponseType.UNAUTHORIZED,
+        "401",
+        "unauthorized",
+        "Missing or malformed Authorization header",
+        # A 401 names the scheme it wants (RFC 9110); header values are quoted literals.
+        headers={"WWW-Authenticate": "'Bearer'"},
+    ),
+    GatewayError(apigw.ResponseType.ACCESS_DENIED, "403", "forbidden", "Unknown or revoked partner key"),
+)
+
+
+class Lookup(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        packaging: LambdaPackaging,
+        membership_table: dynamodb.ITable,
+        partners_table: dynamodb.ITable,
+        bucket: s3.IBucket,
+        stage_name: str,
+        data_provider_id: str,
+        data_provider_name: str,
+        authorizer_cache: Duration,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._stage_name = stage_name
+        self.function = packaging.function(
+            self,
+            "Function",
+            name="lookup",
+            description="DMP lookup: the segments of visitors, for partners",
+            memory_size=512,
+            timeout=Duration.seconds(10),
+            environment={
+                "MEMBERSHIP_TABLE": membership_table.table_name,
+                "SEGMENTS_BUCKET": bucket.bucket_name,
+                "DATA_PROVIDER_ID": data_provider_id,
+                "DATA_PROVIDER_NAME": data_provider_name,
+            },
+        )
+        self.authorizer_function = packaging.function(
+            self,
+            "AuthorizerFunction",
+            name="authorizer",
+            description="DMP authorizer: checks a partner's bearer key",
+            memory_size=256,
+            timeout=Duration.seconds(5),
+            environment={"PARTNERS_TABLE": partners_table.table_name},
+        )
+
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=removal_policy)
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"{Stack.of(self).stack_name}-lookup",
+            description="DMP partner lookup API",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # API Gateway writes REST logs through one role per account and region; CDK keeps
+            # the role when a stack is deleted, as other stacks' stages may still rely on it.
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=stage_name,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
+                tracing_enabled=True,
+                metrics_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                throttling_rate_limit=RATE_LIMIT,
+                throttling_burst_limit=BURST_LIMIT,
+            ),
+        )
+        # RestApi always adds an `Endpoint` output; the stack's `LookupUrl` is the one to use.
+        self.api.node.try_remove_child("Endpoint")
+        self._acknowledge_api_findings()
+        for error in GATEWAY_ERRORS:
+            self.api.add_gateway_response(
+                error.code.capitalize(),
+                type=error.response_type,
+                status_code=error.status,
+                response_headers=error.headers or None,
+                templates={"application/json": error.body},
+            )
+
+        self.authorizer = apigw.TokenAuthorizer(
+            self,
+            "PartnerKeyAuthorizer",
+            handler=self.authorizer_function,
+            identity_source=apigw.IdentitySource.header("Authorization"),
+            results_cache_ttl=authorizer_cache,
+        )
+        integration = apigw.LambdaIntegration(self.function, allow_test_invoke=False)
+        v1 = self.api.root.add_resource("v1")
+        user_segments = v1.add_resource("users").add_resource("{uid}").add_resource("segments")
+        for resource, method in (
+            (user_segments, "GET"),
+            (v1.add_resource("lookup"), "POST"),
+            (v1.add_resource("segments"), "GET"),
+        ):
+            guarded = resource.add_method(method, integration, authorizer=self.authorizer)
+            acknowledge(
+                guarded,
+                "AwsSolutions-COG4",
+                "Partners are ad platforms calling server to server with a bearer key that the "
+                "partner-key Lambda authorizer checks; there are no Cognito users.",
+            )
+        openapi = v1.add_resource("openapi.json").add_method(
+            "GET", integration, authorization_type=apigw.AuthorizationType.NONE
+        )
+        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+            acknowledge(
+                openapi,
+                rule,
+                "GET /v1/openapi.json is public by contract: it only describes the API, so partners "
+                "can read it before they hold a key.",
+            )
+
+        self.api.add_usage_plan(
+            "DefaultUsagePlan",
+            description="Default limits for every partner, until partners get plans of their own",
+            throttle=apigw.ThrottleSettings(rate_limit=PLAN_RATE_LIMIT, burst_limit=PLAN_BURST_LIMIT),
+            quota=apigw.QuotaSettings(limit=PLAN_DAILY_QUOTA, period=apigw.Period.DAY),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
+        )
+
+    @property
+    def url(self) -> str:
+        """The stage's base URL, without a trailing slash (routes start with /v1/)."""
+        stack = Stack.of(self)
+        return f"https://{self.api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}/{self._stage_name}"
+
+    def _acknowledge_api_findings(self) -> None:
+        acknowledge(
+            self.api,
+            "AwsSolutions-APIG2",
+            "Requests are validated by the lookup function (uid format, <= 100 uids) so that every "
+            "400 carries the API's own JSON error; an API Gateway validator would answer differently.",
+        )
+        acknowledge(
+            self.api.deployment_stage,
+            "AwsSolutions-APIG3",
+            "No WAF yet: every route but openapi.json needs a partner key, and the stage and usage "
+            "plan are throttled; a web ACL can be associated later without changing the API.",
+        )
+        acknowledge(
+            self.api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The account-level role through which API Gateway writes the stage's access and "
+            "execution logs; AWS maintains this policy for exactly that purpose.",
+        )

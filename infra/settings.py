@@ -1,0 +1,110 @@
+"""The deployment settings of one DMP stack, read from CDK context.
+
+cdk.json holds every default; `-c key=value` overrides one (and arrives as a string,
+so every value is parsed here, once, with an error that names the key).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from constructs import Node
+
+STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+SCHEDULE = re.compile(r"^(rate|cron)\(.+\)$")
+# Stages that are disposable: `cdk destroy` removes their data (see `removal_policy`).
+DEV_STAGE = re.compile(r"^dev(-[a-z0-9-]+)?$")
+
+T = TypeVar("T")
+
+
+class ContextError(ValueError):
+    """A context value is missing or malformed; nothing is synthesised."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploySettings:
+    stage: str
+    retention_days: int
+    build_schedule: str
+    build_shards: int
+    tcf_vendor_id: int
+    cors_origins: tuple[str, ...]
+    authorizer_cache_seconds: int
+    data_provider_id: str
+    data_provider_name: str
+    segments_dir: Path
+
+    @property
+    def stack_name(self) -> str:
+        return f"Dmp-{self.stage}"
+
+    @property
+    def is_dev_stage(self) -> bool:
+        """`dev` and `dev-<name>` (personal stacks) hold only throw-away data."""
+        return DEV_STAGE.match(self.stage) is not None
+
+    @classmethod
+    def from_context(cls, node: Node, *, root: Path) -> DeploySettings:
+        def get(key: str, parse: Callable[[Any], T]) -> T:
+            raw = node.try_get_context(key)
+            if raw is None:
+                raise ContextError(f"context {key!r} is missing (cdk.json sets every default)")
+            try:
+                return parse(raw)
+            except (TypeError, ValueError) as error:
+                raise ContextError(f"context {key!r}: {error} (got {raw!r})") from None
+
+        segments_dir = Path(get("segments_dir", str))
+        return cls(
+            stage=get("stage", _matching(STAGE, "a stage is [a-z][a-z0-9-]{0,19}")),
+            retention_days=get("retention_days", _integer(1, 3650)),
+            build_schedule=get("build_schedule", _matching(SCHEDULE, "expected rate(...) or cron(...)")),
+            build_shards=get("build_shards", _integer(1, 1000)),
+            tcf_vendor_id=get("tcf_vendor_id", _integer(0, 1_000_000)),
+            cors_origins=get("cors_origins", _origins),
+            # API Gateway caches authorizer results for at most an hour; 0 disables the cache.
+            authorizer_cache_seconds=get("authorizer_cache_seconds", _integer(0, 3600)),
+            data_provider_id=get("data_provider_id", _matching(re.compile(r"^\S{1,64}$"), "1-64 non-blank chars")),
+            data_provider_name=get("data_provider_name", _matching(re.compile(r"^.{1,200}$"), "1-200 chars")),
+            segments_dir=segments_dir if segments_dir.is_absolute() else root / segments_dir,
+        )
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise ValueError("expected an integer")
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected {low}..{high}")
+        return value
+
+    return parse
+
+
+def _matching(pattern: re.Pattern[str], expected: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        value = str(raw).strip()
+        if not pattern.match(value):
+            raise ValueError(expected)
+        return value
+
+    return parse
+
+
+def _origins(raw: Any) -> tuple[str, ...]:
+    """A comma-separated string (as `-c` passes it) or a JSON list; "" means no CORS."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    origins = tuple(str(item).strip() for item in items if str(item).strip())
+    for origin in origins:
+        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+            raise ValueError(f"{origin!r} is not an origin like https://shop.example")
+    return origins

@@ -1,0 +1,136 @@
+"""The DMP stack: one construct per concern, and who may touch what.
+
+Every permission a function has beyond its own log group and X-Ray is granted below,
+so this file is the complete answer to "which function can read or write which data".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.builder import Builder
+from infra.compliance import acknowledge, arn_in_findings
+from infra.ingest import Ingest
+from infra.lambda_layer import LambdaPackaging
+from infra.lookup import Lookup
+from infra.settings import DeploySettings
+from infra.storage import Storage, read_segment_definitions
+
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+
+class DmpStack(Stack):
+    def __init__(self, scope: Construct, *, settings: DeploySettings, root: Path, **kwargs: Any) -> None:
+        super().__init__(scope, settings.stack_name, **kwargs)
+        self.settings = settings
+        # Dev stages are disposable: `cdk destroy` deletes their tables, buckets and logs.
+        # Every other stage keeps them (and its tables refuse deletion) when the stack goes.
+        removal_policy = RemovalPolicy.DESTROY if settings.is_dev_stage else RemovalPolicy.RETAIN
+
+        self.storage = Storage(
+            self,
+            "Storage",
+            segment_definitions=read_segment_definitions(settings.segments_dir),
+            removal_policy=removal_policy,
+        )
+        packaging = LambdaPackaging(
+            self, "Packaging", root=root, log_retention=LOG_RETENTION, removal_policy=removal_policy
+        )
+        self.ingest = Ingest(
+            self,
+            "Ingest",
+            packaging=packaging,
+            events_table=self.storage.events_table,
+            retention_days=settings.retention_days,
+            tcf_vendor_id=settings.tcf_vendor_id,
+            cors_origins=settings.cors_origins,
+            log_retention=LOG_RETENTION,
+            removal_policy=removal_policy,
+        )
+        self.builder = Builder(
+            self,
+            "Builder",
+            packaging=packaging,
+            events_table=self.storage.events_table,
+            membership_table=self.storage.membership_table,
+            bucket=self.storage.bucket,
+            retention_days=settings.retention_days,
+            build_shards=settings.build_shards,
+            schedule=settings.build_schedule,
+        )
+        self.lookup = Lookup(
+            self,
+            "Lookup",
+            packaging=packaging,
+            membership_table=self.storage.membership_table,
+            partners_table=self.storage.partners_table,
+            bucket=self.storage.bucket,
+            stage_name=settings.stage,
+            data_provider_id=settings.data_provider_id,
+            data_provider_name=settings.data_provider_name,
+            authorizer_cache=Duration.seconds(settings.authorizer_cache_seconds),
+            log_retention=LOG_RETENTION,
+            removal_policy=removal_policy,
+        )
+
+        self._grant_access()
+        self._add_outputs()
+
+    def _grant_access(self) -> None:
+        storage = self.storage
+        storage.events_table.grant_write_data(self.ingest.function)
+
+        storage.events_table.grant_read_data(self.builder.function)
+        storage.membership_table.grant_read_write_data(self.builder.function)
+        storage.bucket.grant_read_write(self.builder.function)
+        self._acknowledge_bucket_wildcards(self.builder.function, write=True)
+
+        storage.membership_table.grant_read_data(self.lookup.function)
+        storage.bucket.grant_read(self.lookup.function)
+        self._acknowledge_bucket_wildcards(self.lookup.function, write=False)
+
+        storage.partners_table.grant_read_data(self.lookup.authorizer_function)
+
+    def _acknowledge_bucket_wildcards(self, function: lambda_.IFunction, *, write: bool) -> None:
+        """The wildcards of CDK's bucket grants, accepted one by one for this function's role."""
+        bucket_arn = arn_in_findings(self.storage.bucket)
+        wildcards = {
+            "Action::s3:GetBucket*": "bucket metadata reads (location, versioning) of the segments bucket",
+            "Action::s3:GetObject*": "object reads (and their versions/tags) in the segments bucket",
+            "Action::s3:List*": "listing the segments bucket to find definitions and builds",
+            f"Resource::{bucket_arn}/*": "every object of the segments bucket, and of no other bucket",
+        }
+        if write:
+            wildcards |= {
+                "Action::s3:DeleteObject*": "replacing definitions and builds in the segments bucket",
+                "Action::s3:Abort*": "abandoning a multipart upload of a large build part",
+            }
+        for finding, scope in wildcards.items():
+            acknowledge(
+                function.role or function,
+                f"AwsSolutions-IAM5[{finding}]",
+                f"From CDK's grant_read{'_write' if write else ''} on the segments bucket: {scope}.",
+            )
+
+    def _add_outputs(self) -> None:
+        storage = self.storage
+        outputs = {
+            "IngestUrl": self.ingest.url,
+            "LookupUrl": self.lookup.url,
+            "EventsTableName": storage.events_table.table_name,
+            "MembershipTableName": storage.membership_table.table_name,
+            "PartnersTableName": storage.partners_table.table_name,
+            "BucketName": storage.bucket.bucket_name,
+            "BuilderFunctionName": self.builder.function.function_name,
+            "Region": Aws.REGION,
+            # The CLI's backfill (`dmp ingest --stack`) gives events the stack's retention.
+            "RetentionDays": str(self.settings.retention_days),
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)

@@ -1,0 +1,72 @@
+"""Segment builds: the builder function and the schedule that starts it."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match
+
+from tests.infra.synthesis import Synthesised
+
+pytestmark = pytest.mark.slow  # synthesises the CDK app
+
+
+def test_builder_function_is_configured_from_context(prod_stack: Synthesised) -> None:
+    storage = prod_stack.stack.storage
+    properties = prod_stack.properties(prod_stack.stack.builder.function)
+    assert properties["Handler"] == "functions.builder.handler.handler"
+    assert properties["Timeout"] == 15 * 60
+    assert properties["MemorySize"] == 1769
+    assert properties["Environment"]["Variables"] == {
+        "POWERTOOLS_SERVICE_NAME": "builder",
+        "POWERTOOLS_METRICS_NAMESPACE": "DMP",
+        "EVENTS_TABLE": prod_stack.ref(storage.events_table),
+        "MEMBERSHIP_TABLE": prod_stack.ref(storage.membership_table),
+        "SEGMENTS_BUCKET": prod_stack.ref(storage.bucket),
+        "RETENTION_DAYS": "30",
+        "BUILD_SHARDS": "8",
+    }
+
+
+def test_schedule_expression_comes_from_context(prod_stack: Synthesised) -> None:
+    # GIVEN `-c build_schedule=cron(15 3 * * ? *)` (cdk.json says rate(1 hour))
+    builder = prod_stack.stack.builder
+    # THEN the rule uses it, and starts the builder
+    properties = prod_stack.properties(builder.schedule)
+    assert properties["ScheduleExpression"] == "cron(15 3 * * ? *)"
+    (target,) = properties["Targets"]
+    assert target["Arn"] == prod_stack.arn(builder.function)
+
+
+def test_undelivered_schedule_events_are_retried_then_dead_lettered(prod_stack: Synthesised) -> None:
+    builder = prod_stack.stack.builder
+    (target,) = prod_stack.properties(builder.schedule)["Targets"]
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert target["DeadLetterConfig"] == {"Arn": prod_stack.arn(builder.dead_letter_queue)}
+
+
+def test_dead_letter_queue_is_encrypted_and_tls_only(prod_stack: Synthesised) -> None:
+    queue = prod_stack.stack.builder.dead_letter_queue
+    assert prod_stack.properties(queue)["SqsManagedSseEnabled"] is True
+    prod_stack.template.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "Queues": [prod_stack.ref(queue)],
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
+                        Match.object_like(
+                            {
+                                "Effect": "Allow",
+                                "Action": "sqs:SendMessage",
+                                "Principal": {"Service": "events.amazonaws.com"},
+                                "Condition": {
+                                    "ArnEquals": {"aws:SourceArn": prod_stack.arn(prod_stack.stack.builder.schedule)}
+                                },
+                            }
+                        ),
+                    ]
+                )
+            },
+        },
+    )

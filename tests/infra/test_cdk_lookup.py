@@ -1,0 +1,150 @@
+"""The partner lookup API: routes, the partner-key authorizer, errors and limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.infra.synthesis import Synthesised
+
+pytestmark = pytest.mark.slow  # synthesises the CDK app
+
+GUARDED = {("GET", "/v1/users/{uid}/segments"), ("POST", "/v1/lookup"), ("GET", "/v1/segments")}
+PUBLIC = {("GET", "/v1/openapi.json")}
+
+
+def rest_methods(synthesised: Synthesised) -> dict[tuple[str, str], dict[str, Any]]:
+    """The API's methods by (HTTP method, full path), rebuilt from the resource tree."""
+    api = synthesised.stack.lookup.api
+    resources = synthesised.template.find_resources(
+        "AWS::ApiGateway::Resource", {"Properties": {"RestApiId": synthesised.ref(api)}}
+    )
+    root_id = synthesised.logical_id(api)
+
+    def path(logical_id: str) -> str:
+        properties = resources[logical_id]["Properties"]
+        parent = properties["ParentId"]
+        prefix = "" if parent == {"Fn::GetAtt": [root_id, "RootResourceId"]} else path(parent["Ref"])
+        return f"{prefix}/{properties['PathPart']}"
+
+    methods = synthesised.template.find_resources(
+        "AWS::ApiGateway::Method", {"Properties": {"RestApiId": synthesised.ref(api)}}
+    )
+    return {
+        (method["Properties"]["HttpMethod"], path(method["Properties"]["ResourceId"]["Ref"])): method["Properties"]
+        for method in methods.values()
+    }
+
+
+def test_lookup_and_authorizer_functions_are_configured_from_context(prod_stack: Synthesised) -> None:
+    storage, lookup = prod_stack.stack.storage, prod_stack.stack.lookup
+    function = prod_stack.properties(lookup.function)
+    assert function["Handler"] == "functions.lookup.handler.handler"
+    assert function["Environment"]["Variables"] == {
+        "POWERTOOLS_SERVICE_NAME": "lookup",
+        "POWERTOOLS_METRICS_NAMESPACE": "DMP",
+        "MEMBERSHIP_TABLE": prod_stack.ref(storage.membership_table),
+        "SEGMENTS_BUCKET": prod_stack.ref(storage.bucket),
+        "DATA_PROVIDER_ID": "acme-dmp",
+        "DATA_PROVIDER_NAME": "Acme DMP",
+    }
+    authorizer = prod_stack.properties(lookup.authorizer_function)
+    assert authorizer["Handler"] == "functions.authorizer.handler.handler"
+    assert authorizer["Environment"]["Variables"] == {
+        "POWERTOOLS_SERVICE_NAME": "authorizer",
+        "POWERTOOLS_METRICS_NAMESPACE": "DMP",
+        "PARTNERS_TABLE": prod_stack.ref(storage.partners_table),
+    }
+
+
+def test_api_has_exactly_the_contract_routes(prod_stack: Synthesised) -> None:
+    assert set(rest_methods(prod_stack)) == GUARDED | PUBLIC
+
+
+@pytest.mark.parametrize("route", sorted(GUARDED))
+def test_partner_routes_require_the_partner_key_authorizer(prod_stack: Synthesised, route: tuple[str, str]) -> None:
+    method = rest_methods(prod_stack)[route]
+    assert method["AuthorizationType"] == "CUSTOM"
+    assert method["AuthorizerId"] == prod_stack.ref(prod_stack.stack.lookup.authorizer)
+
+
+def test_openapi_document_is_public(prod_stack: Synthesised) -> None:
+    method = rest_methods(prod_stack)[("GET", "/v1/openapi.json")]
+    assert method["AuthorizationType"] == "NONE"
+    assert "AuthorizerId" not in method
+
+
+def test_every_route_is_proxied_to_the_lookup_function(prod_stack: Synthesised) -> None:
+    lookup_arn = prod_stack.arn(prod_stack.stack.lookup.function)
+    for method in rest_methods(prod_stack).values():
+        assert method["Integration"]["Type"] == "AWS_PROXY"
+        assert lookup_arn in method["Integration"]["Uri"]["Fn::Join"][1]
+
+
+def test_authorizer_reads_the_bearer_header_and_caches_for_the_configured_time(prod_stack: Synthesised) -> None:
+    lookup = prod_stack.stack.lookup
+    properties = prod_stack.properties(lookup.authorizer)
+    assert properties["Type"] == "TOKEN"
+    assert properties["IdentitySource"] == "method.request.header.Authorization"
+    assert properties["AuthorizerResultTtlInSeconds"] == 120
+    assert prod_stack.arn(lookup.authorizer_function) in properties["AuthorizerUri"]["Fn::Join"][1]
+
+
+def test_authorizer_cache_defaults_to_a_minute(dev_stack: Synthesised) -> None:
+    assert dev_stack.properties(dev_stack.stack.lookup.authorizer)["AuthorizerResultTtlInSeconds"] == 60
+
+
+@pytest.mark.parametrize(
+    ("response_type", "status", "code"),
+    [("UNAUTHORIZED", "401", "unauthorized"), ("ACCESS_DENIED", "403", "forbidden")],
+)
+def test_authorizer_rejections_answer_with_the_api_error_shape(
+    prod_stack: Synthesised, response_type: str, status: str, code: str
+) -> None:
+    responses = prod_stack.template.find_resources(
+        "AWS::ApiGateway::GatewayResponse", {"Properties": {"ResponseType": response_type}}
+    )
+    (response,) = (resource["Properties"] for resource in responses.values())
+    assert response["StatusCode"] == status
+    assert set(response["ResponseTemplates"]) == {"application/json"}
+    body = json.loads(response["ResponseTemplates"]["application/json"])
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
+def test_a_missing_key_answer_names_the_bearer_scheme(prod_stack: Synthesised) -> None:
+    responses = prod_stack.template.find_resources(
+        "AWS::ApiGateway::GatewayResponse", {"Properties": {"ResponseType": "UNAUTHORIZED"}}
+    )
+    (response,) = (resource["Properties"] for resource in responses.values())
+    assert response["ResponseParameters"] == {"gatewayresponse.header.WWW-Authenticate": "'Bearer'"}
+
+
+def test_stage_is_named_after_the_stage_traced_logged_and_throttled(prod_stack: Synthesised) -> None:
+    lookup = prod_stack.stack.lookup
+    stage = prod_stack.properties(lookup.api.deployment_stage)
+    assert stage["StageName"] == "prod"
+    assert stage["TracingEnabled"] is True
+    assert prod_stack.logical_id(lookup.access_logs) in json.dumps(stage["AccessLogSetting"]["DestinationArn"])
+    assert json.loads(stage["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
+    # Paths carry visitor ids: the log has the route template instead, and no source IP.
+    assert "$context.path" not in stage["AccessLogSetting"]["Format"]
+    assert "sourceIp" not in stage["AccessLogSetting"]["Format"]
+    (settings,) = stage["MethodSettings"]
+    assert (settings["HttpMethod"], settings["ResourcePath"]) == ("*", "/*")
+    assert settings["ThrottlingRateLimit"] > 0
+    assert settings["ThrottlingBurstLimit"] > 0
+
+
+def test_a_usage_plan_limits_the_stage(prod_stack: Synthesised) -> None:
+    lookup = prod_stack.stack.lookup
+    plans = prod_stack.template.find_resources("AWS::ApiGateway::UsagePlan")
+    (plan,) = (resource["Properties"] for resource in plans.values())
+    (api_stage,) = plan["ApiStages"]
+    assert api_stage["ApiId"] == prod_stack.ref(lookup.api)
+    assert api_stage["Stage"] == prod_stack.ref(lookup.api.deployment_stage)
+    assert plan["Throttle"]["RateLimit"] > 0
+    assert plan["Quota"]["Period"] == "DAY"
+    assert plan["Quota"]["Limit"] > 0

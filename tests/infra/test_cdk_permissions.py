@@ -1,0 +1,110 @@
+"""Who may touch what: each function's role, resource by resource."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+from aws_cdk import aws_lambda as lambda_
+
+from tests.infra.synthesis import Synthesised, as_list, role_statements
+
+pytestmark = pytest.mark.slow  # synthesises the CDK app
+
+DYNAMODB_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+DYNAMODB_READS = {
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+}
+# Table metadata, which every CDK table grant includes.
+DESCRIBE = {"dynamodb:DescribeTable"}
+S3_WRITE_PREFIXES = ("s3:Put", "s3:Delete", "s3:Abort", "s3:Replicate", "s3:Restore")
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+OWN_LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def access(synthesised: Synthesised, function: lambda_.Function) -> dict[str, set[str]]:
+    """The actions `function` may perform, by what they apply to: a table, the bucket, its
+    own log group ("logs"), or "*"."""
+    storage = synthesised.stack.storage
+    owners = {
+        synthesised.logical_id(storage.events_table): "events",
+        synthesised.logical_id(storage.membership_table): "membership",
+        synthesised.logical_id(storage.partners_table): "partners",
+        synthesised.logical_id(storage.bucket): "bucket",
+        synthesised.logical_id(function.log_group): "logs",
+    }
+    assert function.role is not None
+    granted: dict[str, set[str]] = defaultdict(set)
+    for statement in role_statements(synthesised, function.role):
+        assert statement["Effect"] == "Allow"
+        for resource in as_list(statement["Resource"]):
+            named = [name for logical_id, name in owners.items() if logical_id in json.dumps(resource)]
+            assert len(named) <= 1, resource
+            owner = named[0] if named else ("*" if resource == "*" else json.dumps(resource))
+            granted[owner] |= set(as_list(statement["Action"]))
+    return dict(granted)
+
+
+def s3_writes(actions: set[str]) -> set[str]:
+    return {action for action in actions if action.startswith(S3_WRITE_PREFIXES) or action == "s3:*"}
+
+
+def test_ingest_may_only_write_events(prod_stack: Synthesised) -> None:
+    granted = access(prod_stack, prod_stack.stack.ingest.function)
+    assert set(granted) == {"events", "logs", "*"}
+    assert "dynamodb:PutItem" in granted["events"]
+    assert granted["events"] <= DYNAMODB_WRITES | DESCRIBE
+    assert granted["logs"] == OWN_LOGS
+    assert granted["*"] == XRAY
+
+
+def test_builder_reads_events_and_maintains_membership_and_builds(prod_stack: Synthesised) -> None:
+    granted = access(prod_stack, prod_stack.stack.builder.function)
+    assert set(granted) == {"events", "membership", "bucket", "logs", "*"}
+    assert "dynamodb:Scan" in granted["events"]
+    assert granted["events"] <= DYNAMODB_READS | DESCRIBE
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"} <= granted["membership"]
+    assert {"s3:GetObject*", "s3:PutObject"} <= granted["bucket"]
+    assert granted["*"] == XRAY
+
+
+def test_lookup_may_only_read_membership_and_the_bucket(prod_stack: Synthesised) -> None:
+    granted = access(prod_stack, prod_stack.stack.lookup.function)
+    assert set(granted) == {"membership", "bucket", "logs", "*"}
+    assert "dynamodb:GetItem" in granted["membership"]
+    assert granted["membership"] <= DYNAMODB_READS | DESCRIBE
+    assert "s3:GetObject*" in granted["bucket"]
+    assert s3_writes(granted["bucket"]) == set()
+    assert granted["*"] == XRAY
+
+
+def test_authorizer_may_only_read_partners(prod_stack: Synthesised) -> None:
+    granted = access(prod_stack, prod_stack.stack.lookup.authorizer_function)
+    assert set(granted) == {"partners", "logs", "*"}
+    assert "dynamodb:GetItem" in granted["partners"]
+    assert granted["partners"] <= DYNAMODB_READS | DESCRIBE
+    assert granted["*"] == XRAY
+
+
+@pytest.mark.parametrize("name", ["ingest", "builder", "lookup", "authorizer"])
+def test_function_roles_have_no_managed_or_inline_policies(prod_stack: Synthesised, name: str) -> None:
+    stack = prod_stack.stack
+    function = {
+        "ingest": stack.ingest.function,
+        "builder": stack.builder.function,
+        "lookup": stack.lookup.function,
+        "authorizer": stack.lookup.authorizer_function,
+    }[name]
+    assert function.role is not None
+    role = prod_stack.properties(function.role)
+    assert "ManagedPolicyArns" not in role
+    assert "Policies" not in role
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}

@@ -1,0 +1,145 @@
+"""The tables and the bucket as deployed, checked against the definitions the code uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Match
+
+from functions.core.segments import load_definitions
+from functions.core.tables import DEFINITIONS_PREFIX, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
+from infra.storage import read_segment_definitions
+from tests.infra.synthesis import Synthesised
+
+pytestmark = pytest.mark.slow  # synthesises the CDK app
+
+TABLES = {"events_table": EVENTS, "membership_table": MEMBERSHIP, "partners_table": PARTNERS}
+
+
+@pytest.mark.parametrize("attribute", TABLES)
+def test_deployed_table_keys_are_those_of_the_code(prod_stack: Synthesised, attribute: str) -> None:
+    # GIVEN the table definition that the storage adapters and the local stack use
+    definition: TableDefinition = TABLES[attribute]
+    # WHEN the stack is synthesised
+    properties = prod_stack.properties(getattr(prod_stack.stack.storage, attribute))
+    # THEN the deployed table has exactly the same keys and TTL attribute
+    assert properties["KeySchema"] == definition.key_schema()
+    assert properties["AttributeDefinitions"] == definition.attribute_definitions()
+    if definition.ttl_attribute:
+        assert properties["TimeToLiveSpecification"] == {"AttributeName": definition.ttl_attribute, "Enabled": True}
+    else:
+        assert "TimeToLiveSpecification" not in properties
+
+
+def test_events_expire_through_the_expires_at_attribute(prod_stack: Synthesised) -> None:
+    properties = prod_stack.properties(prod_stack.stack.storage.events_table)
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+@pytest.mark.parametrize("attribute", TABLES)
+def test_tables_are_on_demand_encrypted_and_recoverable(prod_stack: Synthesised, attribute: str) -> None:
+    properties = prod_stack.properties(getattr(prod_stack.stack.storage, attribute))
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # SSE on with no key given: the AWS managed key (aws/dynamodb).
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+
+
+@pytest.mark.parametrize("attribute", TABLES)
+def test_a_production_stage_keeps_its_tables(prod_stack: Synthesised, attribute: str) -> None:
+    resource = prod_stack.resource(getattr(prod_stack.stack.storage, attribute))
+    assert resource["DeletionPolicy"] == "Retain"
+    assert resource["UpdateReplacePolicy"] == "Retain"
+    assert resource["Properties"]["DeletionProtectionEnabled"] is True
+
+
+def test_a_dev_stage_is_disposable(dev_stack: Synthesised) -> None:
+    storage = dev_stack.stack.storage
+    for table in (storage.events_table, storage.membership_table, storage.partners_table):
+        assert dev_stack.resource(table)["DeletionPolicy"] == "Delete"
+        assert dev_stack.properties(table)["DeletionProtectionEnabled"] is False
+    for bucket in (storage.bucket, storage.access_logs_bucket):
+        assert dev_stack.resource(bucket)["DeletionPolicy"] == "Delete"
+    dev_stack.template.resource_count_is("Custom::S3AutoDeleteObjects", 2)
+
+
+def test_a_production_stage_keeps_its_buckets(prod_stack: Synthesised) -> None:
+    storage = prod_stack.stack.storage
+    for bucket in (storage.bucket, storage.access_logs_bucket):
+        assert prod_stack.resource(bucket)["DeletionPolicy"] == "Retain"
+    prod_stack.template.resource_count_is("Custom::S3AutoDeleteObjects", 0)
+
+
+def test_segments_bucket_is_private_encrypted_versioned_and_logged(prod_stack: Synthesised) -> None:
+    storage = prod_stack.stack.storage
+    prod_stack.template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LoggingConfiguration": {"DestinationBucketName": prod_stack.ref(storage.access_logs_bucket)},
+        },
+    )
+    assert prod_stack.properties(storage.bucket)["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+@pytest.mark.parametrize("attribute", ["bucket", "access_logs_bucket"])
+def test_buckets_refuse_requests_without_tls(prod_stack: Synthesised, attribute: str) -> None:
+    bucket = getattr(prod_stack.stack.storage, attribute)
+    prod_stack.template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": prod_stack.ref(bucket),
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "s3:*",
+                                "Principal": {"AWS": "*"},
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
+
+
+def test_definitions_are_deployed_as_json_under_segments_prefix(prod_stack: Synthesised) -> None:
+    prod_stack.template.has_resource_properties(
+        "Custom::CDKBucketDeployment",
+        {
+            "DestinationBucketName": prod_stack.ref(prod_stack.stack.storage.bucket),
+            "DestinationBucketKeyPrefix": DEFINITIONS_PREFIX,
+            # Definitions pushed with the CLI live beside these and must survive a deploy.
+            "Prune": False,
+        },
+    )
+
+
+def test_deployed_definitions_read_back_as_the_source_definitions(prod_stack: Synthesised, segments_dir: Path) -> None:
+    # GIVEN the YAML definitions of the segments directory
+    expected = read_segment_definitions(segments_dir)
+    # WHEN the stack is synthesised, each becomes a JSON source of the bucket deployment
+    deployment = prod_stack.template.find_resources("Custom::CDKBucketDeployment")
+    (properties,) = (resource["Properties"] for resource in deployment.values())
+    files = {
+        path.name: path.read_text()
+        for key in properties["SourceObjectKeys"]
+        for path in prod_stack.asset_dir(key).iterdir()
+    }
+    # THEN they are named <id>.json and load back to the same definitions
+    assert sorted(files) == sorted(f"{definition.id}.json" for definition in expected)
+    assert sorted(load_definitions(files), key=lambda d: d.id) == sorted(expected, key=lambda d: d.id)
