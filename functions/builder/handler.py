@@ -4,7 +4,6 @@ publishes the build (see build.py). Triggered by an EventBridge scheduled event,
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +21,6 @@ settings = Settings.from_env(require=("events_table", "membership_table", "bucke
 logger = Logger(service="builder")
 metrics = Metrics(service="builder")
 tracer = Tracer(service="builder")
-SHARDS = int(os.environ.get("BUILD_SHARDS", "4"))
 
 builder = Builder(
     EventStore(settings.events_table), MembershipStore(settings.membership_table), SegmentsBucket(settings.bucket)
@@ -44,7 +42,7 @@ def evaluation_time(event: dict[str, Any]) -> datetime:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        manifest = builder.build(evaluation_time(event), int(event.get("shards", SHARDS)))
+        manifest = builder.build(evaluation_time(event), int(event.get("shards", settings.build_shards)))
     except DefinitionErrors as errors:
         logger.error("segment definitions are invalid; the published build is unchanged", problems=str(errors))
         metrics.add_metric(name="builds_refused", unit=MetricUnit.Count, value=1)

@@ -41,6 +41,7 @@ class Settings:
     data_provider_name: str = "DMP"
     segtax: int | None = None
     catalog_refresh_seconds: int = 30
+    build_shards: int = 4
 
     @property
     def retention_seconds(self) -> int:
@@ -62,20 +63,9 @@ class Settings:
             data_provider_name=env.get("DATA_PROVIDER_NAME", "DMP"),
             segtax=int(segtax) if segtax else None,
             catalog_refresh_seconds=_int(env, "CATALOG_REFRESH_SECONDS", 30),
+            build_shards=_int(env, "BUILD_SHARDS", 4, minimum=1),
         )
         missing = [name for name in require if not getattr(settings, name)]
         if missing:
             raise ConfigurationError(f"missing settings: {', '.join(missing)}")
         return settings
-
-
-# Environment variable of each setting, for the CDK stack and the local stack.
-ENV_NAMES = {
-    "events_table": "EVENTS_TABLE",
-    "membership_table": "MEMBERSHIP_TABLE",
-    "partners_table": "PARTNERS_TABLE",
-    "bucket": "SEGMENTS_BUCKET",
-    "retention_days": "RETENTION_DAYS",
-    "tcf_vendor_id": "TCF_VENDOR_ID",
-    "cors_origins": "CORS_ORIGINS",
-}

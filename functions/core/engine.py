@@ -115,8 +115,9 @@ def _event_matcher(spec: EventFilter) -> Callable[[EventRecord], bool]:
     if spec.ref_contains is not None:
         ref_needle = spec.ref_contains.casefold()
         checks.append(lambda e: e.ref is not None and ref_needle in e.ref.casefold())
-    for key, value in spec.text_props.items():
-        checks.append(lambda e, key=key, value=value: e.props.get(key) == value)
+    wanted_props = spec.text_props
+    if wanted_props:
+        checks.append(lambda e: all(e.props.get(key) == value for key, value in wanted_props.items()))
     return lambda event: all(check(event) for check in checks)
 
 

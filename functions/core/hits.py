@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
+from functools import lru_cache
 from typing import Any
 
 EVENT_NAME = re.compile(r"[a-z0-9_]{1,40}")
@@ -161,6 +162,7 @@ def validate_props(props: object) -> dict[str, str]:
     return clean
 
 
+@lru_cache(maxsize=4096)
 def device_type(user_agent: str | None) -> str | None:
     """desktop, mobile or tablet from the User-Agent; None when there is none."""
     if not user_agent:
@@ -173,6 +175,7 @@ def device_type(user_agent: str | None) -> str | None:
     return "desktop"
 
 
+@lru_cache(maxsize=4096)  # a warm function sees the same few browsers again and again
 def is_bot(user_agent: str | None) -> bool:
     """Known crawlers are not visitors, by the maintained crawler-user-agents pattern list.
     A missing user agent is not a crawler: server-side and app callers send hits with

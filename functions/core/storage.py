@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 # Standard retry mode: exponential backoff with jitter on throttling and 5xx.
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+# The events table's key and TTL names, narrowed for the type checker.
+assert EVENTS.sort_key is not None and EVENTS.ttl_attribute is not None
+VISITOR_KEY: str = EVENTS.partition_key
+EVENT_KEY: str = EVENTS.sort_key
+EXPIRES_AT: str = EVENTS.ttl_attribute
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
 TRAIT_PREFIX = "trait#"
@@ -89,11 +94,11 @@ class EventStore:
     @staticmethod
     def to_item(event: TrackedEvent, retention_seconds: int) -> dict[str, Any]:
         item: dict[str, Any] = {
-            EVENTS.partition_key: _s(event.visitor_id),
-            EVENTS.sort_key: _s(event.event_id),
+            VISITOR_KEY: _s(event.visitor_id),
+            EVENT_KEY: _s(event.event_id),
             "ts": _n(event.ts_ms),
             "name": _s(event.name),
-            EVENTS.ttl_attribute: _n(event.ts_ms // 1000 + retention_seconds),
+            EXPIRES_AT: _n(event.ts_ms // 1000 + retention_seconds),
         }
         for attr in ("url", "ref", "device"):
             value = getattr(event, attr)
@@ -114,7 +119,7 @@ class EventStore:
         request: dict[str, Any] = {"TableName": self.table_name, "Item": self.to_item(event, retention_seconds)}
         if event.event_id.startswith("eid:"):
             request["ConditionExpression"] = "attribute_not_exists(#k)"
-            request["ExpressionAttributeNames"] = {"#k": EVENTS.sort_key}
+            request["ExpressionAttributeNames"] = {"#k": EVENT_KEY}
         try:
             self.client.put_item(**request)
         except ClientError as error:
@@ -142,11 +147,11 @@ class EventStore:
         self.client.put_item(
             TableName=self.table_name,
             Item={
-                EVENTS.partition_key: _s(visitor_id),
-                EVENTS.sort_key: _s(TRAIT_PREFIX + name),
+                VISITOR_KEY: _s(visitor_id),
+                EVENT_KEY: _s(TRAIT_PREFIX + name),
                 "ts": _n(ts_ms),
                 "value": attribute,
-                EVENTS.ttl_attribute: _n(ts_ms // 1000 + retention_seconds),
+                EXPIRES_AT: _n(ts_ms // 1000 + retention_seconds),
             },
             ConditionExpression="attribute_not_exists(#ts) OR #ts <= :ts",
             ExpressionAttributeNames={"#ts": "ts"},
@@ -161,7 +166,7 @@ class EventStore:
             pages = paginator.paginate(
                 TableName=self.table_name,
                 KeyConditionExpression="#v = :v",
-                ExpressionAttributeNames={"#v": EVENTS.partition_key, "#e": EVENTS.sort_key},
+                ExpressionAttributeNames={"#v": VISITOR_KEY, "#e": EVENT_KEY},
                 ExpressionAttributeValues={":v": _s(visitor_id)},
                 ProjectionExpression="#v, #e",
             )
@@ -182,11 +187,11 @@ class EventStore:
 
 def record_from_item(item: Mapping[str, Any]) -> tuple[str, EventRecord | TraitRecord]:
     """(visitor_id, record) of a stored events-table item."""
-    visitor_id = item[EVENTS.partition_key]["S"]
-    expires = item.get(EVENTS.ttl_attribute)
+    visitor_id = item[VISITOR_KEY]["S"]
+    expires = item.get(EXPIRES_AT)
     expires_at = int(expires["N"]) if expires else None
     ts_ms = int(item["ts"]["N"])
-    sort_key = item[EVENTS.sort_key]["S"]
+    sort_key = item[EVENT_KEY]["S"]
     if sort_key.startswith(TRAIT_PREFIX):
         raw = item["value"]
         value: object = raw.get("S", raw.get("BOOL"))
@@ -310,7 +315,7 @@ class PartnerStore:
         return None if item is None else self._partner(item)
 
     def list(self) -> list[dict[str, Any]]:
-        partners = []
+        partners: list[dict[str, Any]] = []
         for page in self.client.get_paginator("scan").paginate(TableName=self.table_name):
             partners.extend(self._partner(item) for item in page.get("Items", []))
         return sorted(partners, key=lambda p: (p["name"], p["created_at"]))

@@ -1,0 +1,30 @@
+"""`make bench`: every benchmark, each a ratio against a baseline measured in the same run
+(these machines are noisy; absolute times are not comparable across runs). Prints
+`name: value` lines and writes .bench/results.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.bench import bench_ingest
+
+SUITES = {"ingest": bench_ingest.run}
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(SUITES)
+    results: dict[str, float] = {}
+    for name in chosen:
+        for metric, value in SUITES[name]().items():
+            results[metric] = round(value, 3)
+            print(f"{metric}: {results[metric]}", flush=True)
+    out = Path(".bench")
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
