@@ -8,9 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from tests.bench import bench_ingest
+from tests.bench import bench_ingest, bench_lookup
 
-SUITES = {"ingest": bench_ingest.run}
+SUITES = {"ingest": bench_ingest.run, "lookup": bench_lookup.run}
 
 
 def main(argv: list[str]) -> int:
