@@ -1,4 +1,6 @@
-"""Collection: the ingest function behind a public HTTP API (`/p.gif`, `/collect`, `/tag.js`)."""
+"""Collection: the ingest function behind a public HTTP API (`/p.gif`, `/collect`, `/tag.js`),
+served to browsers through CloudFront, which adds the viewer's location (DESIGN.md: geo
+comes from CloudFront's viewer headers)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
@@ -39,6 +43,28 @@ ACCESS_LOG_FORMAT = {
     "integrationError": "$context.integrationErrorMessage",
     "error": "$context.error.message",
 }
+# The viewer's location, which CloudFront adds to origin requests when a policy names it.
+GEO_HEADERS = ("CloudFront-Viewer-Country", "CloudFront-Viewer-Country-Region", "CloudFront-Viewer-City")
+# The rest of a hit besides cookies and the query string: consent (DNT, Sec-GPC), bots and
+# device type (User-Agent), the page and the body's type (Referer, Content-Type), and what
+# CORS needs (Origin, and the method of a preflight, which the HTTP API answers itself).
+# CloudFront otherwise sends `User-Agent: Amazon CloudFront` and drops the rest. Host is not
+# forwarded: the API only answers to its own host name. A policy holds 10 headers unless
+# the quota is raised, so Access-Control-Request-Headers does not fit; the tag posts
+# text/plain, which needs no preflight.
+ORIGIN_REQUEST_HEADERS = (
+    *GEO_HEADERS,
+    "User-Agent",
+    "DNT",
+    "Sec-GPC",
+    "Origin",
+    "Referer",
+    "Content-Type",
+    "Access-Control-Request-Method",
+)
+# Paths whose every request must reach the function: a cached hit is a lost event.
+UNCACHED_PATHS = ("/p.gif", "/collect")
+TAG_PATH = "/tag.js"
 
 
 class Ingest(Construct):
@@ -54,6 +80,7 @@ class Ingest(Construct):
         cors_origins: Sequence[str],
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        price_class: cloudfront.PriceClass,
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = packaging.function(
@@ -101,10 +128,104 @@ class Ingest(Construct):
                     f"{method.value} {path} is public by contract: browsers call it from any visited page "
                     "without credentials; consent and bot checks happen in the function.",
                 )
+        self._add_distribution(price_class)
+
+    def _add_distribution(self, price_class: cloudfront.PriceClass) -> None:
+        stack = Stack.of(self)
+        self.origin_request_policy = cloudfront.OriginRequestPolicy(
+            self,
+            "OriginRequestPolicy",
+            # Policy names are account-wide (CloudFront is global): stage and region make it unique.
+            origin_request_policy_name=f"{stack.stack_name}-ingest-{stack.region}",
+            comment="DMP collection: viewer location, consent headers, cookies and query strings",
+            header_behavior=cloudfront.OriginRequestHeaderBehavior.allow_list(*ORIGIN_REQUEST_HEADERS),
+            # The dmp_uid and dmp_optout cookies. With every cookie forwarded, CloudFront also
+            # hands the answer's Set-Cookie (a new visitor's dmp_uid) back to the browser.
+            cookie_behavior=cloudfront.OriginRequestCookieBehavior.all(),
+            query_string_behavior=cloudfront.OriginRequestQueryStringBehavior.all(),
+        )
+        # The tag is the same for everyone: cached as long as the function's Cache-Control
+        # says (an hour), keyed on nothing but the path.
+        self.tag_cache_policy = cloudfront.CachePolicy(
+            self,
+            "TagCachePolicy",
+            comment="DMP tag.js: the origin's Cache-Control decides, an hour when it says nothing",
+            min_ttl=Duration.seconds(0),
+            default_ttl=Duration.hours(1),
+            max_ttl=Duration.days(1),
+            enable_accept_encoding_gzip=True,
+            enable_accept_encoding_brotli=True,
+        )
+        api_origin = origins.HttpOrigin(
+            # The $default stage is at the root of the API's own host name.
+            f"{self.http_api.api_id}.execute-api.{stack.region}.{stack.url_suffix}",
+            protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
+            origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
+        )
+        uncached = cloudfront.BehaviorOptions(
+            origin=api_origin,
+            viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+            allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
+            cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
+            origin_request_policy=self.origin_request_policy,
+        )
+        self.distribution = cloudfront.Distribution(
+            self,
+            "Distribution",
+            comment=f"DMP collection endpoints ({stack.stack_name})",
+            # Routes to come (/sync, /optout) are uncached and get the viewer's data too.
+            default_behavior=uncached,
+            additional_behaviors={
+                **dict.fromkeys(UNCACHED_PATHS, uncached),
+                # No origin request policy: a cached answer must not depend on (or carry
+                # the CORS headers of) one viewer's Origin or cookies.
+                TAG_PATH: cloudfront.BehaviorOptions(
+                    origin=api_origin,
+                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                    allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+                    cache_policy=self.tag_cache_policy,
+                ),
+            },
+            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            price_class=price_class,
+            enable_logging=False,
+        )
+        self._acknowledge_distribution_findings()
+
+    def _acknowledge_distribution_findings(self) -> None:
+        findings = {
+            "AwsSolutions-CFR1": (
+                "Collection is worldwide by design: visitors of the customers' sites come from any "
+                "country, and the viewer's country is data the DMP records, not a reason to refuse a hit."
+            ),
+            "AwsSolutions-CFR2": (
+                "No WAF yet: the endpoints are public by contract and the pixel answers every request; "
+                "the API stage behind the distribution is throttled and the function stores nothing "
+                "from known bots. A web ACL (CLOUDFRONT scope, created in us-east-1) can be attached later."
+            ),
+            "AwsSolutions-CFR3": (
+                "No CloudFront access log: standard logs always record the viewer's IP address (c-ip, "
+                "x-forwarded-for) and DESIGN.md says raw IPs are never stored; logging v2, which can "
+                "leave fields out, must be set up in us-east-1 and this stack is region-agnostic. Every "
+                "request that reaches the origin is in the HTTP API's access log, without IPs."
+            ),
+            "AwsSolutions-CFR4": (
+                "The distribution uses the default *.cloudfront.net certificate, with which CloudFront "
+                "accepts TLSv1 whatever the minimum protocol version; TLSv1.2_2021 needs a custom "
+                "domain and an ACM certificate in us-east-1, which this stack does not assume."
+            ),
+        }
+        for rule_id, reason in findings.items():
+            acknowledge(self.distribution, rule_id, reason)
 
     @property
     def url(self) -> str:
-        """The API's base URL, without a trailing slash (the $default stage is at the root)."""
+        """The collection endpoints' base URL for browsers: the distribution, without a trailing slash."""
+        return f"https://{self.distribution.distribution_domain_name}"
+
+    @property
+    def api_url(self) -> str:
+        """The HTTP API's own base URL (no viewer location), without a trailing slash."""
         return self.http_api.api_endpoint
 
 

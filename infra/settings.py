@@ -18,6 +18,8 @@ STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 SCHEDULE = re.compile(r"^(rate|cron)\(.+\)$")
 # Stages that are disposable: `cdk destroy` removes their data (see `removal_policy`).
 DEV_STAGE = re.compile(r"^dev(-[a-z0-9-]+)?$")
+# CloudFront's price classes, by the name of CDK's `PriceClass` member.
+PRICE_CLASSES = ("PRICE_CLASS_100", "PRICE_CLASS_200", "PRICE_CLASS_ALL")
 
 T = TypeVar("T")
 
@@ -38,6 +40,7 @@ class DeploySettings:
     data_provider_id: str
     data_provider_name: str
     segments_dir: Path
+    cloudfront_price_class: str
 
     @property
     def stack_name(self) -> str:
@@ -72,6 +75,7 @@ class DeploySettings:
             data_provider_id=get("data_provider_id", _matching(re.compile(r"^\S{1,64}$"), "1-64 non-blank chars")),
             data_provider_name=get("data_provider_name", _matching(re.compile(r"^.{1,200}$"), "1-200 chars")),
             segments_dir=segments_dir if segments_dir.is_absolute() else root / segments_dir,
+            cloudfront_price_class=get("cloudfront_price_class", _price_class),
         )
 
 
@@ -108,3 +112,12 @@ def _origins(raw: Any) -> tuple[str, ...]:
         if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
             raise ValueError(f"{origin!r} is not an origin like https://shop.example")
     return origins
+
+
+def _price_class(raw: Any) -> str:
+    """CDK's name (PRICE_CLASS_100) or CloudFront's (PriceClass_100), as the member name."""
+    wanted = str(raw).strip().upper().replace("_", "")
+    for name in PRICE_CLASSES:
+        if name.replace("_", "") == wanted:
+            return name
+    raise ValueError(f"expected one of {', '.join(PRICE_CLASSES)}")

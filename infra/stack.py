@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -52,6 +53,7 @@ class DmpStack(Stack):
             cors_origins=settings.cors_origins,
             log_retention=LOG_RETENTION,
             removal_policy=removal_policy,
+            price_class=cloudfront.PriceClass[settings.cloudfront_price_class],
         )
         self.builder = Builder(
             self,
@@ -121,7 +123,9 @@ class DmpStack(Stack):
     def _add_outputs(self) -> None:
         storage = self.storage
         outputs = {
+            # What sites embed: through CloudFront, which adds the viewer's location.
             "IngestUrl": self.ingest.url,
+            "IngestApiUrl": self.ingest.api_url,
             "LookupUrl": self.lookup.url,
             "EventsTableName": storage.events_table.table_name,
             "MembershipTableName": storage.membership_table.table_name,

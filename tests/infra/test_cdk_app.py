@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow  # synthesises the CDK app
 
 OUTPUTS = {
     "IngestUrl",
+    "IngestApiUrl",
     "LookupUrl",
     "EventsTableName",
     "MembershipTableName",
@@ -48,11 +49,17 @@ def test_outputs_are_exactly_those_the_cli_reads(prod_stack: Synthesised) -> Non
     assert outputs["PartnersTableName"]["Value"] == prod_stack.ref(stack.storage.partners_table)
     assert outputs["BucketName"]["Value"] == prod_stack.ref(stack.storage.bucket)
     assert outputs["BuilderFunctionName"]["Value"] == prod_stack.ref(stack.builder.function)
-    assert outputs["IngestUrl"]["Value"] == {
+    assert outputs["IngestApiUrl"]["Value"] == {
         "Fn::GetAtt": [prod_stack.logical_id(stack.ingest.http_api), "ApiEndpoint"]
     }
     assert outputs["Region"]["Value"] == {"Ref": "AWS::Region"}
     assert outputs["RetentionDays"]["Value"] == "30"
+
+
+def test_ingest_url_is_the_distribution_so_hits_carry_the_viewer_location(prod_stack: Synthesised) -> None:
+    value = prod_stack.template.find_outputs("IngestUrl")["IngestUrl"]["Value"]
+    distribution = prod_stack.logical_id(prod_stack.stack.ingest.distribution)
+    assert value == {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution, "DomainName"]}]]}
 
 
 def test_lookup_url_is_the_stage_base_url_without_trailing_slash(prod_stack: Synthesised) -> None:
@@ -119,6 +126,7 @@ def test_unparseable_yaml_stops_synth_naming_the_file(tmp_path: Path) -> None:
         ("stage", "Prod_1"),
         ("cors_origins", "shop.example"),
         ("authorizer_cache_seconds", "7200"),
+        ("cloudfront_price_class", "PriceClass_50"),
     ],
 )
 def test_a_malformed_context_value_stops_synth_naming_the_key(tmp_path: Path, key: str, value: str) -> None:

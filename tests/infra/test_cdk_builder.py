@@ -70,3 +70,33 @@ def test_dead_letter_queue_is_encrypted_and_tls_only(prod_stack: Synthesised) ->
             },
         },
     )
+
+
+def test_builds_that_fail_after_lambdas_retries_land_in_the_dead_letter_queue(prod_stack: Synthesised) -> None:
+    builder = prod_stack.stack.builder
+    configs = prod_stack.template.find_resources(
+        "AWS::Lambda::EventInvokeConfig", {"Properties": {"FunctionName": prod_stack.ref(builder.function)}}
+    )
+    (config,) = (resource["Properties"] for resource in configs.values())
+    # The version EventBridge invokes (the unqualified function).
+    assert config["Qualifier"] == "$LATEST"
+    assert config["DestinationConfig"] == {"OnFailure": {"Destination": prod_stack.arn(builder.dead_letter_queue)}}
+    assert 0 <= config["MaximumRetryAttempts"] <= 2
+
+
+def test_an_alarm_goes_off_when_anything_is_dead_lettered(prod_stack: Synthesised) -> None:
+    builder = prod_stack.stack.builder
+    alarm = prod_stack.properties(builder.dead_letter_alarm)
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [prod_stack.logical_id(builder.dead_letter_queue), "QueueName"]}}
+    ]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+def test_an_alarm_goes_off_when_a_build_raises(prod_stack: Synthesised) -> None:
+    builder = prod_stack.stack.builder
+    alarm = prod_stack.properties(builder.errors_alarm)
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/Lambda", "Errors", "Sum")
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": prod_stack.ref(builder.function)}]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)

@@ -1,8 +1,10 @@
-"""The collection endpoints: the ingest function and its public HTTP API."""
+"""The collection endpoints: the ingest function, its public HTTP API and the CloudFront
+distribution in front of it."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,24 @@ from tests.infra.synthesis import Synthesised
 pytestmark = pytest.mark.slow  # synthesises the CDK app
 
 ROUTE_KEYS = {"GET /p.gif", "POST /collect", "GET /tag.js"}
+# AWS's managed CachingDisabled policy (the same id in every account).
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+GEO_HEADERS = {"CloudFront-Viewer-Country", "CloudFront-Viewer-Country-Region", "CloudFront-Viewer-City"}
+REQUEST_HEADERS = {"User-Agent", "DNT", "Sec-GPC", "Origin", "Referer", "Content-Type"}
+ALL_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
+
+
+def distribution_config(synthesised: Synthesised) -> dict[str, Any]:
+    return synthesised.properties(synthesised.stack.ingest.distribution)["DistributionConfig"]
+
+
+def behaviour(synthesised: Synthesised, path: str) -> dict[str, Any]:
+    """The cache behaviour for `path`; "*" is the default behaviour."""
+    config = distribution_config(synthesised)
+    if path == "*":
+        return dict(config["DefaultCacheBehavior"])
+    (found,) = (b for b in config["CacheBehaviors"] if b["PathPattern"] == path)
+    return dict(found)
 
 
 def test_ingest_function_is_configured_from_context(prod_stack: Synthesised) -> None:
@@ -74,3 +94,88 @@ def test_default_stage_is_throttled_and_access_logged_without_ips(prod_stack: Sy
     assert json.loads(log_format)["requestId"] == "$context.requestId"
     # Raw IPs are never stored (DESIGN.md), not even in access logs.
     assert "sourceIp" not in log_format
+
+
+def test_distribution_forwards_to_the_http_api_over_https_only(prod_stack: Synthesised) -> None:
+    config = distribution_config(prod_stack)
+    (origin,) = config["Origins"]
+    # The $default stage sits at the root of the API's execute-api host name.
+    assert origin["DomainName"] == {
+        "Fn::Join": [
+            "",
+            [
+                prod_stack.ref(prod_stack.stack.ingest.http_api),
+                ".execute-api.",
+                {"Ref": "AWS::Region"},
+                ".",
+                {"Ref": "AWS::URLSuffix"},
+            ],
+        ]
+    }
+    assert "OriginPath" not in origin
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert origin["CustomOriginConfig"]["OriginSSLProtocols"] == ["TLSv1.2"]
+    behaviours = [config["DefaultCacheBehavior"], *config["CacheBehaviors"]]
+    assert {b["TargetOriginId"] for b in behaviours} == {origin["Id"]}
+
+
+def test_origin_requests_carry_the_viewer_location_consent_headers_cookies_and_query(
+    prod_stack: Synthesised,
+) -> None:
+    policy = prod_stack.properties(prod_stack.stack.ingest.origin_request_policy)["OriginRequestPolicyConfig"]
+    assert policy["HeadersConfig"]["HeaderBehavior"] == "whitelist"
+    headers = set(policy["HeadersConfig"]["Headers"])
+    assert headers >= GEO_HEADERS
+    assert headers >= REQUEST_HEADERS
+    # The API answers only to its own host name; and CloudFront's default quota is 10 headers.
+    assert "Host" not in headers
+    assert len(headers) <= 10
+    # The visitor cookie goes in (and its Set-Cookie comes back); so does every pixel parameter.
+    assert policy["CookiesConfig"] == {"CookieBehavior": "all"}
+    assert policy["QueryStringsConfig"] == {"QueryStringBehavior": "all"}
+
+
+@pytest.mark.parametrize("path", ["/p.gif", "/collect", "*"])
+def test_hits_are_never_cached_and_reach_the_function_with_the_viewer_data(prod_stack: Synthesised, path: str) -> None:
+    # GIVEN the behaviour of a collection path (or of any other path, such as routes to come)
+    found = behaviour(prod_stack, path)
+    # THEN every request goes to the origin, with the origin request policy, over HTTPS
+    assert found["CachePolicyId"] == CACHING_DISABLED
+    assert found["OriginRequestPolicyId"] == prod_stack.ref(prod_stack.stack.ingest.origin_request_policy)
+    assert set(found["AllowedMethods"]) == ALL_METHODS
+    assert found["ViewerProtocolPolicy"] == "redirect-to-https"
+    # No response headers policy that could touch Set-Cookie or Cache-Control.
+    assert "ResponseHeadersPolicyId" not in found
+
+
+def test_the_tag_is_cached_for_as_long_as_the_function_says(prod_stack: Synthesised) -> None:
+    ingest = prod_stack.stack.ingest
+    found = behaviour(prod_stack, "/tag.js")
+    assert found["CachePolicyId"] == prod_stack.ref(ingest.tag_cache_policy)
+    # A shared cached answer must not depend on one viewer's Origin or cookies.
+    assert "OriginRequestPolicyId" not in found
+    assert set(found["AllowedMethods"]) == {"GET", "HEAD"}
+    assert found["ViewerProtocolPolicy"] == "redirect-to-https"
+    policy = prod_stack.properties(ingest.tag_cache_policy)["CachePolicyConfig"]
+    # min 0: the origin's Cache-Control (public, max-age=3600) decides; an hour when it is silent.
+    assert (policy["MinTTL"], policy["DefaultTTL"]) == (0, 3600)
+    key = policy["ParametersInCacheKeyAndForwardedToOrigin"]
+    assert key["CookiesConfig"] == {"CookieBehavior": "none"}
+    assert key["HeadersConfig"] == {"HeaderBehavior": "none"}
+
+
+def test_distribution_serves_http2_and_3_at_the_configured_price_class(prod_stack: Synthesised) -> None:
+    config = distribution_config(prod_stack)
+    assert config["Enabled"] is True
+    assert config["HttpVersion"] == "http2and3"
+    # GIVEN `-c cloudfront_price_class=PriceClass_All` (cdk.json says PRICE_CLASS_100)
+    assert config["PriceClass"] == "PriceClass_All"
+
+
+def test_price_class_defaults_to_the_cheapest(dev_stack: Synthesised) -> None:
+    assert distribution_config(dev_stack)["PriceClass"] == "PriceClass_100"
+
+
+def test_distribution_keeps_no_access_log_of_viewer_ips(prod_stack: Synthesised) -> None:
+    # CloudFront's standard logs always hold the viewer's IP; raw IPs are never stored (DESIGN.md).
+    assert "Logging" not in distribution_config(prod_stack)

@@ -27,17 +27,19 @@ DESCRIBE = {"dynamodb:DescribeTable"}
 S3_WRITE_PREFIXES = ("s3:Put", "s3:Delete", "s3:Abort", "s3:Replicate", "s3:Restore")
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 OWN_LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+SQS_SEND = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
 
 
 def access(synthesised: Synthesised, function: lambda_.Function) -> dict[str, set[str]]:
-    """The actions `function` may perform, by what they apply to: a table, the bucket, its
-    own log group ("logs"), or "*"."""
+    """The actions `function` may perform, by what they apply to: a table, the bucket, the
+    builder's dead-letter queue, its own log group ("logs"), or "*"."""
     storage = synthesised.stack.storage
     owners = {
         synthesised.logical_id(storage.events_table): "events",
         synthesised.logical_id(storage.membership_table): "membership",
         synthesised.logical_id(storage.partners_table): "partners",
         synthesised.logical_id(storage.bucket): "bucket",
+        synthesised.logical_id(synthesised.stack.builder.dead_letter_queue): "dead_letters",
         synthesised.logical_id(function.log_group): "logs",
     }
     assert function.role is not None
@@ -67,11 +69,14 @@ def test_ingest_may_only_write_events(prod_stack: Synthesised) -> None:
 
 def test_builder_reads_events_and_maintains_membership_and_builds(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.builder.function)
-    assert set(granted) == {"events", "membership", "bucket", "logs", "*"}
+    assert set(granted) == {"events", "membership", "bucket", "dead_letters", "logs", "*"}
     assert "dynamodb:Scan" in granted["events"]
     assert granted["events"] <= DYNAMODB_READS | DESCRIBE
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"} <= granted["membership"]
     assert {"s3:GetObject*", "s3:PutObject"} <= granted["bucket"]
+    # Its failed invocations are sent to the dead-letter queue; it never reads from it.
+    assert "sqs:SendMessage" in granted["dead_letters"]
+    assert granted["dead_letters"] <= SQS_SEND
     assert granted["*"] == XRAY
 
 
