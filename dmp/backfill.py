@@ -18,7 +18,8 @@ from functions.core.hits import (
     to_epoch_ms,
     validate_event,
 )
-from functions.core.storage import EventStore, MembershipStore
+from functions.core.storage import EventStore, FallbackQueue, MembershipStore
+from functions.replay.logic import replay_message
 
 BATCH = 500
 
@@ -90,11 +91,21 @@ def ingest_lines(
             report.problems.append((number, str(error)))
             continue
         if len(batch) >= BATCH:
-            report.stored += store.put_many(batch, retention_seconds)
+            report.stored += _write(store, batch, retention_seconds)
             batch = []
     if batch:
-        report.stored += store.put_many(batch, retention_seconds)
+        report.stored += _write(store, batch, retention_seconds)
     return report
+
+
+def _write(store: EventStore, batch: list[TrackedEvent], retention_seconds: int) -> int:
+    written, unwritten = store.put_many(batch, retention_seconds)
+    if unwritten:
+        raise RuntimeError(
+            f"DynamoDB did not take {len(unwritten)} event(s) after retries; {written} of this batch were stored. "
+            "Run the ingest again: lines with an eid are stored once."
+        )
+    return written
 
 
 def ingest_file(path: Path, target: StackTarget, retention_days: int | None = None) -> IngestReport:
@@ -112,3 +123,16 @@ def erase_visitors(visitor_ids: Iterable[str], target: StackTarget) -> int:
     erased = events.delete_visitors(ids)
     MembershipStore(target.membership_table).apply({v: () for v in ids}, build_id="erased")
     return erased
+
+
+def replay_deferred(target: StackTarget) -> tuple[int, int, int]:
+    """Drain the fallback queue: (hits written, hits already stored, messages)."""
+    queue = FallbackQueue(target.fallback_queue_url)
+    store = EventStore(target.events_table)
+    written = duplicates = handled = 0
+    while messages := queue.receive():
+        for message in messages:
+            new, seen = replay_message(message["Body"], store)
+            queue.delete(message["ReceiptHandle"])  # only once its items are written
+            written, duplicates, handled = written + new, duplicates + seen, handled + 1
+    return written, duplicates, handled

@@ -176,6 +176,18 @@ def cmd_partners(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from dmp.backfill import replay_deferred
+
+    target = resolve(args.local, args.stack)
+    if not target.fallback_queue_url:
+        print("this stack has no fallback queue", file=sys.stderr)
+        return 2
+    written, duplicates, messages = replay_deferred(target)
+    print(f"replayed {messages} message(s): {written} hit(s) written, {duplicates} already stored")
+    return 0
+
+
 def cmd_erase(args: argparse.Namespace) -> int:
     from dmp.backfill import erase_visitors
 
@@ -241,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = partners.add_parser("list", help="partners and their keys' state")
     _add_target(listing)
     listing.set_defaults(func=cmd_partners)
+
+    replay = commands.add_parser("replay", help="write the hits deferred to the fallback queue")
+    _add_target(replay)
+    replay.set_defaults(func=cmd_replay)
 
     erase = commands.add_parser("erase", help="delete every stored event and membership of visitors")
     erase.add_argument("uids", nargs="+", metavar="UID")

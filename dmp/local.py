@@ -24,6 +24,7 @@ RESOURCE_NAMES = {
     PARTNERS.logical_id: "dmp-local-partners",
 }
 BUCKET = "dmp-local-segments"
+FALLBACK_QUEUE = "dmp-local-fallback"
 # Powertools outside Lambda: quiet logs, no metrics or traces to ship.
 QUIET_POWERTOOLS = {
     "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -43,6 +44,7 @@ class StackTarget:
     membership_table: str
     partners_table: str
     bucket: str
+    fallback_queue_url: str = ""
     aws_endpoint_url: str | None = None
     gateway_url: str | None = None
     lookup_url: str | None = None
@@ -56,6 +58,7 @@ class StackTarget:
             "MEMBERSHIP_TABLE": self.membership_table,
             "PARTNERS_TABLE": self.partners_table,
             "SEGMENTS_BUCKET": self.bucket,
+            "FALLBACK_QUEUE_URL": self.fallback_queue_url,
             "RETENTION_DAYS": str(self.retention_days),
         }
         if self.aws_endpoint_url:
@@ -91,8 +94,12 @@ def create_resources(endpoint_url: str | None, region: str = REGION, retention_d
         s3.create_bucket(Bucket=BUCKET)
     else:
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
+    queue_url = boto3.client("sqs", region_name=region, endpoint_url=endpoint_url).create_queue(
+        QueueName=FALLBACK_QUEUE
+    )["QueueUrl"]
     return StackTarget(
         region=region,
+        fallback_queue_url=queue_url,
         events_table=RESOURCE_NAMES[EVENTS.logical_id],
         membership_table=RESOURCE_NAMES[MEMBERSHIP.logical_id],
         partners_table=RESOURCE_NAMES[PARTNERS.logical_id],
@@ -165,6 +172,7 @@ class LocalStack:
             "membership_table": self.target.membership_table,
             "partners_table": self.target.partners_table,
             "bucket": self.target.bucket,
+            "fallback_queue_url": self.target.fallback_queue_url,
             "retention_days": self.retention_days,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "pid": os.getpid(),

@@ -75,6 +75,7 @@ class Ingest(Construct):
         *,
         packaging: LambdaPackaging,
         events_table: dynamodb.ITable,
+        fallback_queue_url: str,
         retention_days: int,
         tcf_vendor_id: int,
         cors_origins: Sequence[str],
@@ -92,6 +93,7 @@ class Ingest(Construct):
             timeout=Duration.seconds(10),
             environment={
                 "EVENTS_TABLE": events_table.table_name,
+                "FALLBACK_QUEUE_URL": fallback_queue_url,
                 "RETENTION_DAYS": str(retention_days),
                 "TCF_VENDOR_ID": str(tcf_vendor_id),
                 "CORS_ORIGINS": ",".join(cors_origins),

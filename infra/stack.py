@@ -20,6 +20,7 @@ from infra.compliance import acknowledge, arn_in_findings
 from infra.ingest import Ingest
 from infra.lambda_layer import LambdaPackaging
 from infra.lookup import Lookup
+from infra.replay import Replay
 from infra.settings import DeploySettings
 from infra.storage import Storage, read_segment_definitions
 
@@ -43,11 +44,15 @@ class DmpStack(Stack):
         packaging = LambdaPackaging(
             self, "Packaging", root=root, log_retention=LOG_RETENTION, removal_policy=removal_policy
         )
+        self.replay = Replay(
+            self, "Replay", packaging=packaging, events_table_name=self.storage.events_table.table_name
+        )
         self.ingest = Ingest(
             self,
             "Ingest",
             packaging=packaging,
             events_table=self.storage.events_table,
+            fallback_queue_url=self.replay.queue.queue_url,
             retention_days=settings.retention_days,
             tcf_vendor_id=settings.tcf_vendor_id,
             cors_origins=settings.cors_origins,
@@ -87,6 +92,8 @@ class DmpStack(Stack):
     def _grant_access(self) -> None:
         storage = self.storage
         storage.events_table.grant_write_data(self.ingest.function)
+        self.replay.queue.grant_send_messages(self.ingest.function)
+        storage.events_table.grant_write_data(self.replay.function)
 
         storage.events_table.grant_read_data(self.builder.function)
         storage.membership_table.grant_read_write_data(self.builder.function)
@@ -132,6 +139,7 @@ class DmpStack(Stack):
             "PartnersTableName": storage.partners_table.table_name,
             "BucketName": storage.bucket.bucket_name,
             "BuilderFunctionName": self.builder.function.function_name,
+            "FallbackQueueUrl": self.replay.queue.queue_url,
             "Region": Aws.REGION,
             # The CLI's backfill (`dmp ingest --stack`) gives events the stack's retention.
             "RetentionDays": str(self.settings.retention_days),

@@ -34,6 +34,7 @@ class Settings:
     membership_table: str = ""
     partners_table: str = ""
     bucket: str = ""
+    fallback_queue_url: str = ""
     retention_days: int = 90
     tcf_vendor_id: int = 0
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -56,6 +57,7 @@ class Settings:
             membership_table=env.get("MEMBERSHIP_TABLE", ""),
             partners_table=env.get("PARTNERS_TABLE", ""),
             bucket=env.get("SEGMENTS_BUCKET", ""),
+            fallback_queue_url=env.get("FALLBACK_QUEUE_URL", ""),
             retention_days=_int(env, "RETENTION_DAYS", 90, minimum=1),
             tcf_vendor_id=_int(env, "TCF_VENDOR_ID", 0),
             cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.core.hits import TrackedEvent
 from functions.core.records import EventRecord, TraitRecord
@@ -51,21 +51,34 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
 
 
+class WriteIncomplete(RuntimeError):
+    """A batch write gave up; `remaining` holds every request not known to be written."""
+
+    def __init__(self, remaining: list[dict[str, Any]], cause: str) -> None:
+        super().__init__(f"{len(remaining)} write request(s) not written: {cause}")
+        self.remaining = remaining
+
+
 def _batch_write(client: DynamoDBClient, table: str, requests: list[dict[str, Any]], max_attempts: int = 8) -> int:
     """BatchWriteItem in chunks of 25, retrying unprocessed items with backoff.
-    Returns the number of BatchWriteItem calls made."""
+    Returns the number of BatchWriteItem calls made; raises WriteIncomplete."""
     calls = 0
     for start in range(0, len(requests), BATCH_WRITE_LIMIT):
-        pending: list[Any] = requests[start : start + BATCH_WRITE_LIMIT]
+        pending: list[Any] = list(requests[start : start + BATCH_WRITE_LIMIT])
         attempt = 0
         while pending:
-            response = client.batch_write_item(RequestItems={table: pending})
+            try:
+                response = client.batch_write_item(RequestItems={table: pending})
+            except (ClientError, BotoCoreError) as error:  # after botocore's own retries
+                raise WriteIncomplete(pending + requests[start + BATCH_WRITE_LIMIT :], str(error)) from error
             calls += 1
-            pending = response.get("UnprocessedItems", {}).get(table, [])
+            pending = list(response.get("UnprocessedItems", {}).get(table, []))
             if pending:
                 attempt += 1
                 if attempt >= max_attempts:
-                    raise RuntimeError(f"{len(pending)} items still unprocessed after {attempt} attempts")
+                    raise WriteIncomplete(
+                        pending + requests[start + BATCH_WRITE_LIMIT :], f"unprocessed after {attempt} attempts"
+                    )
                 _backoff(attempt)
     return calls
 
@@ -116,8 +129,13 @@ class EventStore:
 
     def put(self, event: TrackedEvent, retention_seconds: int) -> bool:
         """Store one event; False when an event with the same client id was stored before."""
-        request: dict[str, Any] = {"TableName": self.table_name, "Item": self.to_item(event, retention_seconds)}
-        if event.event_id.startswith("eid:"):
+        return self.put_item(self.to_item(event, retention_seconds))
+
+    def put_item(self, item: dict[str, Any]) -> bool:
+        """Store one stored-form item. An item keyed by a client event id is written only
+        if absent, so a retried hit (or a replayed one) is stored once; False then."""
+        request: dict[str, Any] = {"TableName": self.table_name, "Item": item}
+        if item[EVENT_KEY]["S"].startswith("eid:"):
             request["ConditionExpression"] = "attribute_not_exists(#k)"
             request["ExpressionAttributeNames"] = {"#k": EVENT_KEY}
         try:
@@ -128,14 +146,19 @@ class EventStore:
             raise
         return True
 
-    def put_many(self, events: Sequence[TrackedEvent], retention_seconds: int) -> int:
-        """Store events with BatchWriteItem; repeated keys in one call are stored once."""
+    def put_many(self, events: Sequence[TrackedEvent], retention_seconds: int) -> tuple[int, list[dict[str, Any]]]:
+        """Store events with BatchWriteItem (repeated keys in one call are stored once).
+        Returns how many were written and the items that could not be, for the fallback queue."""
         unique: dict[tuple[str, str], TrackedEvent] = {}
         for event in events:
             unique.setdefault((event.visitor_id, event.event_id), event)
         requests = [{"PutRequest": {"Item": self.to_item(e, retention_seconds)}} for e in unique.values()]
-        _batch_write(self.client, self.table_name, requests)
-        return len(requests)
+        try:
+            _batch_write(self.client, self.table_name, requests)
+        except WriteIncomplete as incomplete:
+            unwritten = [request["PutRequest"]["Item"] for request in incomplete.remaining]
+            return len(requests) - len(unwritten), unwritten
+        return len(requests), []
 
     def put_trait(
         self, visitor_id: str, name: str, value: str | float | bool, ts_ms: int, retention_seconds: int
@@ -412,3 +435,36 @@ class SegmentsBucket:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise
+
+
+class FallbackQueue:
+    """Hits DynamoDB would not take even after retries, kept durably in SQS until a
+    replay (the replay function in AWS, `dmp replay` anywhere) writes them."""
+
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        self.queue_url = queue_url
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client("sqs", config=_CONFIG)
+        return self._client
+
+    def defer(self, items: Sequence[dict[str, Any]]) -> None:
+        """One message per request: at most 50 events of <= 1 KB, far below SQS's 256 KB."""
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps({"items": list(items)}))
+
+    def receive(self, wait_seconds: int = 1, max_messages: int = 10) -> list[dict[str, Any]]:
+        response = self.client.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_seconds
+        )
+        return list(response.get("Messages", []))
+
+    def delete(self, receipt_handle: str) -> None:
+        self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+
+
+def deferred_items(message_body: str) -> list[dict[str, Any]]:
+    """The stored-form items of one fallback message."""
+    return list(json.loads(message_body)["items"])

@@ -15,17 +15,19 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConf
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.core.config import Settings
-from functions.core.storage import EventStore
+from functions.core.storage import EventStore, FallbackQueue
 from functions.ingest import logic
 
-settings = Settings.from_env(require=("events_table",))
+settings = Settings.from_env(require=("events_table", "fallback_queue_url"))
 logger = Logger(service="ingest")
 metrics = Metrics(service="ingest")
 # No Powertools Tracer here: importing the X-Ray SDK alone costs ~100 ms of every cold
 # start on the pixel path. Lambda's active tracing still records each invocation.
 events = EventStore(settings.events_table)
+fallback = FallbackQueue(settings.fallback_queue_url)
 
 _cors = (
     CORSConfig(
@@ -80,6 +82,23 @@ def _record(outcome: logic.Outcome) -> None:
         _count(f"rejected_{error.reason}")
 
 
+def _defer(items: list[dict[str, Any]]) -> None:
+    """Keep hits DynamoDB would not take (after botocore's retries) in the fallback
+    queue; the replay function writes them later, each exactly once."""
+    fallback.defer(items)
+    metrics.add_metric(name="hits_deferred", unit=MetricUnit.Count, value=len(items))
+
+
+def _store(item: dict[str, Any]) -> None:
+    try:
+        stored = events.put_item(item)
+    except (ClientError, BotoCoreError):
+        logger.warning("events table refused a hit; deferring it", exc_info=True)
+        _defer([item])
+        return
+    _count("hits_stored" if stored else "hits_duplicate")
+
+
 @app.get("/p.gif")
 def pixel() -> Response:
     cookies: list[Cookie] = []
@@ -87,14 +106,11 @@ def pixel() -> Response:
         outcome = logic.pixel(_request(), app.current_event.raw_query_string or "", settings.tcf_vendor_id)
         _record(outcome)
         for event in outcome.events:
-            if events.put(event, settings.retention_seconds):
-                _count("hits_stored")
-            else:
-                _count("hits_duplicate")
+            _store(events.to_item(event, settings.retention_seconds))
         cookies = _visitor_cookies(outcome)
     except Exception:  # the pixel must answer the GIF whatever failed
         logger.exception("pixel hit not stored")
-        _count("store_failed")
+        _count("hits_lost")
     return Response(
         status_code=200,
         content_type="image/gif",
@@ -132,8 +148,15 @@ def collect() -> Response:
         return _json_error(error.status, error.code, str(error))
     _record(outcome)
     if outcome.events:
-        stored = events.put_many(outcome.events, settings.retention_seconds)
-        metrics.add_metric(name="hits_stored", unit=MetricUnit.Count, value=stored)
+        written, unwritten = events.put_many(outcome.events, settings.retention_seconds)
+        metrics.add_metric(name="hits_stored", unit=MetricUnit.Count, value=written)
+        if unwritten:
+            try:
+                _defer(unwritten)
+            except (ClientError, BotoCoreError):
+                logger.exception("events table and fallback queue both failed")
+                _count("hits_lost")
+                return _json_error(503, "unavailable", "events could not be stored; send them again")
     body: dict[str, Any] = {
         "accepted": len(outcome.events),
         "rejected": [{"index": index, "error": str(error)} for index, error in outcome.rejected],

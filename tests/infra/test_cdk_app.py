@@ -24,6 +24,7 @@ OUTPUTS = {
     "PartnersTableName",
     "BucketName",
     "BuilderFunctionName",
+    "FallbackQueueUrl",
     "Region",
     "RetentionDays",
 }
@@ -49,6 +50,7 @@ def test_outputs_are_exactly_those_the_cli_reads(prod_stack: Synthesised) -> Non
     assert outputs["PartnersTableName"]["Value"] == prod_stack.ref(stack.storage.partners_table)
     assert outputs["BucketName"]["Value"] == prod_stack.ref(stack.storage.bucket)
     assert outputs["BuilderFunctionName"]["Value"] == prod_stack.ref(stack.builder.function)
+    assert outputs["FallbackQueueUrl"]["Value"] == prod_stack.ref(stack.replay.queue)
     assert outputs["IngestApiUrl"]["Value"] == {
         "Fn::GetAtt": [prod_stack.logical_id(stack.ingest.http_api), "ApiEndpoint"]
     }

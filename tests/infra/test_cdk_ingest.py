@@ -42,6 +42,7 @@ def test_ingest_function_is_configured_from_context(prod_stack: Synthesised) -> 
         "POWERTOOLS_SERVICE_NAME": "ingest",
         "POWERTOOLS_METRICS_NAMESPACE": "DMP",
         "EVENTS_TABLE": prod_stack.ref(prod_stack.stack.storage.events_table),
+        "FALLBACK_QUEUE_URL": prod_stack.ref(prod_stack.stack.replay.queue),
         "RETENTION_DAYS": "30",
         "TCF_VENDOR_ID": "755",
         "CORS_ORIGINS": "https://shop.example,https://www.shop.example",

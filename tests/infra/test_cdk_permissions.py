@@ -40,6 +40,7 @@ def access(synthesised: Synthesised, function: lambda_.Function) -> dict[str, se
         synthesised.logical_id(storage.partners_table): "partners",
         synthesised.logical_id(storage.bucket): "bucket",
         synthesised.logical_id(synthesised.stack.builder.dead_letter_queue): "dead_letters",
+        synthesised.logical_id(synthesised.stack.replay.queue): "fallback",
         synthesised.logical_id(function.log_group): "logs",
     }
     assert function.role is not None
@@ -58,11 +59,24 @@ def s3_writes(actions: set[str]) -> set[str]:
     return {action for action in actions if action.startswith(S3_WRITE_PREFIXES) or action == "s3:*"}
 
 
-def test_ingest_may_only_write_events(prod_stack: Synthesised) -> None:
+def test_ingest_may_only_write_events_and_defer_to_the_fallback_queue(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.ingest.function)
-    assert set(granted) == {"events", "logs", "*"}
+    assert set(granted) == {"events", "fallback", "logs", "*"}
     assert "dynamodb:PutItem" in granted["events"]
     assert granted["events"] <= DYNAMODB_WRITES | DESCRIBE
+    assert "sqs:SendMessage" in granted["fallback"]
+    assert granted["fallback"] <= SQS_SEND
+    assert granted["logs"] == OWN_LOGS
+    assert granted["*"] == XRAY
+
+
+def test_replay_consumes_the_fallback_queue_and_only_writes_events(prod_stack: Synthesised) -> None:
+    granted = access(prod_stack, prod_stack.stack.replay.function)
+    assert set(granted) == {"events", "fallback", "logs", "*"}
+    assert "dynamodb:PutItem" in granted["events"]
+    assert granted["events"] <= DYNAMODB_WRITES | DESCRIBE
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= granted["fallback"]
+    assert not {a for a in granted["fallback"] if a.startswith("sqs:Send")}
     assert granted["logs"] == OWN_LOGS
     assert granted["*"] == XRAY
 

@@ -1,0 +1,78 @@
+"""No lost hits: the fallback queue the ingest function defers to when DynamoDB would
+not take a hit even after retries, and the replay function that writes them later.
+
+A message the replay function cannot write is retried by SQS, then kept in the queue's
+own dead-letter queue, and an alarm says so.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.compliance import acknowledge
+from infra.lambda_layer import LambdaPackaging
+
+TIMEOUT = Duration.seconds(60)
+# SQS needs the visibility timeout to exceed the function's timeout (AWS advises 6x).
+VISIBILITY_TIMEOUT = Duration.seconds(6 * 60)
+MAX_RECEIVES = 5
+BATCH_SIZE = 10
+
+
+class Replay(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, packaging: LambdaPackaging, events_table_name: str
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the fallback queue: deferred hits the replay "
+            "function could not write after several receives.",
+        )
+        self.queue = sqs.Queue(
+            self,
+            "FallbackQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            visibility_timeout=VISIBILITY_TIMEOUT,
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),
+        )
+        self.function = packaging.function(
+            self,
+            "Function",
+            name="replay",
+            description="DMP replay: writes the hits deferred to the fallback queue, each exactly once",
+            memory_size=256,
+            timeout=TIMEOUT,
+            environment={"EVENTS_TABLE": events_table_name},
+        )
+        # Partial batch responses: one bad message is retried alone, not its whole batch.
+        self.function.add_event_source(
+            event_sources.SqsEventSource(self.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True)
+        )
+        self.dead_letter_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLetterAlarm",
+            alarm_description="Deferred hits could not be written after several attempts; they wait in the "
+            "fallback dead-letter queue (move them back to the fallback queue once the cause is fixed).",
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
