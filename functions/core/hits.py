@@ -164,15 +164,25 @@ def validate_props(props: object) -> dict[str, str]:
 
 @lru_cache(maxsize=4096)
 def device_type(user_agent: str | None) -> str | None:
-    """desktop, mobile or tablet from the User-Agent; None when there is none."""
+    """desktop, mobile or tablet from the User-Agent, by the maintained ua-parser rules
+    (user-agents-ng); None when there is none or it is none of the three (a TV, a console).
+
+    The parser's rules take ~0.1 s to load, so they load on the first hit that needs
+    them rather than at import, and a warm function remembers each user agent it saw."""
     if not user_agent:
         return None
-    ua = user_agent.lower()
-    if "ipad" in ua or "tablet" in ua or ("android" in ua and "mobile" not in ua):
+    import user_agents
+
+    parsed = user_agents.parse(user_agent)
+    # ua-parser names some tablets (Firefox's documented "Android; Tablet" form) only in
+    # the device family, which user-agents' is_tablet does not look at.
+    if parsed.is_tablet or "Tablet" in (parsed.device.family or ""):
         return "tablet"
-    if "mobi" in ua or "iphone" in ua or "ipod" in ua or "android" in ua:
+    if parsed.is_mobile:
         return "mobile"
-    return "desktop"
+    if parsed.is_pc:
+        return "desktop"
+    return None
 
 
 @lru_cache(maxsize=4096)  # a warm function sees the same few browsers again and again

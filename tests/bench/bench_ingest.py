@@ -18,7 +18,11 @@ from typing import Any
 from tests.bench.common import BASE_ENV, RequestCounter, fresh_import_seconds, interleaved_medians, quiet_stdout
 from tests.conftest import FakeContext, load_event
 
-TABLE_ENV = {"EVENTS_TABLE": "bench-events", "RETENTION_DAYS": "90"}
+TABLE_ENV = {
+    "EVENTS_TABLE": "bench-events",
+    "RETENTION_DAYS": "90",
+    "FALLBACK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench-fallback",
+}
 
 
 def item_bytes(item: dict[str, Any]) -> int:
