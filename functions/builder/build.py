@@ -1,32 +1,47 @@
-"""A segment build in three stages, the same in AWS and in `dmp build`:
+"""A segment build in three stages, the same in AWS (a Step Functions state machine:
+plan -> Map over shards -> publish) and in `dmp build` (one process):
 
 1. `plan`: load and validate every definition (an invalid set stops here, before
-   anything is written) and fix the build's id and evaluation time.
-2. `run_shard`: one parallel-scan segment of the events table; every visitor's records
-   live in one segment (the visitor id is the partition key), so a shard owns its
-   visitors and results do not depend on the shard count. Writes one part file per
-   segment under the build's prefix.
+   anything is written), fix the build's id and evaluation time, note which build is
+   published now, and save the plan under the build's prefix for the other stages.
+2. `run_shard`: one parallel-scan segment of the events table, streamed: a visitor's
+   records share a partition key, so they arrive together and in one segment only; each
+   visitor is evaluated as soon as its records are complete and then forgotten. A shard
+   owns its visitors, so results do not depend on the shard count. It writes one part
+   file per segment, the membership changes of its visitors against the published build
+   (when that build had the same shards), and its result.
 3. `publish`: writes the manifest, brings the membership table to the new build by
    writing only the visitors whose segment set changed, then writes `latest.json` last,
    so no reader ever sees half a build.
 
 The build id is derived from the evaluation time, so the same scheduled event delivered
-twice produces the same build, not two.
+twice produces the same build, not two. Every write of a stage is idempotent: a stage
+that fails is simply run again.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from functions.core.engine import compile_segments, evaluate
+from functions.core.engine import VisitorView, compile_segments, segments_of
 from functions.core.records import EventRecord, VisitorHistory
 from functions.core.segments import SegmentDefinition, load_definitions
-from functions.core.storage import EventStore, MembershipStore, SegmentsBucket, record_from_item
+from functions.core.storage import (
+    EventStore,
+    LinesWriter,
+    MembershipStore,
+    SegmentsBucket,
+    record_from_item,
+)
 from functions.core.tables import BUILDS_PREFIX, LATEST_KEY, manifest_key, part_key
+
+# The membership table's state: which build it holds, and whether an update is under way.
+MEMBERSHIP_STATE_KEY = "membership-state.json"
 
 
 def build_id_for(evaluated_at: datetime) -> str:
@@ -45,12 +60,28 @@ def parse_time(value: str) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
+def plan_key(build_id: str) -> str:
+    return f"{BUILDS_PREFIX}{build_id}/plan.json"
+
+
+def shard_result_key(build_id: str, shard: int) -> str:
+    return f"{BUILDS_PREFIX}{build_id}/shards/part-{shard:05d}.json"
+
+
+def changes_key(build_id: str, shard: int) -> str:
+    return f"{BUILDS_PREFIX}{build_id}/changes/part-{shard:05d}.jsonl.gz"
+
+
 @dataclass(frozen=True)
 class BuildPlan:
     build_id: str
     evaluated_at: datetime
     shards: int
     definitions: tuple[SegmentDefinition, ...]
+    # The build published when this one was planned, if it can serve as the base of
+    # per-shard membership changes (same shard count), and its segments' part files.
+    base_build_id: str | None = None
+    base_parts: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def now_ms(self) -> int:
@@ -62,6 +93,8 @@ class BuildPlan:
             "evaluated_at": iso(self.evaluated_at),
             "shards": self.shards,
             "definitions": [d.model_dump(mode="json", by_alias=True, exclude_none=True) for d in self.definitions],
+            "base_build_id": self.base_build_id,
+            "base_parts": {segment_id: list(files) for segment_id, files in self.base_parts},
         }
 
     @classmethod
@@ -71,6 +104,8 @@ class BuildPlan:
             evaluated_at=parse_time(document["evaluated_at"]),
             shards=int(document["shards"]),
             definitions=tuple(SegmentDefinition.model_validate(d) for d in document["definitions"]),
+            base_build_id=document.get("base_build_id"),
+            base_parts=tuple((k, tuple(v)) for k, v in sorted((document.get("base_parts") or {}).items())),
         )
 
 
@@ -80,6 +115,41 @@ class ShardResult:
     sizes: dict[str, int]
     visitors_scanned: int
     items_scanned: int
+    changes_base: str | None  # the build its membership changes are relative to, or None
+    changes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> ShardResult:
+        return cls(**document)
+
+
+class VisitorSplit(RuntimeError):
+    """The scan returned a visitor's records apart; streaming evaluation would be wrong."""
+
+
+def visitor_histories(items: Iterable[dict[str, Any]]) -> Iterator[VisitorHistory]:
+    """Group a scan's items into visitors without holding more than one visitor: items
+    of one partition key are contiguous in a scan. Counts items in `.items_seen`."""
+    current: VisitorHistory | None = None
+    finished: set[str] = set()  # visitor ids only, to detect a broken ordering
+    for item in items:
+        visitor_id, record = record_from_item(item)
+        if current is None or current.visitor_id != visitor_id:
+            if current is not None:
+                finished.add(current.visitor_id)
+                yield current
+            if visitor_id in finished:
+                raise VisitorSplit(f"records of visitor {visitor_id} arrived apart")
+            current = VisitorHistory(visitor_id)
+        if isinstance(record, EventRecord):
+            current.events.append(record)
+        else:
+            current.traits.append(record)
+    if current is not None:
+        yield current
 
 
 class Builder:
@@ -88,44 +158,86 @@ class Builder:
         self.membership = membership
         self.bucket = bucket
 
+    # -- plan -----------------------------------------------------------------------
     def plan(self, evaluated_at: datetime, shards: int) -> BuildPlan:
         """Validate the definitions and fix the build; raises DefinitionErrors."""
         if shards < 1:
             raise ValueError("a build needs at least one shard")
         definitions = load_definitions(self.bucket.definition_files())
         moment = evaluated_at.astimezone(UTC).replace(microsecond=0)
-        return BuildPlan(build_id_for(moment), moment, shards, tuple(definitions))
+        base_build_id, base_parts = self._change_base(shards)
+        plan = BuildPlan(build_id_for(moment), moment, shards, tuple(definitions), base_build_id, base_parts)
+        self.bucket.put_json(plan_key(plan.build_id), plan.to_json())
+        return plan
 
+    def _change_base(self, shards: int) -> tuple[str | None, tuple[tuple[str, tuple[str, ...]], ...]]:
+        """The published build, when shards can diff against it: it had the same shard
+        count and the membership table holds exactly it (no update was cut short)."""
+        latest = self.bucket.latest()
+        state = self.bucket.get_json_if_exists(MEMBERSHIP_STATE_KEY)
+        if latest is None or state != {"build_id": latest["build_id"], "complete": True}:
+            return None, ()
+        manifest = self.bucket.get_json(latest["manifest"])
+        if int(manifest.get("shards", 0)) != shards:
+            return None, ()
+        return latest["build_id"], tuple((s["id"], tuple(s["files"])) for s in manifest["segments"])
+
+    def load_plan(self, build_id: str) -> BuildPlan:
+        return BuildPlan.from_json(self.bucket.get_json(plan_key(build_id)))
+
+    def is_published(self, build_id: str) -> bool:
+        latest = self.bucket.latest()
+        return latest is not None and latest["build_id"] == build_id
+
+    # -- shard ----------------------------------------------------------------------
     def run_shard(self, plan: BuildPlan, shard: int) -> ShardResult:
-        histories: dict[str, VisitorHistory] = {}
-        items = 0
-        for item in self.events.scan(shard, plan.shards):
-            items += 1
-            visitor_id, record = record_from_item(item)
-            history = histories.get(visitor_id)
-            if history is None:
-                history = histories[visitor_id] = VisitorHistory(visitor_id)
-            if isinstance(record, EventRecord):
-                history.events.append(record)
-            else:
-                history.traits.append(record)
-        members: dict[str, list[str]] = defaultdict(list)
         segments = compile_segments(plan.definitions)
-        for visitor_id, found in evaluate(histories.values(), segments, plan.now_ms):
-            for segment_id in found:
-                members[segment_id].append(visitor_id)
-        for definition in plan.definitions:
-            self.bucket.put_members(
-                part_key(plan.build_id, definition.id, shard), sorted(members.get(definition.id, []))
-            )
-        return ShardResult(
+        parts = {d.id: LinesWriter(header="uid") for d in plan.definitions}
+        current: dict[str, tuple[str, ...]] = {}  # members of this shard -> their segments
+        counter = _Counting(self.events.scan(shard, plan.shards))
+        visitors = 0
+        for history in visitor_histories(counter):
+            visitors += 1
+            found = segments_of(VisitorView(history, plan.now_ms), segments)
+            if found:
+                current[history.visitor_id] = tuple(found)
+                for segment_id in found:
+                    parts[segment_id].write(history.visitor_id)
+        for segment_id, writer in parts.items():
+            self.bucket.upload_lines(part_key(plan.build_id, segment_id, shard), writer, content_type="text/csv")
+        changes = None
+        if plan.base_build_id is not None:
+            changes = self._write_changes(plan, shard, current)
+        result = ShardResult(
             shard=shard,
-            sizes={d.id: len(members.get(d.id, [])) for d in plan.definitions},
-            visitors_scanned=len(histories),
-            items_scanned=items,
+            sizes={segment_id: writer.lines for segment_id, writer in parts.items()},
+            visitors_scanned=visitors,
+            items_scanned=counter.count,
+            changes_base=plan.base_build_id,
+            changes=changes or 0,
         )
+        self.bucket.put_json(shard_result_key(plan.build_id, shard), result.to_json())
+        return result
 
-    def publish(self, plan: BuildPlan, results: list[ShardResult]) -> dict[str, Any]:
+    def _write_changes(self, plan: BuildPlan, shard: int, current: dict[str, tuple[str, ...]]) -> int:
+        """This shard's visitors whose segment set differs from the base build's."""
+        previous: dict[str, set[str]] = {}
+        for segment_id, files in plan.base_parts:
+            for visitor_id in self.bucket.read_members(files[shard]):
+                previous.setdefault(visitor_id, set()).add(segment_id)
+        writer = LinesWriter()
+        for visitor_id, segment_ids in current.items():
+            if set(segment_ids) != previous.pop(visitor_id, set()):
+                writer.write(json.dumps([visitor_id, sorted(segment_ids)]))
+        for visitor_id in previous:  # left every segment
+            writer.write(json.dumps([visitor_id, []]))
+        self.bucket.upload_lines(changes_key(plan.build_id, shard), writer, content_type="application/x-ndjson")
+        return writer.lines
+
+    # -- publish --------------------------------------------------------------------
+    def publish(self, plan: BuildPlan, results: list[ShardResult] | None = None) -> dict[str, Any]:
+        if results is None:
+            results = self._shard_results(plan)
         if sorted(r.shard for r in results) != list(range(plan.shards)):
             raise RuntimeError(f"build {plan.build_id} is missing shard results; nothing published")
         manifest = {
@@ -149,39 +261,79 @@ class Builder:
         latest = self.bucket.latest()
         if latest is not None and latest["build_id"] > plan.build_id:
             # An older evaluation time must not roll the served build back.
-            manifest["published"] = False
-            return manifest
-        changed = self._update_membership(plan, manifest)
+            return {**manifest, "published": False}
+        # Mark the table as changing first: a crash in between leaves it marked, and the
+        # next build then compares against the table itself instead of trusting diffs.
+        self.bucket.put_json(MEMBERSHIP_STATE_KEY, {"build_id": plan.build_id, "complete": False})
+        if plan.base_build_id is not None and latest is not None and latest["build_id"] == plan.base_build_id:
+            changed = self._apply_shard_changes(plan)
+        else:
+            changed = self._update_membership_from_table(manifest)
+        self.bucket.put_json(MEMBERSHIP_STATE_KEY, {"build_id": plan.build_id, "complete": True})
         self.bucket.put_json(LATEST_KEY, {"build_id": plan.build_id, "manifest": manifest_key(plan.build_id)})
-        manifest["published"] = True
-        manifest["membership_changes"] = changed
-        return manifest
+        return {**manifest, "published": True, "membership_changes": changed}
 
-    def _update_membership(self, plan: BuildPlan, manifest: dict[str, Any]) -> int:
-        """Write only visitors whose segment set changed; delete those who left all."""
-        current: dict[str, set[str]] = defaultdict(set)
+    def _shard_results(self, plan: BuildPlan) -> list[ShardResult]:
+        results = []
+        for shard in range(plan.shards):
+            document = self.bucket.get_json_if_exists(shard_result_key(plan.build_id, shard))
+            if document is None:
+                raise RuntimeError(f"shard {shard} of build {plan.build_id} has no result; nothing published")
+            results.append(ShardResult.from_json(document))
+        return results
+
+    def _apply_shard_changes(self, plan: BuildPlan) -> int:
+        changed = 0
+        for shard in range(plan.shards):
+            batch: dict[str, list[str]] = {}
+            for line in self.bucket.iter_lines(changes_key(plan.build_id, shard)):
+                visitor_id, segment_ids = json.loads(line)
+                batch[visitor_id] = segment_ids
+                if len(batch) >= 1000:
+                    self.membership.apply(batch, plan.build_id)
+                    changed, batch = changed + len(batch), {}
+            if batch:
+                self.membership.apply(batch, plan.build_id)
+                changed += len(batch)
+        return changed
+
+    def _update_membership_from_table(self, manifest: dict[str, Any]) -> int:
+        """Without a usable base build (the first build, a new shard count, or an update
+        cut short): compare the whole new membership with the table itself."""
+        current: dict[str, set[str]] = {}
         for segment in manifest["segments"]:
             for key in segment["files"]:
                 for visitor_id in self.bucket.read_members(key):
-                    current[visitor_id].add(segment["id"])
+                    current.setdefault(visitor_id, set()).add(segment["id"])
         changes: dict[str, frozenset[str]] = {}
         for visitor_id, previous in self.membership.scan():
             now_in = frozenset(current.pop(visitor_id, set()))
             if now_in != previous:
                 changes[visitor_id] = now_in
         changes.update((visitor_id, frozenset(ids)) for visitor_id, ids in current.items())
-        self.membership.apply(changes, plan.build_id)
+        self.membership.apply(changes, manifest["build_id"])
         return len(changes)
 
+    # -- all stages in one process --------------------------------------------------
     def build(self, evaluated_at: datetime, shards: int = 1, *, parallel: int = 4) -> dict[str, Any]:
-        """All three stages in this process; shards run on a thread pool."""
-        plan = self.plan(evaluated_at, shards)
-        latest = self.bucket.latest()
-        if latest is not None and latest["build_id"] == plan.build_id:
-            return {**self.bucket.get_json(manifest_key(plan.build_id)), "published": True, "repeated": True}
+        """Plan, shards on a thread pool, publish: what `dmp build` runs."""
+        moment = evaluated_at.astimezone(UTC).replace(microsecond=0)
+        if self.is_published(build_id_for(moment)):
+            return {**self.bucket.get_json(manifest_key(build_id_for(moment))), "published": True, "repeated": True}
+        plan = self.plan(moment, shards)
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, shards))) as pool:
             results = list(pool.map(lambda shard: self.run_shard(plan, shard), range(shards)))
         return self.publish(plan, results)
 
 
-__all__ = ["BUILDS_PREFIX", "BuildPlan", "Builder", "ShardResult", "build_id_for", "iso", "parse_time"]
+class _Counting:
+    """Passes items through and counts them."""
+
+    def __init__(self, items: Iterable[dict[str, Any]]) -> None:
+        self._items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for item in self._items:
+            self.count += 1
+            yield item

@@ -8,9 +8,9 @@ first. Items use DynamoDB's low-level attribute format: no serializer on the hot
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import random
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -367,6 +367,30 @@ class PartnerStore:
         return revoked
 
 
+class LinesWriter:
+    """Gzip text, one line at a time, spooled to a temporary file past a few MB, so a
+    shard's output never has to fit in memory."""
+
+    SPOOL_BYTES = 8 * 1024 * 1024
+
+    def __init__(self, header: str | None = None) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_BYTES)  # noqa: SIM115 - closed by upload_lines
+        self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
+        self.lines = 0
+        if header is not None:
+            self._gzip.write(header.encode() + b"\n")
+
+    def write(self, line: str) -> None:
+        self._gzip.write(line.encode() + b"\n")
+        self.lines += 1
+
+    def finish(self) -> Any:
+        """The compressed content, rewound, to upload."""
+        self._gzip.close()
+        self._file.seek(0)
+        return self._file
+
+
 class SegmentsBucket:
     """The segments bucket: definitions, builds, and the latest-build pointer."""
 
@@ -412,18 +436,44 @@ class SegmentsBucket:
 
     def put_members(self, key: str, visitor_ids: Iterable[str]) -> None:
         """A part file: gzip CSV with header `uid`, one visitor per line."""
-        buffer = io.BytesIO()
-        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
-            gz.write(b"uid\n")
-            for visitor_id in visitor_ids:
-                gz.write(visitor_id.encode() + b"\n")
-        self.client.put_object(
-            Bucket=self.bucket, Key=key, Body=buffer.getvalue(), ContentType="text/csv", ContentEncoding="gzip"
-        )
+        writer = LinesWriter(header="uid")
+        for visitor_id in visitor_ids:
+            writer.write(visitor_id)
+        self.upload_lines(key, writer, content_type="text/csv")
 
-    def read_members(self, key: str) -> list[str]:
-        lines = gzip.decompress(self.get_bytes(key)).decode().splitlines()
-        return [line for line in lines[1:] if line]
+    def upload_lines(self, key: str, writer: LinesWriter, *, content_type: str) -> None:
+        """Upload a finished LinesWriter (multipart when large, by boto3's transfer manager)."""
+        body = writer.finish()
+        try:
+            self.client.upload_fileobj(
+                body, self.bucket, key, ExtraArgs={"ContentType": content_type, "ContentEncoding": "gzip"}
+            )
+        finally:
+            body.close()
+
+    def iter_lines(self, key: str) -> Iterator[str]:
+        """The lines of a gzip text object, streamed (never the whole object in memory)."""
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        with gzip.GzipFile(fileobj=body, mode="rb") as lines:
+            for raw in lines:
+                line = raw.rstrip(b"\n").decode()
+                if line:
+                    yield line
+
+    def read_members(self, key: str) -> Iterator[str]:
+        """The visitor ids of a part file (its header skipped)."""
+        lines = self.iter_lines(key)
+        next(lines, None)
+        yield from lines
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
+        return True
 
     def latest(self) -> Any | None:
         return self.get_json_if_exists(LATEST_KEY)

@@ -1,0 +1,112 @@
+"""The build's stages as Step Functions runs them (plan -> shards -> publish), failures
+in any stage, and incremental membership between builds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from functions.builder.build import MEMBERSHIP_STATE_KEY
+from functions.core.storage import MembershipStore, SegmentsBucket
+from functions.core.tables import LATEST_KEY
+from tests.integration.conftest import PARIS, hit
+
+AT = "2026-11-28T10:00:00Z"
+LATER = "2026-11-28T11:00:00Z"
+
+
+def run_stages(builder: Any, context: Any, at: str, shards: int, *, fail_shard: int | None = None) -> dict[str, Any]:
+    """What the state machine does: plan, then every shard, then publish."""
+    plan = builder.handler({"stage": "plan", "time": at, "shards": shards}, context)
+    if plan["skip"]:
+        return plan
+    for shard in plan["shards"]:
+        if shard == fail_shard:
+            continue  # the Map state failed on this shard: the machine stops before publish
+        builder.handler({"stage": "shard", "build_id": plan["build_id"], "shard": shard}, context)
+    if fail_shard is not None:
+        return plan
+    return builder.handler({"stage": "publish", "build_id": plan["build_id"]}, context)
+
+
+@pytest.fixture
+def builder(load_handler: Any, traffic: Any) -> Any:
+    return load_handler("builder")
+
+
+def membership_of(table: str) -> dict[str, frozenset[str]]:
+    return dict(MembershipStore(table).scan())
+
+
+def test_stages_publish_the_same_build_as_one_process(builder, aws, lambda_context):
+    staged = run_stages(builder, lambda_context, AT, shards=3)
+    assert staged["build_id"] == "20261128T100000Z"
+    staged_membership = membership_of(aws.membership_table)
+    assert staged_membership  # the three visitors' segments
+    # a full in-process build an hour later over the same events agrees
+    single = builder.handler({"at": LATER, "shards": 1}, lambda_context)
+    assert single["sizes"] == staged["sizes"]
+    assert membership_of(aws.membership_table) == staged_membership
+
+
+def test_a_shard_that_failed_leaves_the_previous_build_served(builder, aws, lambda_context):
+    run_stages(builder, lambda_context, AT, shards=3)
+    run_stages(builder, lambda_context, LATER, shards=3, fail_shard=1)
+    bucket = SegmentsBucket(aws.bucket)
+    assert bucket.get_json(LATEST_KEY)["build_id"] == "20261128T100000Z"
+    with pytest.raises(RuntimeError, match=r"shard 1 .* has no result"):
+        builder.handler({"stage": "publish", "build_id": "20261128T110000Z"}, lambda_context)
+    assert bucket.get_json(LATEST_KEY)["build_id"] == "20261128T100000Z"
+
+
+def test_a_publish_cut_short_is_finished_by_running_it_again(builder, aws, lambda_context, monkeypatch):
+    run_stages(builder, lambda_context, AT, shards=2)
+    before = membership_of(aws.membership_table)
+    # GIVEN the membership update fails half-way through a later build's publish
+    plan = builder.handler({"stage": "plan", "time": "2027-03-08T10:00:00Z", "shards": 2}, lambda_context)
+    for shard in plan["shards"]:
+        builder.handler({"stage": "shard", "build_id": plan["build_id"], "shard": shard}, lambda_context)
+    original = MembershipStore.apply
+
+    def fail(self: MembershipStore, changes: Any, build_id: str) -> int:
+        raise ConnectionError("membership table unreachable")
+
+    monkeypatch.setattr(MembershipStore, "apply", fail)
+    with pytest.raises(ConnectionError):
+        builder.handler({"stage": "publish", "build_id": plan["build_id"]}, lambda_context)
+    # THEN readers still see the previous build, and the table is marked as mid-update
+    bucket = SegmentsBucket(aws.bucket)
+    assert bucket.get_json(LATEST_KEY)["build_id"] == "20261128T100000Z"
+    assert membership_of(aws.membership_table) == before
+    assert bucket.get_json(MEMBERSHIP_STATE_KEY)["complete"] is False
+    # WHEN the publish stage runs again (Step Functions retries it)
+    monkeypatch.setattr(MembershipStore, "apply", original)
+    builder.handler({"stage": "publish", "build_id": plan["build_id"]}, lambda_context)
+    # THEN the build is published: 100 days on every event has expired, so nobody is left
+    assert bucket.get_json(LATEST_KEY)["build_id"] == plan["build_id"]
+    assert membership_of(aws.membership_table) == {}
+    assert bucket.get_json(MEMBERSHIP_STATE_KEY) == {"build_id": plan["build_id"], "complete": True}
+
+
+def test_the_same_scheduled_time_planned_twice_is_skipped_once_published(builder, aws, lambda_context):
+    run_stages(builder, lambda_context, AT, shards=2)
+    again = builder.handler({"stage": "plan", "time": AT, "shards": 2}, lambda_context)
+    assert again == {"build_id": "20261128T100000Z", "skip": True, "shards": []}
+
+
+def test_shards_diff_against_the_published_build_and_write_only_changes(builder, load_handler, aws, lambda_context):
+    run_stages(builder, lambda_context, AT, shards=2)
+    # GIVEN one new visitor in Paris after the first build
+    ingest = load_handler("ingest")
+    hit(ingest, lambda_context, "visitor-paris-2", 1795860000000, "https://shop.example/", PARIS)
+    # WHEN the next build runs with the same shard count
+    published = builder.handler({"at": LATER, "shards": 2}, lambda_context)
+    # THEN only that visitor's membership is written
+    bucket = SegmentsBucket(aws.bucket)
+    manifest = bucket.get_json(f"builds/{published['build_id']}/manifest.json")
+    results = [bucket.get_json(f"builds/{published['build_id']}/shards/part-{s:05d}.json") for s in range(2)]
+    assert {r["changes_base"] for r in results} == {"20261128T100000Z"}
+    assert sum(r["changes"] for r in results) == 1
+    assert membership_of(aws.membership_table)["visitor-paris-2"] == frozenset({"all-visitors", "paris"})
+    assert manifest["shards"] == 2
