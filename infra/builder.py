@@ -1,22 +1,27 @@
-"""Segment builds: the builder function, started by an EventBridge schedule.
+"""Segment builds: a Step Functions state machine (plan -> Map over shards -> publish)
+running the builder function once per stage, started by an EventBridge schedule.
 
-A schedule event that could not be delivered and a build that failed for good both end
-in one dead-letter queue, and an alarm goes off when anything is in it.
+Each shard is its own Lambda invocation, in parallel, so a build scales with the shard
+count while every shard stays well within Lambda's 15 minutes. A schedule event that
+could not be delivered and a build execution that failed, timed out or was aborted both
+end in one dead-letter queue, and alarms go off on it and on failed executions.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.compliance import acknowledge
+from infra.compliance import acknowledge, arn_in_findings
 from infra.lambda_layer import LambdaPackaging
 
 # 1769 MB is one full vCPU: the build is CPU-bound rule evaluation over scanned events.
@@ -25,9 +30,12 @@ TIMEOUT = Duration.minutes(15)
 # Delivery retries; a schedule event older than this is stale (the next run rebuilds anyway).
 RETRY_ATTEMPTS = 2
 MAX_EVENT_AGE = Duration.hours(1)
-# Lambda's own retries of a build that raised. One: a failure that is not transient
-# (invalid definitions) would only burn up to 15 more minutes each time.
-BUILD_RETRY_ATTEMPTS = 1
+# Retries of a shard or publish stage that raised (their writes are idempotent). The plan
+# stage is not retried: its usual failure, invalid definitions, is not transient.
+STAGE_RETRY_ATTEMPTS = 2
+# Shards running at once; more would only queue on the events table's read capacity.
+MAX_PARALLEL_SHARDS = 40
+BUILD_TIMEOUT = Duration.hours(3)
 ALARM_PERIOD = Duration.minutes(5)
 
 
@@ -44,6 +52,8 @@ class Builder(Construct):
         retention_days: int,
         build_shards: int,
         schedule: str,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = packaging.function(
@@ -61,8 +71,8 @@ class Builder(Construct):
                 "BUILD_SHARDS": str(build_shards),
             },
         )
-        # Schedule events that EventBridge could not deliver to the function, and the
-        # invocation records of builds that still failed after Lambda's retries.
+        # Schedule events that EventBridge could not deliver to the state machine, and the
+        # status changes of build executions that failed, timed out or were aborted.
         self.dead_letter_queue = sqs.Queue(
             self,
             "ScheduleDeadLetterQueue",
@@ -74,30 +84,114 @@ class Builder(Construct):
             self.dead_letter_queue,
             "AwsSolutions-SQS3",
             "This queue is itself the dead-letter queue of the build schedule's target and of the "
-            "builder's failed invocations.",
+            "failed build executions.",
         )
-        # EventBridge invokes asynchronously: a build that raises is retried by Lambda, and
-        # then only this destination keeps a trace of it. (It grants itself SendMessage.)
-        self.function.configure_async_invoke(
-            retry_attempts=BUILD_RETRY_ATTEMPTS,
-            max_event_age=MAX_EVENT_AGE,
-            on_failure=destinations.SqsDestination(self.dead_letter_queue),
-        )
+        self.state_machine = self._state_machine(build_shards, log_retention, removal_policy)
         self.schedule = events.Rule(
             self,
             "Schedule",
             description="Starts a segment build",
             schedule=events.Schedule.expression(schedule),
             targets=[
-                targets.LambdaFunction(
-                    self.function,
+                targets.SfnStateMachine(
+                    self.state_machine,
                     dead_letter_queue=self.dead_letter_queue,
                     retry_attempts=RETRY_ATTEMPTS,
                     max_event_age=MAX_EVENT_AGE,
                 )
             ],
         )
+        self.failed_builds = events.Rule(
+            self,
+            "FailedBuilds",
+            description="Keeps a record of every build execution that did not succeed",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                    "stateMachineArn": [self.state_machine.state_machine_arn],
+                },
+            ),
+            targets=[targets.SqsQueue(self.dead_letter_queue)],
+        )
         self._add_alarms()
+
+    def _state_machine(
+        self, build_shards: int, log_retention: logs.RetentionDays, removal_policy: RemovalPolicy
+    ) -> sfn.StateMachine:
+        def stage(name: str, payload: dict[str, object], *, retry: bool) -> tasks.LambdaInvoke:
+            task = tasks.LambdaInvoke(
+                self,
+                name,
+                lambda_function=self.function,
+                payload=sfn.TaskInput.from_object(payload),
+                payload_response_only=True,
+            )
+            if retry:
+                task.add_retry(
+                    errors=["States.ALL"],
+                    max_attempts=STAGE_RETRY_ATTEMPTS,
+                    interval=Duration.seconds(20),
+                    backoff_rate=2,
+                )
+            return task
+
+        plan = stage("Plan", {"stage": "plan", "time": sfn.JsonPath.string_at("$.time")}, retry=False)
+        shards = sfn.Map(
+            self,
+            "Shards",
+            items_path="$.shards",
+            item_selector={
+                "build_id": sfn.JsonPath.string_at("$.build_id"),
+                "shard": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+            },
+            max_concurrency=min(build_shards, MAX_PARALLEL_SHARDS),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        shards.item_processor(
+            stage(
+                "Shard",
+                {
+                    "stage": "shard",
+                    "build_id": sfn.JsonPath.string_at("$.build_id"),
+                    "shard": sfn.JsonPath.number_at("$.shard"),
+                },
+                retry=True,
+            )
+        )
+        publish = stage("Publish", {"stage": "publish", "build_id": sfn.JsonPath.string_at("$.build_id")}, retry=True)
+        already = sfn.Succeed(self, "AlreadyPublished", comment="The same scheduled time was built before")
+        definition = plan.next(
+            sfn.Choice(self, "Published?")
+            .when(sfn.Condition.boolean_equals("$.skip", True), already)
+            .otherwise(shards.next(publish))
+        )
+        self.execution_logs = logs.LogGroup(
+            self, "ExecutionLogs", retention=log_retention, removal_policy=removal_policy
+        )
+        state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            comment="DMP segment build: plan, shards in parallel, publish",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=BUILD_TIMEOUT,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.execution_logs, level=sfn.LogLevel.ALL, include_execution_data=False),
+        )
+        assert state_machine.role is not None
+        acknowledge(
+            state_machine.role,
+            f"AwsSolutions-IAM5[Resource::{arn_in_findings(self.function)}:*]",
+            "Step Functions' LambdaInvoke grant covers the builder function's versions and aliases; "
+            "it is scoped to that one function.",
+        )
+        acknowledge(
+            state_machine.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray and CloudWatch Logs delivery actions of a state machine have no resource-level permissions.",
+        )
+        return state_machine
 
     def _add_alarms(self) -> None:
         # No actions here: who is told (SNS, chat, pager) is the operator's choice.
@@ -117,9 +211,9 @@ class Builder(Construct):
         self.errors_alarm = cloudwatch.Alarm(
             self,
             "ErrorsAlarm",
-            alarm_description="A segment build raised (it may still succeed when Lambda retries it); "
-            "see the builder's log.",
-            metric=self.function.metric_errors(period=ALARM_PERIOD, statistic=cloudwatch.Stats.SUM),
+            alarm_description="A segment build execution failed: the published build is unchanged; "
+            "see the execution's history and the builder's log.",
+            metric=self.state_machine.metric_failed(period=ALARM_PERIOD, statistic=cloudwatch.Stats.SUM),
             threshold=0,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=1,

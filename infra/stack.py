@@ -70,6 +70,8 @@ class DmpStack(Stack):
             retention_days=settings.retention_days,
             build_shards=settings.build_shards,
             schedule=settings.build_schedule,
+            log_retention=LOG_RETENTION,
+            removal_policy=removal_policy,
         )
         self.lookup = Lookup(
             self,
@@ -139,6 +141,7 @@ class DmpStack(Stack):
             "PartnersTableName": storage.partners_table.table_name,
             "BucketName": storage.bucket.bucket_name,
             "BuilderFunctionName": self.builder.function.function_name,
+            "BuildStateMachineArn": self.builder.state_machine.state_machine_arn,
             "FallbackQueueUrl": self.replay.queue.queue_url,
             "Region": Aws.REGION,
             # The CLI's backfill (`dmp ingest --stack`) gives events the stack's retention.

@@ -24,6 +24,7 @@ OUTPUTS = {
     "PartnersTableName",
     "BucketName",
     "BuilderFunctionName",
+    "BuildStateMachineArn",
     "FallbackQueueUrl",
     "Region",
     "RetentionDays",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk.assertions import Match
 
@@ -30,11 +32,11 @@ def test_builder_function_is_configured_from_context(prod_stack: Synthesised) ->
 def test_schedule_expression_comes_from_context(prod_stack: Synthesised) -> None:
     # GIVEN `-c build_schedule=cron(15 3 * * ? *)` (cdk.json says rate(1 hour))
     builder = prod_stack.stack.builder
-    # THEN the rule uses it, and starts the builder
+    # THEN the rule uses it, and starts the build state machine
     properties = prod_stack.properties(builder.schedule)
     assert properties["ScheduleExpression"] == "cron(15 3 * * ? *)"
     (target,) = properties["Targets"]
-    assert target["Arn"] == prod_stack.arn(builder.function)
+    assert target["Arn"] == prod_stack.ref(builder.state_machine)
 
 
 def test_undelivered_schedule_events_are_retried_then_dead_lettered(prod_stack: Synthesised) -> None:
@@ -72,16 +74,50 @@ def test_dead_letter_queue_is_encrypted_and_tls_only(prod_stack: Synthesised) ->
     )
 
 
-def test_builds_that_fail_after_lambdas_retries_land_in_the_dead_letter_queue(prod_stack: Synthesised) -> None:
+def _states(prod_stack: Synthesised) -> dict:
+    definition = prod_stack.properties(prod_stack.stack.builder.state_machine)["DefinitionString"]
+    # {"Fn::Join": ["", [...strings and tokens...]]}: the tokens are ARNs, never state names
+    text = "".join(part if isinstance(part, str) else "ARN" for part in definition["Fn::Join"][1])
+    return json.loads(text)
+
+
+def test_the_state_machine_plans_maps_over_shards_and_publishes(prod_stack: Synthesised) -> None:
+    machine = _states(prod_stack)
+    states = machine["States"]
+    assert machine["StartAt"] == "Plan"
+    assert states["Plan"]["Parameters"] == {"stage": "plan", "time.$": "$.time"}
+    assert "Retry" not in states["Plan"] or all("States.ALL" not in r["ErrorEquals"] for r in states["Plan"]["Retry"])
+    assert states["Plan"]["Next"] == "Published?"
+    choice = states["Published?"]
+    assert choice["Choices"][0]["Variable"] == "$.skip" and choice["Choices"][0]["Next"] == "AlreadyPublished"
+    shards = states["Shards"]
+    assert shards["Type"] == "Map" and shards["ItemsPath"] == "$.shards"
+    assert shards["MaxConcurrency"] == 8  # build_shards of the prod context
+    assert shards["ResultPath"] is None
+    shard = shards["ItemProcessor"]["States"]["Shard"]
+    assert shard["Parameters"] == {"stage": "shard", "build_id.$": "$.build_id", "shard.$": "$.shard"}
+    assert any("States.ALL" in r["ErrorEquals"] for r in shard["Retry"])
+    assert shards["Next"] == "Publish"
+    assert states["Publish"]["Parameters"] == {"stage": "publish", "build_id.$": "$.build_id"}
+    assert states["Publish"]["End"] is True
+
+
+def test_the_state_machine_logs_and_traces(prod_stack: Synthesised) -> None:
+    properties = prod_stack.properties(prod_stack.stack.builder.state_machine)
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+    assert properties["LoggingConfiguration"]["Level"] == "ALL"
+
+
+def test_failed_build_executions_land_in_the_dead_letter_queue(prod_stack: Synthesised) -> None:
     builder = prod_stack.stack.builder
-    configs = prod_stack.template.find_resources(
-        "AWS::Lambda::EventInvokeConfig", {"Properties": {"FunctionName": prod_stack.ref(builder.function)}}
-    )
-    (config,) = (resource["Properties"] for resource in configs.values())
-    # The version EventBridge invokes (the unqualified function).
-    assert config["Qualifier"] == "$LATEST"
-    assert config["DestinationConfig"] == {"OnFailure": {"Destination": prod_stack.arn(builder.dead_letter_queue)}}
-    assert 0 <= config["MaximumRetryAttempts"] <= 2
+    properties = prod_stack.properties(builder.failed_builds)
+    assert properties["EventPattern"]["detail-type"] == ["Step Functions Execution Status Change"]
+    assert properties["EventPattern"]["detail"] == {
+        "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+        "stateMachineArn": [prod_stack.ref(builder.state_machine)],
+    }
+    (target,) = properties["Targets"]
+    assert target["Arn"] == prod_stack.arn(builder.dead_letter_queue)
 
 
 def test_an_alarm_goes_off_when_anything_is_dead_lettered(prod_stack: Synthesised) -> None:
@@ -94,9 +130,9 @@ def test_an_alarm_goes_off_when_anything_is_dead_lettered(prod_stack: Synthesise
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
 
 
-def test_an_alarm_goes_off_when_a_build_raises(prod_stack: Synthesised) -> None:
+def test_an_alarm_goes_off_when_a_build_execution_fails(prod_stack: Synthesised) -> None:
     builder = prod_stack.stack.builder
     alarm = prod_stack.properties(builder.errors_alarm)
-    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/Lambda", "Errors", "Sum")
-    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": prod_stack.ref(builder.function)}]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/States", "ExecutionsFailed", "Sum")
+    assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": prod_stack.ref(builder.state_machine)}]
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)

@@ -83,15 +83,24 @@ def test_replay_consumes_the_fallback_queue_and_only_writes_events(prod_stack: S
 
 def test_builder_reads_events_and_maintains_membership_and_builds(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.builder.function)
-    assert set(granted) == {"events", "membership", "bucket", "dead_letters", "logs", "*"}
+    assert set(granted) == {"events", "membership", "bucket", "logs", "*"}
     assert "dynamodb:Scan" in granted["events"]
     assert granted["events"] <= DYNAMODB_READS | DESCRIBE
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"} <= granted["membership"]
     assert {"s3:GetObject*", "s3:PutObject"} <= granted["bucket"]
-    # Its failed invocations are sent to the dead-letter queue; it never reads from it.
-    assert "sqs:SendMessage" in granted["dead_letters"]
-    assert granted["dead_letters"] <= SQS_SEND
     assert granted["*"] == XRAY
+
+
+def test_only_the_build_state_machine_invokes_the_builder(prod_stack: Synthesised) -> None:
+    builder = prod_stack.stack.builder
+    assert builder.state_machine.role is not None
+    statements = role_statements(prod_stack, builder.state_machine.role)
+    invokes = [s for s in statements if "lambda:InvokeFunction" in as_list(s["Action"])]
+    (invoke,) = invokes
+    resources = json.dumps(as_list(invoke["Resource"]))
+    assert prod_stack.logical_id(builder.function) in resources
+    for other in (prod_stack.stack.ingest.function, prod_stack.stack.lookup.function):
+        assert prod_stack.logical_id(other) not in resources
 
 
 def test_lookup_may_only_read_membership_and_the_bucket(prod_stack: Synthesised) -> None:
