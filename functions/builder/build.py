@@ -126,23 +126,16 @@ class ShardResult:
         return cls(**document)
 
 
-class VisitorSplit(RuntimeError):
-    """The scan returned a visitor's records apart; streaming evaluation would be wrong."""
-
-
 def visitor_histories(items: Iterable[dict[str, Any]]) -> Iterator[VisitorHistory]:
-    """Group a scan's items into visitors without holding more than one visitor: items
-    of one partition key are contiguous in a scan. Counts items in `.items_seen`."""
+    """Group a scan's items into visitors, holding one visitor at a time. DynamoDB keeps
+    the items of a partition key together (an item collection) and a scan returns them
+    one after the other, so a visitor is complete when the next one starts."""
     current: VisitorHistory | None = None
-    finished: set[str] = set()  # visitor ids only, to detect a broken ordering
     for item in items:
         visitor_id, record = record_from_item(item)
         if current is None or current.visitor_id != visitor_id:
             if current is not None:
-                finished.add(current.visitor_id)
                 yield current
-            if visitor_id in finished:
-                raise VisitorSplit(f"records of visitor {visitor_id} arrived apart")
             current = VisitorHistory(visitor_id)
         if isinstance(record, EventRecord):
             current.events.append(record)
@@ -193,21 +186,22 @@ class Builder:
     def run_shard(self, plan: BuildPlan, shard: int) -> ShardResult:
         segments = compile_segments(plan.definitions)
         parts = {d.id: LinesWriter(header="uid") for d in plan.definitions}
-        current: dict[str, tuple[str, ...]] = {}  # members of this shard -> their segments
+        # Members of this shard -> their segments, kept only to diff against a base build.
+        diffing = plan.base_build_id is not None
+        current: dict[str, tuple[str, ...]] = {}
         counter = _Counting(self.events.scan(shard, plan.shards))
         visitors = 0
         for history in visitor_histories(counter):
             visitors += 1
             found = segments_of(VisitorView(history, plan.now_ms), segments)
             if found:
-                current[history.visitor_id] = tuple(found)
+                if diffing:
+                    current[history.visitor_id] = tuple(found)
                 for segment_id in found:
                     parts[segment_id].write(history.visitor_id)
         for segment_id, writer in parts.items():
             self.bucket.upload_lines(part_key(plan.build_id, segment_id, shard), writer, content_type="text/csv")
-        changes = None
-        if plan.base_build_id is not None:
-            changes = self._write_changes(plan, shard, current)
+        changes = self._write_changes(plan, shard, current) if diffing else None
         result = ShardResult(
             shard=shard,
             sizes={segment_id: writer.lines for segment_id, writer in parts.items()},

@@ -354,7 +354,11 @@ class PartnerStore:
 
     def revoke(self, name: str, revoked_at: str) -> int:
         """Revoke every active key of `name`; returns how many were revoked."""
-        revoked = 0
+        return len(self.revoke_keys(name, revoked_at))
+
+    def revoke_keys(self, name: str, revoked_at: str) -> list[str]:
+        """Revoke every active key of `name`; returns the hashes of the keys revoked."""
+        revoked: list[str] = []
         for partner in self.list():
             if partner["name"] == name and partner["revoked_at"] is None:
                 self.client.update_item(
@@ -363,7 +367,7 @@ class PartnerStore:
                     UpdateExpression="SET revoked_at = :t",
                     ExpressionAttributeValues={":t": _s(revoked_at)},
                 )
-                revoked += 1
+                revoked.append(partner["key_hash"])
         return revoked
 
 
@@ -371,7 +375,7 @@ class LinesWriter:
     """Gzip text, one line at a time, spooled to a temporary file past a few MB, so a
     shard's output never has to fit in memory."""
 
-    SPOOL_BYTES = 8 * 1024 * 1024
+    SPOOL_BYTES = 256 * 1024
 
     def __init__(self, header: str | None = None) -> None:
         self._file = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_BYTES)  # noqa: SIM115 - closed by upload_lines

@@ -8,9 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from tests.bench import bench_ingest, bench_lookup
+from tests.bench import bench_ingest, bench_lookup, bench_shard
 
-SUITES = {"ingest": bench_ingest.run, "lookup": bench_lookup.run}
+SUITES = {"ingest": bench_ingest.run, "lookup": bench_lookup.run, "shard": bench_shard.run}
 
 
 def main(argv: list[str]) -> int:

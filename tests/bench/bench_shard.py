@@ -1,0 +1,112 @@
+"""Shard benchmarks (issue: segment engine at scale).
+
+- shard_peak_memory_ratio: peak Python memory (tracemalloc) of one build shard over 4x
+  the events (4x the visitors, same history per visitor) divided by that over 1x. A
+  shard streams its scan and spools its part files, so this stays near 1.
+- rebuild_membership_writes: DynamoDB membership write requests of a rebuild with no new
+  events (on moto).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.bench.common import BASE_ENV, RequestCounter
+
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+PAGES = ["/", "/pricing", "/products/wool-scarf", "/blog/gift-guide", "/cart", "/checkout"]
+CITIES = [("GB", "ENG", "London"), ("FR", "IDF", "Paris"), ("DE", "BE", "Berlin")]
+
+
+class GeneratedEvents:
+    """An events table as a parallel scan returns it: items of a visitor together."""
+
+    def __init__(self, visitors: int, events_per_visitor: int, seed: int = 7) -> None:
+        self.visitors = visitors
+        self.events_per_visitor = events_per_visitor
+        self.seed = seed
+
+    def scan(self, segment: int = 0, total_segments: int = 1) -> Iterator[dict[str, Any]]:
+        rng = random.Random(self.seed)
+        for number in range(self.visitors):
+            visitor_id = f"visitor-{number:09d}"
+            country, region, city = CITIES[number % len(CITIES)]
+            for index in range(self.events_per_visitor):
+                ts = NOW_MS - rng.randrange(0, 40 * 86_400_000)
+                yield {
+                    "visitor_id": {"S": visitor_id},
+                    "event_id": {"S": f"{ts:013d}:{index:04x}"},
+                    "ts": {"N": str(ts)},
+                    "name": {"S": "page_view"},
+                    "url": {"S": "https://shop.example" + PAGES[rng.randrange(len(PAGES))]},
+                    "country": {"S": country},
+                    "region": {"S": region},
+                    "city": {"S": city},
+                    "device": {"S": "mobile" if number % 3 else "desktop"},
+                    "expires_at": {"N": str(ts // 1000 + 90 * 86_400)},
+                }
+
+
+def _peak_bytes(builder: Any, plan: Any) -> int:
+    tracemalloc.start()
+    try:
+        builder.run_shard(plan, 0)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def run() -> dict[str, float]:
+    from moto import mock_aws
+
+    os.environ.update(BASE_ENV)
+    results: dict[str, float] = {}
+    with mock_aws():
+        import boto3
+
+        from dmp.local import create_resources
+        from functions.builder.build import Builder, BuildPlan
+        from functions.core.segments import load_definitions
+        from functions.core.storage import EventStore, MembershipStore, SegmentsBucket
+        from tests.conftest import SEGMENTS_DIR
+
+        target = create_resources(None, region="us-east-1")
+        definitions = tuple(load_definitions({str(p): p.read_text() for p in SEGMENTS_DIR.glob("*.yaml")}))
+        plan = BuildPlan("20261128T100000Z", NOW, 1, definitions)
+        bucket = SegmentsBucket(target.bucket)
+        membership = MembershipStore(target.membership_table)
+        small = Builder(GeneratedEvents(10_000, 10), membership, bucket)  # type: ignore[arg-type]
+        large = Builder(GeneratedEvents(40_000, 10), membership, bucket)  # type: ignore[arg-type]
+        _peak_bytes(small, plan)  # warm caches and compiled rules out of the measurement
+        one = _peak_bytes(small, plan)
+        four = _peak_bytes(large, plan)
+        results["shard_peak_memory_ratio"] = four / one
+        results["shard_peak_memory_mb_4x"] = four / 2**20
+
+        # A rebuild with no new events writes no membership.
+        events = EventStore(target.events_table)
+        for item in GeneratedEvents(300, 5).scan():
+            events.client.put_item(TableName=target.events_table, Item=item)
+        builder = Builder(events, membership, bucket)
+        for key in (f"segments/{d.id}.json" for d in definitions):
+            bucket.put_json(
+                key,
+                next(d for d in definitions if key.endswith(f"/{d.id}.json")).model_dump(
+                    mode="json", by_alias=True, exclude_none=True
+                ),
+            )
+        builder.build(NOW, shards=2)
+        counter = RequestCounter()
+        counter.attach(membership.client)
+        builder.build(NOW.replace(hour=11), shards=2)
+        results["rebuild_membership_writes"] = sum(
+            1 for call in counter.calls if call in ("BatchWriteItem", "PutItem", "DeleteItem")
+        )
+        boto3.client("s3")
+    return results
