@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(visitors=args.visitors, seed=args.seed)
 
 
+def _known_partners(partners_table: str) -> set[str]:
+    from functions.core.storage import PartnerStore
+
+    return {p["name"] for p in PartnerStore(partners_table).list() if p["revoked_at"] is None}
+
+
 def cmd_segments_validate(args: argparse.Namespace) -> int:
     from functions.core.segments import DefinitionErrors, load_definitions
 
@@ -71,8 +77,10 @@ def cmd_segments_validate(args: argparse.Namespace) -> int:
     if not files:
         print("no definition files found", file=sys.stderr)
         return 2
+    # With a stack, destinations must name partners that have an active key there.
+    known = _known_partners(resolve(args.local, args.stack).partners_table) if args.local or args.stack else None
     try:
-        definitions = load_definitions(files)
+        definitions = load_definitions(files, known_partners=known)
     except DefinitionErrors as errors:
         for problem in errors.problems:
             print(problem, file=sys.stderr)
@@ -101,10 +109,15 @@ def cmd_segments_push(args: argparse.Namespace) -> int:
         for problem in errors.problems:
             print(problem, file=sys.stderr)
         return 1
+    known = _known_partners(target.partners_table)
     for definition in definitions:
         document = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
         bucket.put_json(f"{DEFINITIONS_PREFIX}{definition.id}.json", document)
         print(f"pushed {definition.id}")
+        unknown = sorted(set(definition.destinations) - known)
+        if unknown:
+            # Segments are often defined before a partner is onboarded: say so, don't refuse.
+            print(f"  note: no active key yet for {', '.join(unknown)}; they see nothing until added", file=sys.stderr)
     return 0
 
 
@@ -147,6 +160,65 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.stored or not report.problems else 1
 
 
+class PartnerApiKeys:
+    """A deployed stack's API Gateway API keys of partner keys: one per partner key, in the
+    lookup usage plan, so API Gateway throttles and counts each partner on its own (the
+    authorizer names the key, see functions/core/partners.usage_key). A local stack has
+    none: there partner keys live only in the partners table."""
+
+    def __init__(self, usage_plan_id: str, client: Any = None) -> None:
+        import boto3
+
+        self.usage_plan_id = usage_plan_id
+        self.client = client or boto3.client("apigateway")
+
+    def create(self, partner: str, key_hash: str) -> str:
+        """The id of a new enabled API key for the partner key, in the usage plan."""
+        from functions.core.partners import usage_key
+
+        key_id: str = self.client.create_api_key(
+            name=f"{partner}-{key_hash[:12]}",
+            description=f"DMP partner {partner}: usage plan key of one partner key",
+            enabled=True,
+            value=usage_key(key_hash),
+            tags={"dmp:partner": partner},
+        )["id"]
+        try:
+            self.client.create_usage_plan_key(usagePlanId=self.usage_plan_id, keyId=key_id, keyType="API_KEY")
+        except Exception:
+            self.delete(key_id)
+            raise
+        return key_id
+
+    def delete(self, key_id: str) -> None:
+        self.client.delete_api_key(apiKey=key_id)
+
+    def disable(self, key_hashes: Collection[str]) -> int:
+        """Disable the API keys of these partner keys; returns how many were enabled."""
+        from functions.core.partners import usage_key
+
+        values = {usage_key(h) for h in key_hashes}
+        disabled = 0
+        for page in self.client.get_paginator("get_api_keys").paginate(includeValues=True):
+            for api_key in page.get("items", []):
+                if api_key.get("value") in values and api_key.get("enabled"):
+                    self.client.update_api_key(
+                        apiKey=api_key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
+                    )
+                    disabled += 1
+        return disabled
+
+
+def _lookup_usage_plan(stack: str) -> str:
+    import boto3
+
+    (described,) = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    if "LookupUsagePlanId" not in outputs:
+        raise TargetError(f"stack {stack!r} has no output 'LookupUsagePlanId': deploy the current version first")
+    return outputs["LookupUsagePlanId"]
+
+
 def cmd_partners(args: argparse.Namespace) -> int:
     from functions.core.partners import is_partner_name, key_hash, new_key
     from functions.core.storage import PartnerStore
@@ -159,16 +231,32 @@ def cmd_partners(args: argparse.Namespace) -> int:
             print("a partner name matches [a-z0-9][a-z0-9_-]{0,63}", file=sys.stderr)
             return 2
         key = new_key()
-        store.add(key_hash(key), args.name, now)
+        hashed = key_hash(key)
+        if args.stack:
+            # The API key first: should API Gateway refuse it, no partner key exists that
+            # every request would answer with 403.
+            api_keys = PartnerApiKeys(_lookup_usage_plan(args.stack))
+            api_key_id = api_keys.create(args.name, hashed)
+            try:
+                store.add(hashed, args.name, now)
+            except Exception:
+                api_keys.delete(api_key_id)
+                raise
+            print(f"API key {api_key_id} added to usage plan {api_keys.usage_plan_id}")
+        else:
+            store.add(hashed, args.name, now)
         print(f"partner {args.name} added; the key is shown once, store it now:")
         print(key)
         return 0
     if args.action == "revoke":
-        count = store.revoke(args.name, now)
-        if not count:
+        revoked = store.revoke_keys(args.name, now)
+        if not revoked:
             print(f"no active key for partner {args.name!r}", file=sys.stderr)
             return 1
-        print(f"revoked {count} key(s) of {args.name}")
+        print(f"revoked {len(revoked)} key(s) of {args.name}")
+        if args.stack:
+            api_keys = PartnerApiKeys(_lookup_usage_plan(args.stack))
+            print(f"disabled {api_keys.disable(revoked)} API key(s) in usage plan {api_keys.usage_plan_id}")
         return 0
     for partner in store.list():
         state = f"revoked {partner['revoked_at']}" if partner["revoked_at"] else "active"
@@ -224,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate = segments.add_parser("validate", help="check definition files (YAML or JSON), or folders of them")
     validate.add_argument("paths", nargs="+", metavar="PATH")
+    _add_target(validate)  # optional here: with a stack, destinations are checked against its partners
     validate.set_defaults(func=cmd_segments_validate)
     push = segments.add_parser("push", help="validate and upload definitions to a stack")
     push.add_argument("paths", nargs="+", metavar="PATH")

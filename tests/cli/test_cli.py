@@ -161,3 +161,16 @@ def test_demo_shows_the_london_segment_with_members(tmp_path):
     assert size > 0
     assert "GET /v1/users/" in result.stdout and "format=openrtb" in result.stdout
     assert "without a key -> 401" in result.stdout
+
+
+def test_validate_against_a_stack_reports_unknown_destinations(served, tmp_path):
+    cwd, _ = served
+    dmp(cwd, "partners", "add", "known-dsp", "--local")
+    definition = tmp_path / "seg.yaml"
+    definition.write_text(
+        "id: two-partners\nname: x\ndestinations: [known-dsp, ghost-dsp]\nrule:\n  geo: {city: London}\n"
+    )
+    result = dmp(cwd, "segments", "validate", str(definition), "--local", check=False)
+    assert result.returncode == 1
+    assert f"{definition}: destinations[1]: unknown partner 'ghost-dsp'" in result.stderr
+    assert "destinations[0]" not in result.stderr
