@@ -12,13 +12,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from functions.lookup import errors
 from infra.compliance import acknowledge
 from infra.lambda_layer import LambdaPackaging
 
 # Stage-wide method throttling (all partners together) ...
 RATE_LIMIT = 500
 BURST_LIMIT = 1_000
-# ... and the default plan's limits, until each partner gets a plan of its own.
+# ... and each partner's own limits: the usage plan applies them per API key, and every
+# partner key has its API key in the plan (`dmp partners add --stack`).
 PLAN_RATE_LIMIT = 100
 PLAN_BURST_LIMIT = 200
 PLAN_DAILY_QUOTA = 5_000_000
@@ -42,27 +44,38 @@ ACCESS_LOG_FORMAT = {
 class GatewayError:
     """An answer API Gateway gives itself, in the error shape of the lookup function's answers."""
 
+    name: str  # the construct id: renaming one would replace (and so reset) its response
     response_type: apigw.ResponseType
-    status: str
-    code: str
-    message: str
+    error: errors.ApiError
     headers: dict[str, str] = field(default_factory=dict)
+    # The catch-alls keep the status and the message API Gateway chose.
+    catch_all: bool = False
+
+    @property
+    def status(self) -> str | None:
+        return None if self.catch_all else str(self.error.status)
 
     @property
     def body(self) -> str:
-        return json.dumps({"error": {"code": self.code, "message": self.message}})
+        if self.catch_all:
+            return f'{{"error": {{"code": "{self.error.code}", "message": $context.error.messageString}}}}'
+        return self.error.json()
 
 
 GATEWAY_ERRORS = (
+    # A 401 names the scheme it wants (RFC 9110); header values are quoted literals.
     GatewayError(
-        apigw.ResponseType.UNAUTHORIZED,
-        "401",
-        "unauthorized",
-        "Missing or malformed Authorization header",
-        # A 401 names the scheme it wants (RFC 9110); header values are quoted literals.
-        headers={"WWW-Authenticate": "'Bearer'"},
+        "Unauthorized", apigw.ResponseType.UNAUTHORIZED, errors.UNAUTHORIZED, headers={"WWW-Authenticate": "'Bearer'"}
     ),
-    GatewayError(apigw.ResponseType.ACCESS_DENIED, "403", "forbidden", "Unknown or revoked partner key"),
+    GatewayError("Forbidden", apigw.ResponseType.ACCESS_DENIED, errors.FORBIDDEN),
+    # A partner key without an enabled API key in the usage plan.
+    GatewayError("InvalidApiKey", apigw.ResponseType.INVALID_API_KEY, errors.FORBIDDEN),
+    GatewayError("Throttled", apigw.ResponseType.THROTTLED, errors.THROTTLED),
+    GatewayError("QuotaExceeded", apigw.ResponseType.QUOTA_EXCEEDED, errors.QUOTA_EXCEEDED),
+    # What a REST API answers for a path or method it does not have.
+    GatewayError("NotFound", apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, errors.NOT_FOUND),
+    GatewayError("Default4xx", apigw.ResponseType.DEFAULT_4_XX, errors.INVALID_REQUEST, catch_all=True),
+    GatewayError("Default5xx", apigw.ResponseType.DEFAULT_5_XX, errors.INTERNAL_ERROR, catch_all=True),
 )
 
 
@@ -116,6 +129,9 @@ class Lookup(Construct):
             rest_api_name=f"{Stack.of(self).stack_name}-lookup",
             description="DMP partner lookup API",
             endpoint_types=[apigw.EndpointType.REGIONAL],
+            # API keys come from the authorizer's `usageIdentifierKey`, never from callers:
+            # partners authenticate with their bearer key only.
+            api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER,
             # API Gateway writes REST logs through one role per account and region; CDK keeps
             # the role when a stack is deleted, as other stacks' stages may still rely on it.
             cloud_watch_role=True,
@@ -134,13 +150,13 @@ class Lookup(Construct):
         # RestApi always adds an `Endpoint` output; the stack's `LookupUrl` is the one to use.
         self.api.node.try_remove_child("Endpoint")
         self._acknowledge_api_findings()
-        for error in GATEWAY_ERRORS:
+        for gateway_error in GATEWAY_ERRORS:
             self.api.add_gateway_response(
-                error.code.capitalize(),
-                type=error.response_type,
-                status_code=error.status,
-                response_headers=error.headers or None,
-                templates={"application/json": error.body},
+                gateway_error.name,
+                type=gateway_error.response_type,
+                status_code=gateway_error.status,
+                response_headers=gateway_error.headers or None,
+                templates={"application/json": gateway_error.body},
             )
 
         self.authorizer = apigw.TokenAuthorizer(
@@ -158,7 +174,8 @@ class Lookup(Construct):
             (v1.add_resource("lookup"), "POST"),
             (v1.add_resource("segments"), "GET"),
         ):
-            guarded = resource.add_method(method, integration, authorizer=self.authorizer)
+            # The API key (the authorizer's usageIdentifierKey) puts the call in the partner's plan.
+            guarded = resource.add_method(method, integration, authorizer=self.authorizer, api_key_required=True)
             acknowledge(
                 guarded,
                 "AwsSolutions-COG4",
@@ -176,9 +193,9 @@ class Lookup(Construct):
                 "can read it before they hold a key.",
             )
 
-        self.api.add_usage_plan(
-            "DefaultUsagePlan",
-            description="Default limits for every partner, until partners get plans of their own",
+        self.usage_plan = self.api.add_usage_plan(
+            "PartnerUsagePlan",
+            description="Each partner's rate limit and daily quota: one API key per partner key",
             throttle=apigw.ThrottleSettings(rate_limit=PLAN_RATE_LIMIT, burst_limit=PLAN_BURST_LIMIT),
             quota=apigw.QuotaSettings(limit=PLAN_DAILY_QUOTA, period=apigw.Period.DAY),
             api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],

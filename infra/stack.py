@@ -136,6 +136,8 @@ class DmpStack(Stack):
             "IngestUrl": self.ingest.url,
             "IngestApiUrl": self.ingest.api_url,
             "LookupUrl": self.lookup.url,
+            # `dmp partners add --stack` puts each new partner key's API key in this plan.
+            "LookupUsagePlanId": self.lookup.usage_plan.usage_plan_id,
             "EventsTableName": storage.events_table.table_name,
             "MembershipTableName": storage.membership_table.table_name,
             "PartnersTableName": storage.partners_table.table_name,

@@ -2,7 +2,11 @@
 
 No key or a malformed header -> 401 (raising "Unauthorized" is API Gateway's signal);
 an unknown or revoked key -> a Deny policy, which API Gateway answers with 403. An
-allowed key's policy covers the whole API, because API Gateway caches it per token."""
+allowed key's policy covers the whole API, because API Gateway caches it per token.
+
+An allowed key also names its API Gateway API key (`usageIdentifierKey`): the API takes
+API keys from the authorizer, and the partner's key in the lookup usage plan is what
+API Gateway throttles and counts against the plan's quota, one partner at a time."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.core.config import Settings
-from functions.core.partners import bearer_key, key_hash, same_hash
+from functions.core.partners import bearer_key, key_hash, same_hash, usage_key
 from functions.core.storage import PartnerStore
 
 settings = Settings.from_env(require=("partners_table",))
@@ -46,6 +50,7 @@ def authorize(token: str | None, method_arn: str) -> dict[str, Any]:
         api_id=arn.api_id,
         stage=arn.stage,
         context={"partner": partner["name"]} if granted and partner else None,
+        usage_identifier_key=usage_key(presented) if granted else None,
         partition=arn.partition,
     )
     if granted:

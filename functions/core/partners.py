@@ -40,3 +40,12 @@ def same_hash(stored: str, presented: str) -> bool:
 
 def is_partner_name(name: str) -> bool:
     return PARTNER_NAME.fullmatch(name) is not None
+
+
+def usage_key(key_hash: str) -> str:
+    """The value of a partner key's API Gateway API key (in the lookup usage plan): the
+    key's hash. The API takes API keys only from the authorizer (key source AUTHORIZER),
+    never from callers, so the value names a partner key for throttling and quotas and is
+    not a credential. Being the stored hash, it costs the authorizer no secret and no
+    read, and the CLI can give an API key to a partner key issued before usage plans."""
+    return key_hash

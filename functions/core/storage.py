@@ -356,19 +356,17 @@ class PartnerStore:
         """Revoke every active key of `name`; returns how many were revoked."""
         return len(self.revoke_keys(name, revoked_at))
 
-    def revoke_keys(self, name: str, revoked_at: str) -> list[str]:
+    def revoke_keys(self, name: str, revoked_at: str) -> tuple[str, ...]:
         """Revoke every active key of `name`; returns the hashes of the keys revoked."""
-        revoked: list[str] = []
-        for partner in self.list():
-            if partner["name"] == name and partner["revoked_at"] is None:
-                self.client.update_item(
-                    TableName=self.table_name,
-                    Key={PARTNERS.partition_key: _s(partner["key_hash"])},
-                    UpdateExpression="SET revoked_at = :t",
-                    ExpressionAttributeValues={":t": _s(revoked_at)},
-                )
-                revoked.append(partner["key_hash"])
-        return revoked
+        active = tuple(p["key_hash"] for p in self.list() if p["name"] == name and p["revoked_at"] is None)
+        for hashed in active:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={PARTNERS.partition_key: _s(hashed)},
+                UpdateExpression="SET revoked_at = :t",
+                ExpressionAttributeValues={":t": _s(revoked_at)},
+            )
+        return active
 
 
 class LinesWriter:

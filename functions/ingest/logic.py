@@ -124,16 +124,31 @@ def _event(request: Request, visitor_id: str, fields: Mapping[str, Any], props: 
         props=props,
         geo=geo_from_headers(request.headers),
         device=device_type(request.headers.get("user-agent")),
-        client_ts_ms=fields.get("ts")
-        if isinstance(fields.get("ts"), int) and not isinstance(fields.get("ts"), bool)
-        else None,
+        client_ts_ms=_client_ts(fields.get("ts")),
     )
 
 
+# A client's clock is kept beside the server time only when it is a plausible epoch-ms
+# value (1970..2100): anything else is noise, and DynamoDB cannot hold huge numbers.
+_LATEST_CLIENT_TS = 4_102_444_800_000
+
+
+def _client_ts(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _LATEST_CLIENT_TS:
+        return value
+    return None
+
+
 def _gdpr_flag(value: object) -> str | None:
+    """"1" when GDPR applies, "0" when not, None when unsaid. JSON callers may send a
+    CMP's `gdprApplies` as it is: true/false, or 1/0 as a number of any form."""
     if value is None or value == "":
         return None
-    if value in ("0", "1", 0, 1):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return "1" if value == 1 else "0"
+    if value in ("0", "1"):
         return str(value)
     raise InvalidEvent("invalid_gdpr", "gdpr must be 0 or 1")
 

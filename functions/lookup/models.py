@@ -1,51 +1,62 @@
-"""Request and answer models of the lookup API; the OpenAPI document is generated from them."""
+"""Request and answer models of the lookup API; the OpenAPI document is generated from them.
+
+Every model defers building its validator until first use, so a cold start builds only
+the models of the route it answers (the OpenRTB models stay unbuilt until a partner asks
+for `format=openrtb`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
-VisitorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$", description="visitor id (cookie dmp_uid or uid)")]
+# The contract's visitor id (DESIGN.md), as the JSON Schema pattern the document shows.
+VISITOR_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+VisitorId = Annotated[str, Field(pattern=VISITOR_ID_PATTERN, description="visitor id (cookie dmp_uid or uid)")]
+AnswerFormat = Literal["json", "openrtb"]
 
 
-class SegmentRef(BaseModel):
+class _Model(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+
+class SegmentRef(_Model):
     id: str
     name: str
 
 
-class UserSegments(BaseModel):
+class UserSegments(_Model):
     uid: str
     segments: list[SegmentRef]
     build_id: str | None = Field(description="the build the answer comes from; null before the first build")
     evaluated_at: str | None = Field(description="evaluation time of that build (ISO 8601, UTC)")
 
 
-class _WithoutNulls(BaseModel):
-    """OpenRTB leaves optional fields out rather than sending null."""
+class OpenRtbSegment(_Model):
+    """OpenRTB 2.x `Segment`."""
 
-    @model_serializer(mode="wrap")
-    def _drop_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return {key: value for key, value in handler(self).items() if value is not None}
-
-
-class OpenRtbSegment(_WithoutNulls):
     id: str
-    name: str | None = None
+    name: str
 
 
-class OpenRtbData(_WithoutNulls):
+class OpenRtbData(_Model):
+    """OpenRTB 2.x `Data`."""
+
     id: str = Field(description="data provider id")
     name: str = Field(description="data provider name")
     segment: list[OpenRtbSegment]
-    ext: dict[str, int] | None = Field(default=None, description="`segtax` when configured")
+    # OpenRTB leaves optional fields out rather than sending null.
+    ext: dict[str, int] | SkipJsonSchema[None] = Field(
+        default=None, exclude_if=lambda value: value is None, description="`segtax` when configured, else absent"
+    )
 
 
-class OpenRtbUser(BaseModel):
+class OpenRtbUser(_Model):
     data: list[OpenRtbData]
 
 
-class OpenRtbAnswer(BaseModel):
+class OpenRtbAnswer(_Model):
     """OpenRTB 2.x `User` fragment with `Data`/`Segment` objects, plus freshness fields."""
 
     user: OpenRtbUser
@@ -53,39 +64,42 @@ class OpenRtbAnswer(BaseModel):
     evaluated_at: str | None = None
 
 
-class LookupRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    uids: Annotated[list[VisitorId], Field(min_length=1, max_length=100)]
+class LookupRequest(_Model):
+    model_config = ConfigDict(defer_build=True, extra="forbid")
+
+    uids: Annotated[list[VisitorId], Field(min_length=1, max_length=100, description="1 to 100 visitor ids")]
 
 
-class LookupResult(BaseModel):
+class LookupResult(_Model):
     uid: str
     segments: list[SegmentRef]
 
 
-class LookupAnswer(BaseModel):
+class LookupAnswer(_Model):
     build_id: str | None
     evaluated_at: str | None
-    results: list[LookupResult]
+    results: list[LookupResult] = Field(description="one result per requested uid, in request order")
 
 
-class CatalogEntry(BaseModel):
+class CatalogEntry(_Model):
     id: str
     name: str
     description: str
-    size: int
+    size: int = Field(description="members in the build")
     build_id: str
     updated_at: str
 
 
-class CatalogAnswer(BaseModel):
+class CatalogAnswer(_Model):
     segments: list[CatalogEntry]
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
+class ErrorDetail(_Model):
+    code: str = Field(description="stable, machine-readable: invalid_request, unauthorized, forbidden, ...")
+    message: str = Field(description="for people; may change")
 
 
-class ErrorAnswer(BaseModel):
+class ErrorAnswer(_Model):
+    """Every error of the API, whoever answers it: the lookup function or API Gateway."""
+
     error: ErrorDetail

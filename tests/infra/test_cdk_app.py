@@ -25,6 +25,7 @@ OUTPUTS = {
     "BucketName",
     "BuilderFunctionName",
     "BuildStateMachineArn",
+    "LookupUsagePlanId",
     "FallbackQueueUrl",
     "Region",
     "RetentionDays",

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from functions.lookup import errors
+from infra.lookup import BURST_LIMIT, PLAN_BURST_LIMIT, PLAN_DAILY_QUOTA, PLAN_RATE_LIMIT, RATE_LIMIT
 from tests.infra.synthesis import Synthesised
 
 pytestmark = pytest.mark.slow  # synthesises the CDK app
@@ -96,29 +98,52 @@ def test_authorizer_cache_defaults_to_a_minute(dev_stack: Synthesised) -> None:
     assert dev_stack.properties(dev_stack.stack.lookup.authorizer)["AuthorizerResultTtlInSeconds"] == 60
 
 
-@pytest.mark.parametrize(
-    ("response_type", "status", "code"),
-    [("UNAUTHORIZED", "401", "unauthorized"), ("ACCESS_DENIED", "403", "forbidden")],
-)
-def test_authorizer_rejections_answer_with_the_api_error_shape(
-    prod_stack: Synthesised, response_type: str, status: str, code: str
-) -> None:
-    responses = prod_stack.template.find_resources(
+def gateway_response(synthesised: Synthesised, response_type: str) -> dict[str, Any]:
+    responses = synthesised.template.find_resources(
         "AWS::ApiGateway::GatewayResponse", {"Properties": {"ResponseType": response_type}}
     )
     (response,) = (resource["Properties"] for resource in responses.values())
-    assert response["StatusCode"] == status
+    assert response["RestApiId"] == synthesised.ref(synthesised.stack.lookup.api)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("response_type", "error"),
+    [
+        ("UNAUTHORIZED", errors.UNAUTHORIZED),
+        ("ACCESS_DENIED", errors.FORBIDDEN),
+        ("INVALID_API_KEY", errors.FORBIDDEN),
+        ("THROTTLED", errors.THROTTLED),
+        ("QUOTA_EXCEEDED", errors.QUOTA_EXCEEDED),
+        ("MISSING_AUTHENTICATION_TOKEN", errors.NOT_FOUND),
+    ],
+)
+def test_api_gateways_own_answers_have_the_api_error_shape(
+    prod_stack: Synthesised, response_type: str, error: errors.ApiError
+) -> None:
+    response = gateway_response(prod_stack, response_type)
+    assert response["StatusCode"] == str(error.status)
     assert set(response["ResponseTemplates"]) == {"application/json"}
-    body = json.loads(response["ResponseTemplates"]["application/json"])
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
+    # The very body the lookup function sends for the same refusal.
+    assert json.loads(response["ResponseTemplates"]["application/json"]) == error.body()
+
+
+@pytest.mark.parametrize(
+    ("response_type", "code"), [("DEFAULT_4XX", "invalid_request"), ("DEFAULT_5XX", "internal_error")]
+)
+def test_any_other_gateway_error_keeps_its_status_in_the_api_error_shape(
+    prod_stack: Synthesised, response_type: str, code: str
+) -> None:
+    response = gateway_response(prod_stack, response_type)
+    assert "StatusCode" not in response
+    template = response["ResponseTemplates"]["application/json"]
+    # $context.error.messageString is API Gateway's message, already a quoted JSON string.
+    body = json.loads(template.replace("$context.error.messageString", '"Request Too Long"'))
+    assert body == {"error": {"code": code, "message": "Request Too Long"}}
 
 
 def test_a_missing_key_answer_names_the_bearer_scheme(prod_stack: Synthesised) -> None:
-    responses = prod_stack.template.find_resources(
-        "AWS::ApiGateway::GatewayResponse", {"Properties": {"ResponseType": "UNAUTHORIZED"}}
-    )
-    (response,) = (resource["Properties"] for resource in responses.values())
+    response = gateway_response(prod_stack, "UNAUTHORIZED")
     assert response["ResponseParameters"] == {"gatewayresponse.header.WWW-Authenticate": "'Bearer'"}
 
 
@@ -138,13 +163,35 @@ def test_stage_is_named_after_the_stage_traced_logged_and_throttled(prod_stack: 
     assert settings["ThrottlingBurstLimit"] > 0
 
 
-def test_a_usage_plan_limits_the_stage(prod_stack: Synthesised) -> None:
+def test_api_keys_come_from_the_authorizer_not_from_callers(prod_stack: Synthesised) -> None:
+    assert prod_stack.properties(prod_stack.stack.lookup.api)["ApiKeySourceType"] == "AUTHORIZER"
+
+
+@pytest.mark.parametrize("route", sorted(GUARDED))
+def test_partner_routes_require_the_partners_api_key(prod_stack: Synthesised, route: tuple[str, str]) -> None:
+    assert rest_methods(prod_stack)[route]["ApiKeyRequired"] is True
+
+
+def test_the_openapi_document_needs_no_api_key(prod_stack: Synthesised) -> None:
+    assert not rest_methods(prod_stack)[("GET", "/v1/openapi.json")].get("ApiKeyRequired", False)
+
+
+def test_the_usage_plan_throttles_and_counts_each_partner_on_the_stage(prod_stack: Synthesised) -> None:
     lookup = prod_stack.stack.lookup
     plans = prod_stack.template.find_resources("AWS::ApiGateway::UsagePlan")
-    (plan,) = (resource["Properties"] for resource in plans.values())
+    assert list(plans) == [prod_stack.logical_id(lookup.usage_plan)]
+    plan = prod_stack.properties(lookup.usage_plan)
     (api_stage,) = plan["ApiStages"]
     assert api_stage["ApiId"] == prod_stack.ref(lookup.api)
     assert api_stage["Stage"] == prod_stack.ref(lookup.api.deployment_stage)
-    assert plan["Throttle"]["RateLimit"] > 0
-    assert plan["Quota"]["Period"] == "DAY"
-    assert plan["Quota"]["Limit"] > 0
+    # Per API key, so per partner key: below the stage-wide limits every partner shares.
+    assert plan["Throttle"] == {"RateLimit": PLAN_RATE_LIMIT, "BurstLimit": PLAN_BURST_LIMIT}
+    assert 0 < PLAN_RATE_LIMIT < RATE_LIMIT and 0 < PLAN_BURST_LIMIT < BURST_LIMIT
+    assert plan["Quota"] == {"Limit": PLAN_DAILY_QUOTA, "Period": "DAY"}
+    # API keys are added by `dmp partners add --stack`, never by the stack.
+    assert prod_stack.template.find_resources("AWS::ApiGateway::ApiKey") == {}
+
+
+def test_the_cli_finds_the_usage_plan_through_an_output(prod_stack: Synthesised) -> None:
+    output = prod_stack.template.find_outputs("LookupUsagePlanId")["LookupUsagePlanId"]
+    assert output["Value"] == prod_stack.ref(prod_stack.stack.lookup.usage_plan)
