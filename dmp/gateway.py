@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from dmp.lambda_context import LocalContext
+from functions.lookup.errors import FORBIDDEN, UNAUTHORIZED
 
 INGEST_ROUTES = {("GET", "/p.gif"), ("POST", "/collect"), ("OPTIONS", "/collect"), ("GET", "/tag.js")}
 LOOKUP_PREFIX = "/v1/"
@@ -180,14 +181,10 @@ class Gateway:
             authorizer: dict[str, Any] | None = None
             if path not in PUBLIC_LOOKUP_ROUTES:
                 status, authorizer = self.authorize(headers.get("authorization"), method, path)
-                if status == 401:
-                    return 401, [("Content-Type", "application/json")], _error_body("unauthorized", "Unauthorized")
-                if status == 403:
-                    return (
-                        403,
-                        [("Content-Type", "application/json")],
-                        _error_body("forbidden", "The partner key is unknown or revoked"),
-                    )
+                if status in (401, 403):
+                    # The same bodies API Gateway's gateway responses give in AWS.
+                    error = UNAUTHORIZED if status == 401 else FORBIDDEN
+                    return status, [("Content-Type", "application/json")], error.json().encode()
             event = self.rest_api_event(method, path, query, headers, body, source_ip, authorizer)
             return self._answer(self._invoke(self.handlers.lookup, event, "lookup"))
         return 404, [("Content-Type", "application/json")], _error_body("not_found", f"no route {method} {path}")
