@@ -140,7 +140,7 @@ def _client_ts(value: object) -> int | None:
 
 
 def _gdpr_flag(value: object) -> str | None:
-    """"1" when GDPR applies, "0" when not, None when unsaid. JSON callers may send a
+    """The flag as "1" (GDPR applies), "0" (it does not) or None (unsaid). JSON callers may send a
     CMP's `gdprApplies` as it is: true/false, or 1/0 as a number of any form."""
     if value is None or value == "":
         return None
