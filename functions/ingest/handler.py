@@ -133,7 +133,10 @@ def _raw_body() -> bytes:
     event = app.current_event
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
-        return base64.b64decode(body)
+        try:
+            return base64.b64decode(body, validate=True)
+        except ValueError:  # binascii.Error: not what API Gateway sends, but answer it cleanly
+            raise logic.BadRequest(400, "malformed_body", "body is not valid base64") from None
     return body.encode("utf-8", errors="surrogatepass")
 
 

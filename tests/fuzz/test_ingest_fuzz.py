@@ -162,9 +162,8 @@ class Ingest:
         items: list[dict[str, Any]] = []
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.events_table):
             items.extend(page["Items"])
-        keys = [
-            {"DeleteRequest": {"Key": {k: item[k] for k in (EVENTS.partition_key, EVENTS.sort_key)}}} for item in items
-        ]
+        key_names = [key["AttributeName"] for key in EVENTS.key_schema()]
+        keys = [{"DeleteRequest": {"Key": {k: item[k] for k in key_names}}} for item in items]
         for start in range(0, len(keys), 25):
             self.dynamodb.batch_write_item(RequestItems={self.events_table: keys[start : start + 25]})
         while self.fallback_queue_url:
@@ -471,7 +470,7 @@ def collect_requests(draw: st.DrawFn) -> tuple[dict[str, Any], bytes]:
 # --- oracles: what the contract says about one request -------------------------------
 
 
-def cookie_values(event: dict[str, Any], name: str) -> list[str]:
+def request_cookies(event: dict[str, Any], name: str) -> list[str]:
     """The values of cookie `name` the request carries (API Gateway's `cookies` list,
     else the Cookie header)."""
     pairs = event.get("cookies")
@@ -489,7 +488,7 @@ def header_refusal(event: dict[str, Any]) -> str | None:
         return "Sec-GPC: 1"
     if headers.get("user-agent") in CRAWLERS:
         return "a known crawler"
-    if cookie_values(event, "dmp_optout") == ["1"]:
+    if request_cookies(event, "dmp_optout") == ["1"]:
         return "the opt-out cookie"
     return None
 
@@ -509,7 +508,7 @@ NEW_VISITOR = "a new visitor"
 def expected_visitor(event: dict[str, Any], uid: object) -> str | None:
     """Whom events must be stored for: the valid cookie's visitor, else the valid `uid`'s,
     else NEW_VISITOR; None when the request is ambiguous (several visitor cookies)."""
-    cookies = cookie_values(event, "dmp_uid")
+    cookies = request_cookies(event, "dmp_uid")
     if len(cookies) > 1:
         return None
     if cookies and VISITOR_ID.fullmatch(cookies[0]):

@@ -195,3 +195,12 @@ def test_tag_is_served_as_cacheable_javascript(ingest, aws, lambda_context):
     assert response["headers"]["Content-Type"].startswith("application/javascript")
     assert "max-age" in response["headers"]["Cache-Control"]
     assert "sendBeacon" in response["body"] and "__tcfapi" in response["body"]
+
+
+def test_collect_body_flagged_base64_but_not_base64_is_a_400(ingest, aws, lambda_context):
+    event = load_event("collect_post")
+    event["isBase64Encoded"] = True
+    event["body"] = "{not base64!}"
+    response = ingest.handler(event, lambda_context)
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["code"] == "malformed_body"
