@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from operator import attrgetter
 
 from functions.core.hits import as_text
 from functions.core.records import EventRecord, TraitRecord, VisitorHistory
@@ -42,53 +42,90 @@ def _alive(ts_ms: int, expires_at: int | None, now_ms: int) -> bool:
     return ts_ms <= now_ms and (expires_at is None or expires_at * 1000 > now_ms)
 
 
+def _window_ms(within_days: float | None) -> int | None:
+    return None if within_days is None else round(within_days * DAY_MS)
+
+
+_BY_TIME = attrgetter("ts_ms")
+
+
 class VisitorView:
-    """What the rules see of a visitor at `now_ms`."""
+    """What the rules see of a visitor at `now_ms`: its live events in time order, and
+    what rules derive from them (visits, latest location, traits), each worked out once
+    on first use. Plain slots and explicit caching: a build makes one view per visitor."""
+
+    __slots__ = (
+        "_location",
+        "_location_done",
+        "_raw_traits",
+        "_traits",
+        "_visit_starts",
+        "events",
+        "now_ms",
+        "visitor_id",
+    )
 
     def __init__(self, history: VisitorHistory, now_ms: int) -> None:
         self.visitor_id = history.visitor_id
         self.now_ms = now_ms
-        self.events: list[EventRecord] = sorted(
-            (e for e in history.events if _alive(e.ts_ms, e.expires_at, now_ms)), key=lambda e: e.ts_ms
-        )
-        self._traits = history.traits
+        events = [
+            e for e in history.events if e.ts_ms <= now_ms and (e.expires_at is None or e.expires_at * 1000 > now_ms)
+        ]
+        events.sort(key=_BY_TIME)
+        self.events: list[EventRecord] = events
+        self._raw_traits = history.traits
+        self._traits: dict[str, object] | None = None
+        self._visit_starts: list[int] | None = None
+        self._location: EventRecord | None = None
+        self._location_done = False
 
     @property
     def is_known(self) -> bool:
         """A visitor with no live event and no live trait is not in the audience at all."""
         return bool(self.events) or bool(self.traits)
 
-    @cached_property
+    @property
     def visit_starts(self) -> list[int]:
-        starts: list[int] = []
-        previous: int | None = None
-        for event in self.events:
-            if previous is None or event.ts_ms - previous > VISIT_GAP_MS:
-                starts.append(event.ts_ms)
-            previous = event.ts_ms
+        starts = self._visit_starts
+        if starts is None:
+            starts = self._visit_starts = []
+            previous: int | None = None
+            for event in self.events:
+                if previous is None or event.ts_ms - previous > VISIT_GAP_MS:
+                    starts.append(event.ts_ms)
+                previous = event.ts_ms
         return starts
 
-    @cached_property
+    @property
     def location(self) -> EventRecord | None:
-        for event in reversed(self.events):
-            if event.country or event.region or event.city:
-                return event
-        return None
+        """The most recent event with a known location."""
+        if not self._location_done:
+            self._location_done = True
+            for event in reversed(self.events):
+                if event.country or event.region or event.city:
+                    self._location = event
+                    break
+        return self._location
 
-    @cached_property
+    @property
     def traits(self) -> dict[str, object]:
-        latest: dict[str, TraitRecord] = {}
-        for trait in self._traits:
-            if not _alive(trait.ts_ms, trait.expires_at, self.now_ms):
-                continue
-            current = latest.get(trait.name)
-            if current is None or trait.ts_ms >= current.ts_ms:
-                latest[trait.name] = trait
-        return {name: trait.value for name, trait in latest.items()}
+        """Each trait's latest live value."""
+        traits = self._traits
+        if traits is None:
+            latest: dict[str, TraitRecord] = {}
+            for trait in self._raw_traits:
+                if not _alive(trait.ts_ms, trait.expires_at, self.now_ms):
+                    continue
+                current = latest.get(trait.name)
+                if current is None or trait.ts_ms >= current.ts_ms:
+                    latest[trait.name] = trait
+            traits = self._traits = {name: trait.value for name, trait in latest.items()}
+        return traits
 
     def window_start(self, within_days: float | None) -> int | None:
         """Exclusive lower bound of the window, or None for all history."""
-        return None if within_days is None else self.now_ms - round(within_days * DAY_MS)
+        window = _window_ms(within_days)
+        return None if window is None else self.now_ms - window
 
 
 Predicate = Callable[[VisitorView], bool]
@@ -98,41 +135,53 @@ def _count_bounds(low: int | None, high: int | None) -> tuple[int, float]:
     return (low if low is not None else (0 if high is not None else 1)), (high if high is not None else float("inf"))
 
 
-def _event_matcher(spec: EventFilter) -> Callable[[EventRecord], bool]:
-    checks: list[Callable[[EventRecord], bool]] = []
-    if spec.name is not None:
-        name = spec.name
-        checks.append(lambda e: e.name == name)
-    if spec.url_contains is not None:
-        needle = spec.url_contains.casefold()
-        checks.append(lambda e: e.url is not None and needle in e.url.casefold())
-    if spec.url_prefix is not None:
-        prefix = spec.url_prefix
-        checks.append(lambda e: e.url is not None and e.url.startswith(prefix))
-    if spec.url_regex is not None:
-        pattern = re.compile(spec.url_regex)
-        checks.append(lambda e: e.url is not None and pattern.search(e.url) is not None)
-    if spec.ref_contains is not None:
-        ref_needle = spec.ref_contains.casefold()
-        checks.append(lambda e: e.ref is not None and ref_needle in e.ref.casefold())
-    wanted_props = spec.text_props
-    if wanted_props:
-        checks.append(lambda e: all(e.props.get(key) == value for key, value in wanted_props.items()))
-    return lambda event: all(check(event) for check in checks)
+def _event_matcher(spec: EventFilter) -> Callable[[EventRecord], bool] | None:
+    """One function testing every filter of `spec` in turn (None: every event matches).
+    Written out rather than composed from small lambdas: this runs for every event of
+    every visitor, once per event leaf, and is most of a build's time."""
+    name = spec.name
+    needle = spec.url_contains.casefold() if spec.url_contains is not None else None
+    prefix = spec.url_prefix
+    pattern = re.compile(spec.url_regex) if spec.url_regex is not None else None
+    ref_needle = spec.ref_contains.casefold() if spec.ref_contains is not None else None
+    wanted_props = tuple(spec.text_props.items())
+    if (name, needle, prefix, pattern, ref_needle) == (None,) * 5 and not wanted_props:
+        return None
+
+    def matches(event: EventRecord) -> bool:
+        if name is not None and event.name != name:
+            return False
+        url = event.url
+        if needle is not None and (url is None or needle not in event.folded_url()):
+            return False
+        if prefix is not None and (url is None or not url.startswith(prefix)):
+            return False
+        if pattern is not None and (url is None or pattern.search(url) is None):
+            return False
+        if ref_needle is not None and (event.ref is None or ref_needle not in event.ref.casefold()):
+            return False
+        if wanted_props:
+            props = event.props
+            for key, value in wanted_props:
+                if props.get(key) != value:
+                    return False
+        return True
+
+    return matches
 
 
 def _compile_event(spec: EventFilter) -> Predicate:
     matches = _event_matcher(spec)
     low, high = _count_bounds(spec.min_count, spec.max_count)
-    within = spec.within_days
+    window = _window_ms(spec.within_days)
 
     def predicate(view: VisitorView) -> bool:
-        start = view.window_start(within)
+        start = None if window is None else view.now_ms - window
         count = 0
         for event in reversed(view.events):  # newest first: stop at the window's edge
             if start is not None and event.ts_ms <= start:
                 break
-            if matches(event):
+            if matches is None or matches(event):
                 count += 1
                 if count > high:
                     return False
@@ -149,11 +198,25 @@ def _in_window(view: VisitorView, ts_ms: int | None, within_days: float) -> bool
 def compile_rule(rule: Rule) -> Predicate:
     """A predicate over a visitor that holds exactly when `rule` does."""
     if isinstance(rule, AllRule):
-        parts = [compile_rule(r) for r in rule.all]
-        return lambda view: all(p(view) for p in parts)
+        parts = tuple(compile_rule(r) for r in rule.all)
+
+        def all_hold(view: VisitorView) -> bool:
+            for part in parts:  # noqa: SIM110 - a loop: no generator per visitor on the hot path
+                if not part(view):
+                    return False
+            return True
+
+        return all_hold
     if isinstance(rule, AnyRule):
-        options = [compile_rule(r) for r in rule.any]
-        return lambda view: any(p(view) for p in options)
+        options = tuple(compile_rule(r) for r in rule.any)
+
+        def any_holds(view: VisitorView) -> bool:
+            for option in options:  # noqa: SIM110 - a loop: no generator per visitor on the hot path
+                if option(view):
+                    return True
+            return False
+
+        return any_holds
     if isinstance(rule, NotRule):
         inner = compile_rule(rule.not_)
         return lambda view: not inner(view)
@@ -163,9 +226,15 @@ def compile_rule(rule: Rule) -> Predicate:
         visits = rule.visits
         low, high = _count_bounds(visits.min, visits.max)
 
+        visits_window = _window_ms(visits.within_days)
+
         def count_visits(view: VisitorView) -> bool:
-            start = view.window_start(visits.within_days)
-            count = sum(1 for s in view.visit_starts if start is None or s > start)
+            starts = view.visit_starts
+            if visits_window is None:
+                count = len(starts)
+            else:
+                start = view.now_ms - visits_window
+                count = sum(1 for s in starts if s > start)
             return low <= count <= high
 
         return count_visits
@@ -178,7 +247,12 @@ def compile_rule(rule: Rule) -> Predicate:
 
         def at(view: VisitorView) -> bool:
             place = view.location
-            return place is not None and all((getattr(place, attr) or "").casefold() == value for attr, value in wanted)
+            if place is None:
+                return False
+            for attr, value in wanted:  # noqa: SIM110 - a loop: no generator per visitor on the hot path
+                if (getattr(place, attr) or "").casefold() != value:
+                    return False
+            return True
 
         return at
     if isinstance(rule, TraitRule):

@@ -18,6 +18,14 @@ class EventRecord:
     city: str | None = None
     device: str | None = None
     expires_at: int | None = None  # epoch seconds, as DynamoDB TTL
+    _folded_url: str | None = field(default=None, repr=False, compare=False)
+
+    def folded_url(self) -> str:
+        """The URL case-folded once, however many rules compare against it."""
+        folded = self._folded_url
+        if folded is None:
+            folded = self._folded_url = (self.url or "").casefold()
+        return folded
 
 
 @dataclass(slots=True)
