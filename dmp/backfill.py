@@ -121,7 +121,7 @@ def erase_visitors(visitor_ids: Iterable[str], target: StackTarget) -> int:
         raise ValueError(f"not visitor ids: {', '.join(bad)}")
     events = EventStore(target.events_table)
     erased = events.delete_visitors(ids)
-    MembershipStore(target.membership_table).apply({v: () for v in ids}, build_id="erased")
+    MembershipStore(target.membership_table).apply(dict.fromkeys(ids), build_id="erased")
     return erased
 
 

@@ -34,6 +34,7 @@ from functions.core.segments import SegmentDefinition, load_definitions
 from functions.core.storage import (
     EventStore,
     LinesWriter,
+    Membership,
     MembershipStore,
     SegmentsBucket,
     record_from_item,
@@ -72,6 +73,58 @@ def changes_key(build_id: str, shard: int) -> str:
     return f"{BUILDS_PREFIX}{build_id}/changes/part-{shard:05d}.jsonl.gz"
 
 
+def members_key(build_id: str, shard: int) -> str:
+    return f"{BUILDS_PREFIX}{build_id}/members/part-{shard:05d}.jsonl.gz"
+
+
+# A member's stored expiry is refreshed once the visitor's newer events push the real
+# one this much further: so a returning visitor costs at most a write a day, and the
+# served membership may end at most this much before the visitor's data does.
+EXPIRY_REFRESH_SECONDS = 86_400
+
+
+def _expiry(history: VisitorHistory) -> int | None:
+    """When the last of the visitor's records expires: after that it is in no segment."""
+    expiries = [r.expires_at for r in history.events if r.expires_at is not None]
+    expiries.extend(r.expires_at for r in history.traits if r.expires_at is not None)
+    return max(expiries) if expiries else None
+
+
+def needs_write(stored: Membership, current: Membership) -> bool:
+    if stored.segments != current.segments:
+        return True
+    if stored.expires_at is None or current.expires_at is None:
+        return stored.expires_at != current.expires_at
+    return current.expires_at - stored.expires_at > EXPIRY_REFRESH_SECONDS
+
+
+class _Changes:
+    """A shard's membership changes against the base build, found while it scans."""
+
+    def __init__(self, base: dict[str, Membership]) -> None:
+        self._base = base
+        self._writer = LinesWriter()
+
+    @property
+    def count(self) -> int:
+        return self._writer.lines
+
+    def visit(self, visitor_id: str, segment_ids: list[str], expires_at: int | None) -> None:
+        stored = self._base.pop(visitor_id, None)
+        if not segment_ids:
+            if stored is not None:
+                self._writer.write(json.dumps([visitor_id, [], None]))  # left every segment
+            return
+        current = Membership(frozenset(segment_ids), expires_at)
+        if stored is None or needs_write(stored, current):
+            self._writer.write(json.dumps([visitor_id, sorted(segment_ids), expires_at]))
+
+    def finish(self) -> LinesWriter:
+        for visitor_id in self._base:  # base members with no records left at all
+            self._writer.write(json.dumps([visitor_id, [], None]))
+        return self._writer
+
+
 @dataclass(frozen=True)
 class BuildPlan:
     build_id: str
@@ -79,9 +132,8 @@ class BuildPlan:
     shards: int
     definitions: tuple[SegmentDefinition, ...]
     # The build published when this one was planned, if it can serve as the base of
-    # per-shard membership changes (same shard count), and its segments' part files.
+    # per-shard membership changes (same shard count, membership table in step with it).
     base_build_id: str | None = None
-    base_parts: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def now_ms(self) -> int:
@@ -94,7 +146,6 @@ class BuildPlan:
             "shards": self.shards,
             "definitions": [d.model_dump(mode="json", by_alias=True, exclude_none=True) for d in self.definitions],
             "base_build_id": self.base_build_id,
-            "base_parts": {segment_id: list(files) for segment_id, files in self.base_parts},
         }
 
     @classmethod
@@ -105,7 +156,6 @@ class BuildPlan:
             shards=int(document["shards"]),
             definitions=tuple(SegmentDefinition.model_validate(d) for d in document["definitions"]),
             base_build_id=document.get("base_build_id"),
-            base_parts=tuple((k, tuple(v)) for k, v in sorted((document.get("base_parts") or {}).items())),
         )
 
 
@@ -158,22 +208,21 @@ class Builder:
             raise ValueError("a build needs at least one shard")
         definitions = load_definitions(self.bucket.definition_files())
         moment = evaluated_at.astimezone(UTC).replace(microsecond=0)
-        base_build_id, base_parts = self._change_base(shards)
-        plan = BuildPlan(build_id_for(moment), moment, shards, tuple(definitions), base_build_id, base_parts)
+        plan = BuildPlan(build_id_for(moment), moment, shards, tuple(definitions), self._change_base(shards))
         self.bucket.put_json(plan_key(plan.build_id), plan.to_json())
         return plan
 
-    def _change_base(self, shards: int) -> tuple[str | None, tuple[tuple[str, tuple[str, ...]], ...]]:
+    def _change_base(self, shards: int) -> str | None:
         """The published build, when shards can diff against it: it had the same shard
         count and the membership table holds exactly it (no update was cut short)."""
         latest = self.bucket.latest()
         state = self.bucket.get_json_if_exists(MEMBERSHIP_STATE_KEY)
         if latest is None or state != {"build_id": latest["build_id"], "complete": True}:
-            return None, ()
+            return None
         manifest = self.bucket.get_json(latest["manifest"])
         if int(manifest.get("shards", 0)) != shards:
-            return None, ()
-        return latest["build_id"], tuple((s["id"], tuple(s["files"])) for s in manifest["segments"])
+            return None
+        return str(latest["build_id"])
 
     def load_plan(self, build_id: str) -> BuildPlan:
         return BuildPlan.from_json(self.bucket.get_json(plan_key(build_id)))
@@ -186,47 +235,47 @@ class Builder:
     def run_shard(self, plan: BuildPlan, shard: int) -> ShardResult:
         segments = compile_segments(plan.definitions)
         parts = {d.id: LinesWriter(header="uid") for d in plan.definitions}
-        # Members of this shard -> their segments, kept only to diff against a base build.
-        diffing = plan.base_build_id is not None
-        current: dict[str, tuple[str, ...]] = {}
+        # Every member with its segments and expiry, for the next build to diff against.
+        members = LinesWriter()
+        changes = _Changes(self._base_members(plan, shard)) if plan.base_build_id is not None else None
         counter = _Counting(self.events.scan(shard, plan.shards))
         visitors = 0
         for history in visitor_histories(counter):
             visitors += 1
             found = segments_of(VisitorView(history, plan.now_ms), segments)
+            if changes is not None:
+                changes.visit(history.visitor_id, found, _expiry(history))
             if found:
-                if diffing:
-                    current[history.visitor_id] = tuple(found)
+                members.write(json.dumps([history.visitor_id, found, _expiry(history)]))
                 for segment_id in found:
                     parts[segment_id].write(history.visitor_id)
         for segment_id, writer in parts.items():
             self.bucket.upload_lines(part_key(plan.build_id, segment_id, shard), writer, content_type="text/csv")
-        changes = self._write_changes(plan, shard, current) if diffing else None
+        self.bucket.upload_lines(members_key(plan.build_id, shard), members, content_type="application/x-ndjson")
+        if changes is not None:
+            self.bucket.upload_lines(
+                changes_key(plan.build_id, shard), changes.finish(), content_type="application/x-ndjson"
+            )
         result = ShardResult(
             shard=shard,
             sizes={segment_id: writer.lines for segment_id, writer in parts.items()},
             visitors_scanned=visitors,
             items_scanned=counter.count,
             changes_base=plan.base_build_id,
-            changes=changes or 0,
+            changes=changes.count if changes is not None else 0,
         )
         self.bucket.put_json(shard_result_key(plan.build_id, shard), result.to_json())
         return result
 
-    def _write_changes(self, plan: BuildPlan, shard: int, current: dict[str, tuple[str, ...]]) -> int:
-        """This shard's visitors whose segment set differs from the base build's."""
-        previous: dict[str, set[str]] = {}
-        for segment_id, files in plan.base_parts:
-            for visitor_id in self.bucket.read_members(files[shard]):
-                previous.setdefault(visitor_id, set()).add(segment_id)
-        writer = LinesWriter()
-        for visitor_id, segment_ids in current.items():
-            if set(segment_ids) != previous.pop(visitor_id, set()):
-                writer.write(json.dumps([visitor_id, sorted(segment_ids)]))
-        for visitor_id in previous:  # left every segment
-            writer.write(json.dumps([visitor_id, []]))
-        self.bucket.upload_lines(changes_key(plan.build_id, shard), writer, content_type="application/x-ndjson")
-        return writer.lines
+    def _base_members(self, plan: BuildPlan, shard: int) -> dict[str, Membership]:
+        """The members of this shard in the base build (the visitor ids of one shard)."""
+        assert plan.base_build_id is not None
+        return dict(self.iter_members(members_key(plan.base_build_id, shard)))
+
+    def iter_members(self, key: str) -> Iterator[tuple[str, Membership]]:
+        for line in self.bucket.iter_lines(key):
+            visitor_id, segment_ids, expires_at = json.loads(line)
+            yield visitor_id, Membership(frozenset(segment_ids), expires_at)
 
     # -- publish --------------------------------------------------------------------
     def publish(self, plan: BuildPlan, results: list[ShardResult] | None = None) -> dict[str, Any]:
@@ -262,7 +311,7 @@ class Builder:
         if plan.base_build_id is not None and latest is not None and latest["build_id"] == plan.base_build_id:
             changed = self._apply_shard_changes(plan)
         else:
-            changed = self._update_membership_from_table(manifest)
+            changed = self._update_membership_from_table(plan)
         self.bucket.put_json(MEMBERSHIP_STATE_KEY, {"build_id": plan.build_id, "complete": True})
         self.bucket.put_json(LATEST_KEY, {"build_id": plan.build_id, "manifest": manifest_key(plan.build_id)})
         return {**manifest, "published": True, "membership_changes": changed}
@@ -279,10 +328,10 @@ class Builder:
     def _apply_shard_changes(self, plan: BuildPlan) -> int:
         changed = 0
         for shard in range(plan.shards):
-            batch: dict[str, list[str]] = {}
+            batch: dict[str, Membership | None] = {}
             for line in self.bucket.iter_lines(changes_key(plan.build_id, shard)):
-                visitor_id, segment_ids = json.loads(line)
-                batch[visitor_id] = segment_ids
+                visitor_id, segment_ids, expires_at = json.loads(line)
+                batch[visitor_id] = Membership(frozenset(segment_ids), expires_at) if segment_ids else None
                 if len(batch) >= 1000:
                     self.membership.apply(batch, plan.build_id)
                     changed, batch = changed + len(batch), {}
@@ -291,21 +340,21 @@ class Builder:
                 changed += len(batch)
         return changed
 
-    def _update_membership_from_table(self, manifest: dict[str, Any]) -> int:
+    def _update_membership_from_table(self, plan: BuildPlan) -> int:
         """Without a usable base build (the first build, a new shard count, or an update
         cut short): compare the whole new membership with the table itself."""
-        current: dict[str, set[str]] = {}
-        for segment in manifest["segments"]:
-            for key in segment["files"]:
-                for visitor_id in self.bucket.read_members(key):
-                    current.setdefault(visitor_id, set()).add(segment["id"])
-        changes: dict[str, frozenset[str]] = {}
-        for visitor_id, previous in self.membership.scan():
-            now_in = frozenset(current.pop(visitor_id, set()))
-            if now_in != previous:
+        current: dict[str, Membership] = {}
+        for shard in range(plan.shards):
+            current.update(self.iter_members(members_key(plan.build_id, shard)))
+        changes: dict[str, Membership | None] = {}
+        for visitor_id, stored in self.membership.scan():
+            now_in = current.pop(visitor_id, None)
+            if now_in is None:
+                changes[visitor_id] = None
+            elif needs_write(stored, now_in):
                 changes[visitor_id] = now_in
-        changes.update((visitor_id, frozenset(ids)) for visitor_id, ids in current.items())
-        self.membership.apply(changes, manifest["build_id"])
+        changes.update(current)
+        self.membership.apply(changes, plan.build_id)
         return len(changes)
 
     # -- all stages in one process --------------------------------------------------

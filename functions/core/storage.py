@@ -13,6 +13,7 @@ import random
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -22,6 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.core.hits import TrackedEvent
 from functions.core.records import EventRecord, TraitRecord
 from functions.core.tables import DEFINITIONS_PREFIX, EVENTS, LATEST_KEY, MEMBERSHIP, PARTNERS
+
+MEMBERSHIP_EXPIRES_AT = MEMBERSHIP.ttl_attribute or "expires_at"
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -254,34 +257,45 @@ class MembershipStore:
             self._client = dynamodb_client()
         return self._client
 
-    def get(self, visitor_id: str) -> list[str]:
+    def get(self, visitor_id: str, now_s: float | None = None) -> list[str]:
+        """The visitor's segments; none once the membership's TTL has passed, even if
+        DynamoDB has not deleted the item yet (it may take days)."""
         response = self.client.get_item(
             TableName=self.table_name,
             Key={MEMBERSHIP.partition_key: _s(visitor_id)},
-            ProjectionExpression="#s",
-            ExpressionAttributeNames={"#s": "segments"},
+            ProjectionExpression="#s, #t",
+            ExpressionAttributeNames={"#s": "segments", "#t": MEMBERSHIP_EXPIRES_AT},
         )
         item = response.get("Item")
-        return sorted(item["segments"]["SS"]) if item else []
+        return _live_segments(item, time.time() if now_s is None else now_s) if item else []
 
-    def get_many(self, visitor_ids: Sequence[str], max_attempts: int = 8) -> dict[str, list[str]]:
-        """Segments of each visitor (absent ones left out): BatchGetItem per 100 ids,
-        unprocessed keys retried with backoff."""
+    def get_many(
+        self, visitor_ids: Sequence[str], max_attempts: int = 8, now_s: float | None = None
+    ) -> dict[str, list[str]]:
+        """Segments of each visitor (absent and expired ones left out): BatchGetItem per
+        100 ids, unprocessed keys retried with backoff."""
+        now_s = time.time() if now_s is None else now_s
         found: dict[str, list[str]] = {}
         unique = list(dict.fromkeys(visitor_ids))
         for start in range(0, len(unique), BATCH_GET_LIMIT):
             keys: dict[str, Any] = {
                 self.table_name: {
                     "Keys": [{MEMBERSHIP.partition_key: _s(v)} for v in unique[start : start + BATCH_GET_LIMIT]],
-                    "ProjectionExpression": "#v, #s",
-                    "ExpressionAttributeNames": {"#v": MEMBERSHIP.partition_key, "#s": "segments"},
+                    "ProjectionExpression": "#v, #s, #t",
+                    "ExpressionAttributeNames": {
+                        "#v": MEMBERSHIP.partition_key,
+                        "#s": "segments",
+                        "#t": MEMBERSHIP_EXPIRES_AT,
+                    },
                 }
             }
             attempt = 0
             while keys:
                 response = self.client.batch_get_item(RequestItems=keys)
                 for item in response.get("Responses", {}).get(self.table_name, []):
-                    found[item[MEMBERSHIP.partition_key]["S"]] = sorted(item["segments"]["SS"])
+                    segments = _live_segments(item, now_s)
+                    if segments:
+                        found[item[MEMBERSHIP.partition_key]["S"]] = segments
                 keys = response.get("UnprocessedKeys") or {}
                 if keys:
                     attempt += 1
@@ -290,25 +304,46 @@ class MembershipStore:
                     _backoff(attempt)
         return found
 
-    def scan(self) -> Iterator[tuple[str, frozenset[str]]]:
+    def scan(self) -> Iterator[tuple[str, Membership]]:
         paginator = self.client.get_paginator("scan")
         for page in paginator.paginate(TableName=self.table_name):
             for item in page.get("Items", []):
-                yield item[MEMBERSHIP.partition_key]["S"], frozenset(item["segments"]["SS"])
+                expires = item.get(MEMBERSHIP_EXPIRES_AT)
+                yield (
+                    item[MEMBERSHIP.partition_key]["S"],
+                    Membership(frozenset(item["segments"]["SS"]), int(expires["N"]) if expires else None),
+                )
 
-    def apply(self, changes: Mapping[str, Iterable[str]], build_id: str) -> int:
-        """Write the new segment set of each changed visitor (an empty set deletes the
-        visitor). Returns the number of BatchWriteItem calls."""
+    def apply(self, changes: Mapping[str, Membership | None], build_id: str) -> int:
+        """Write the new membership of each changed visitor (None or no segments deletes
+        the visitor). Returns the number of BatchWriteItem calls."""
         requests: list[dict[str, Any]] = []
-        for visitor_id, segments in sorted(changes.items()):
+        for visitor_id, membership in sorted(changes.items()):
             key = {MEMBERSHIP.partition_key: _s(visitor_id)}
-            ids = sorted(segments)
-            if ids:
-                item = {**key, "segments": {"SS": ids}, "build_id": _s(build_id)}
+            if membership is not None and membership.segments:
+                item = {**key, "segments": {"SS": sorted(membership.segments)}, "build_id": _s(build_id)}
+                if membership.expires_at is not None:
+                    item[MEMBERSHIP_EXPIRES_AT] = _n(membership.expires_at)
                 requests.append({"PutRequest": {"Item": item}})
             else:
                 requests.append({"DeleteRequest": {"Key": key}})
         return _batch_write(self.client, self.table_name, requests)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A visitor's segments, and when the data behind them expires (epoch seconds): the
+    latest expiry of the visitor's records, after which it is in no segment."""
+
+    segments: frozenset[str]
+    expires_at: int | None = None
+
+
+def _live_segments(item: Mapping[str, Any], now_s: float) -> list[str]:
+    expires = item.get(MEMBERSHIP_EXPIRES_AT)
+    if expires is not None and int(expires["N"]) <= now_s:
+        return []
+    return sorted(item["segments"]["SS"])
 
 
 class PartnerStore:

@@ -28,8 +28,9 @@ class TableDefinition:
 # One item per stored hit (or imported trait); the visitor id as partition key keeps
 # all of a visitor's records in one parallel-scan segment, so a build shard owns them.
 EVENTS = TableDefinition("EventsTable", partition_key="visitor_id", sort_key="event_id", ttl_attribute="expires_at")
-# One item per visitor who is in at least one segment: a lookup is one GetItem.
-MEMBERSHIP = TableDefinition("MembershipTable", partition_key="visitor_id")
+# One item per visitor who is in at least one segment: a lookup is one GetItem. It
+# expires with the visitor's data (the TTL is the latest expiry of its events).
+MEMBERSHIP = TableDefinition("MembershipTable", partition_key="visitor_id", ttl_attribute="expires_at")
 # One item per partner key, addressed by the key's SHA-256 so the key itself is never stored.
 PARTNERS = TableDefinition("PartnersTable", partition_key="key_hash")
 

@@ -30,7 +30,7 @@ def run(repeat: int = 300) -> dict[str, float]:
         import boto3
 
         from dmp.local import create_table
-        from functions.core.storage import MembershipStore, SegmentsBucket
+        from functions.core.storage import Membership, MembershipStore, SegmentsBucket
         from functions.core.tables import MEMBERSHIP
 
         handler_module = importlib.reload(importlib.import_module("functions.lookup.handler"))
@@ -51,7 +51,9 @@ def run(repeat: int = 300) -> dict[str, float]:
         bucket.put_json(
             "latest.json", {"build_id": "20261128T100000Z", "manifest": "builds/20261128T100000Z/manifest.json"}
         )
-        MembershipStore(ENV["MEMBERSHIP_TABLE"], client).apply({v: segments[:3] for v in VISITORS}, "20261128T100000Z")
+        MembershipStore(ENV["MEMBERSHIP_TABLE"], client).apply(
+            dict.fromkeys(VISITORS, Membership(frozenset(segments[:3]))), "20261128T100000Z"
+        )
 
         context = FakeContext()
         event = load_event("lookup_user_get")

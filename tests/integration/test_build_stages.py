@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from functions.builder.build import MEMBERSHIP_STATE_KEY
-from functions.core.storage import MembershipStore, SegmentsBucket
+from functions.core.storage import Membership, MembershipStore, SegmentsBucket
 from functions.core.tables import LATEST_KEY
-from tests.integration.conftest import PARIS, hit
+from tests.integration.conftest import DAY_MS, PARIS, hit
 
 AT = "2026-11-28T10:00:00Z"
 LATER = "2026-11-28T11:00:00Z"
@@ -36,7 +36,7 @@ def builder(load_handler: Any, traffic: Any) -> Any:
 
 
 def membership_of(table: str) -> dict[str, frozenset[str]]:
-    return dict(MembershipStore(table).scan())
+    return {visitor_id: stored.segments for visitor_id, stored in MembershipStore(table).scan()}
 
 
 def test_stages_publish_the_same_build_as_one_process(builder, aws, lambda_context):
@@ -110,3 +110,46 @@ def test_shards_diff_against_the_published_build_and_write_only_changes(builder,
     assert sum(r["changes"] for r in results) == 1
     assert membership_of(aws.membership_table)["visitor-paris-2"] == frozenset({"all-visitors", "paris"})
     assert manifest["shards"] == 2
+
+
+def stored_membership(table: str) -> dict[str, Any]:
+    return dict(MembershipStore(table).scan())
+
+
+def test_membership_expires_with_the_visitors_last_event(builder, aws, lambda_context):
+    run_stages(builder, lambda_context, AT, shards=2)
+    # the Parisian's only event is at now - 3 days; events are kept 90 days
+    event_ms = 1795860000000 - 3 * DAY_MS
+    stored = stored_membership(aws.membership_table)["visitor-paris-1"]
+    assert stored.expires_at == event_ms // 1000 + 90 * 86_400
+
+
+def test_an_expired_membership_is_never_served_even_before_dynamodb_deletes_it(aws):
+    store = MembershipStore(aws.membership_table)
+    store.apply(
+        {
+            "visitor-expired-1": Membership(frozenset({"paris"}), expires_at=1_000),
+            "visitor-current-1": Membership(frozenset({"paris"}), expires_at=4_000_000_000),
+        },
+        "b",
+    )
+    assert store.get("visitor-expired-1") == []
+    assert store.get("visitor-current-1") == ["paris"]
+    assert store.get_many(["visitor-expired-1", "visitor-current-1"]) == {"visitor-current-1": ["paris"]}
+
+
+def test_a_member_seen_again_gets_its_expiry_refreshed_once_it_moved_by_a_day(
+    builder, load_handler, aws, lambda_context
+):
+    run_stages(builder, lambda_context, AT, shards=2)
+    before = stored_membership(aws.membership_table)["visitor-paris-1"].expires_at
+    ingest = load_handler("ingest")
+    # GIVEN the Parisian (last seen 3 days ago) comes back: its data now lives 2 days longer
+    hit(ingest, lambda_context, "visitor-paris-1", 1795860000000 + 3_600_000 - DAY_MS, "https://shop.example/", PARIS)
+    # WHEN the next build runs
+    published = builder.handler({"at": "2026-11-28T12:00:00Z", "shards": 2}, lambda_context)
+    # THEN its membership is rewritten with the later expiry (same segments)
+    after = stored_membership(aws.membership_table)["visitor-paris-1"]
+    assert after.segments == frozenset({"all-visitors", "paris"})
+    assert after.expires_at is not None and before is not None and after.expires_at > before + 86_400
+    assert published["build_id"] == "20261128T120000Z"
