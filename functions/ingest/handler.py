@@ -50,12 +50,14 @@ def _count(name: str) -> None:
 
 
 def _request() -> logic.Request:
-    event = app.current_event
-    headers = {name.lower(): value for name, value in (event.headers or {}).items()}
+    # The raw payload-2.0 fields: Powertools' `headers` builds a case-insensitive copy on
+    # every access, which the pixel path does not need (HTTP APIs send lower-case names).
+    event = app.current_event.raw_event
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
     return logic.Request(
         headers=headers,
         cookies=logic.parse_cookies(headers, event.get("cookies")),
-        received_ms=event.request_context.time_epoch,
+        received_ms=int(event["requestContext"]["timeEpoch"]),
     )
 
 
