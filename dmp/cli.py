@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Collection, Sequence
@@ -34,6 +35,10 @@ def _definition_files(paths: Sequence[str]) -> dict[str, str]:
     return files
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -47,6 +52,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stack.build_every(args.build_every, shards=args.shards)
     print(f"DMP local stack: gateway {target.gateway_url}, AWS emulator {target.aws_endpoint_url}")
     print(f"state written to {state}; Ctrl-C to stop", flush=True)
+    # `kill` (SIGTERM) stops it as cleanly as Ctrl-C: the state file goes with the stack.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(3600)
@@ -122,12 +129,12 @@ def cmd_segments_push(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from functions.builder.build import Builder, parse_time
+    from functions.builder.build import Builder, build_time_now, parse_time
     from functions.core.segments import DefinitionErrors
     from functions.core.storage import EventStore, MembershipStore, SegmentsBucket
 
     target = resolve(args.local, args.stack)
-    at = parse_time(args.at) if args.at else datetime.now(UTC).replace(microsecond=0)
+    at = parse_time(args.at) if args.at else build_time_now()
     builder = Builder(
         EventStore(target.events_table), MembershipStore(target.membership_table), SegmentsBucket(target.bucket)
     )

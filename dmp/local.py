@@ -186,6 +186,7 @@ class LocalStack:
     def build_every(self, seconds: float, shards: int = 1) -> None:
         """Run the builder handler on a schedule, as EventBridge would."""
         from functions.builder import handler as builder_handler
+        from functions.builder.build import build_time_now
 
         builder = importlib.reload(builder_handler)
         self._builds = stop = threading.Event()
@@ -194,7 +195,7 @@ class LocalStack:
             from dmp.lambda_context import LocalContext
 
             while not stop.wait(seconds):
-                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                now = build_time_now().strftime("%Y-%m-%dT%H:%M:%SZ")
                 try:
                     builder.handler(scheduled_event(now, shards), LocalContext("builder", timeout_seconds=900))
                 except Exception as error:  # keep the schedule alive, as EventBridge would

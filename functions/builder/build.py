@@ -25,7 +25,7 @@ import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from functions.core.engine import VisitorView, compile_segments, segments_of
@@ -59,6 +59,12 @@ def parse_time(value: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def build_time_now() -> datetime:
+    """Now, as a build's evaluation time: whole seconds, rounded up, so the hits already
+    received in the current second are part of the build (events after `now` are not)."""
+    return (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
 
 
 def plan_key(build_id: str) -> str:

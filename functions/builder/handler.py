@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.builder.build import Builder, build_id_for, parse_time
+from functions.builder.build import Builder, build_id_for, build_time_now, parse_time
 from functions.core.config import Settings
 from functions.core.segments import DefinitionErrors
 from functions.core.storage import EventStore, MembershipStore, SegmentsBucket
@@ -40,7 +40,7 @@ def evaluation_time(event: dict[str, Any]) -> datetime:
         if "detail-type" in event:
             return EventBridgeModel.model_validate(event).time.astimezone(UTC).replace(microsecond=0)
         return parse_time(str(event["time"]))
-    return datetime.now(UTC).replace(microsecond=0)
+    return build_time_now()
 
 
 def _count(name: str, value: float = 1) -> None:

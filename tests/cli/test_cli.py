@@ -55,6 +55,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dic
     finally:
         process.terminate()
         process.wait(timeout=30)
+    assert not state_file.exists(), "dmp serve stopped by SIGTERM must remove its state file"
 
 
 def call(url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
