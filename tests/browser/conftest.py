@@ -8,24 +8,19 @@ green without having run them.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from tests.browser.cdp import Browser, launch_chromium, stop_process
+from tests.localstack import dmp_serve
 
 CHROMIUM = "/usr/bin/chromium"
 START_TIMEOUT = 30.0
@@ -70,27 +65,9 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`dmp serve --port 0` in a fresh directory, stopped (Ctrl-C, as a user would) at the end."""
+    """`dmp serve --port 0` in a fresh directory, knowing our TCF vendor id."""
     cwd = tmp_path_factory.mktemp("dmp-serve")
-    dmp = Path(sys.executable).with_name("dmp")
-    command = [str(dmp) if dmp.exists() else "dmp", "serve", "--port", "0"]
-    log = cwd / "serve.log"
-    env = {**os.environ, "TCF_VENDOR_ID": str(TCF_VENDOR_ID)}
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    try:
-        state_file = cwd / ".dmp" / "local.json"
-        deadline = time.monotonic() + START_TIMEOUT
-        state: dict[str, Any] | None = None
-        while state is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`dmp serve` did not start; its output:\n{log.read_text(errors='replace')}")
-            try:
-                state = json.loads(state_file.read_text())
-            except (FileNotFoundError, json.JSONDecodeError):  # not there, or half written
-                time.sleep(0.1)
+    with dmp_serve(cwd, env={"TCF_VENDOR_ID": str(TCF_VENDOR_ID)}) as state:
         dynamodb = boto3.client(
             "dynamodb",
             endpoint_url=state["aws_endpoint_url"],
@@ -99,14 +76,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             aws_secret_access_key="local",
         )
         yield Stack(state["gateway_url"], state["events_table"], TCF_VENDOR_ID, dynamodb)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 @dataclass

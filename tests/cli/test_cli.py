@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,46 +13,22 @@ from typing import Any
 import pytest
 
 from tests.conftest import SEGMENTS_DIR
+from tests.localstack import dmp_serve, run_dmp
 
 pytestmark = pytest.mark.slow
 VISITOR = "cli-visitor-0001"
 
 
-def dmp(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "dmp.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"dmp {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
+dmp = run_dmp
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     """`dmp serve --port 0` in a fresh directory; yields (cwd, .dmp/local.json)."""
     cwd = tmp_path_factory.mktemp("serve")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dmp.cli", "serve", "--port", "0"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    state_file = cwd / ".dmp" / "local.json"
-    deadline = time.monotonic() + 60
-    while not state_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"dmp serve did not start:\n{process.stdout.read() if process.stdout else ''}")
-        time.sleep(0.2)
-    try:
-        yield cwd, json.loads(state_file.read_text())
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert not state_file.exists(), "dmp serve stopped by SIGTERM must remove its state file"
+    with dmp_serve(cwd) as state:
+        yield cwd, state
+    assert not (cwd / ".dmp" / "local.json").exists(), "dmp serve stopped by SIGTERM must remove its state file"
 
 
 def call(url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:

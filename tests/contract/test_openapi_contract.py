@@ -9,9 +9,6 @@ documented schema."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +25,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from tests.localstack import dmp_serve, run_dmp
 
 pytestmark = pytest.mark.slow  # starts the local stack
 
@@ -47,34 +46,14 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 def dmp(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "dmp.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, f"dmp {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    return run_dmp(cwd, *args).stdout
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """`dmp serve --port 0` with data in it; yields (gateway URL, the partner's key)."""
     cwd = tmp_path_factory.mktemp("contract")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dmp.cli", "serve", "--port", "0"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    state_file = cwd / ".dmp" / "local.json"
-    deadline = time.monotonic() + 60
-    while not state_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"dmp serve did not start:\n{process.stdout.read() if process.stdout else ''}")
-        time.sleep(0.2)
-    try:
+    with dmp_serve(cwd) as state:
         (cwd / "segment.yaml").write_text(SEGMENT)
         dmp(cwd, "segments", "push", "segment.yaml", "--local")
         now_ms = int(time.time() * 1000)
@@ -86,10 +65,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         dmp(cwd, "ingest", "events.jsonl", "--local")
         dmp(cwd, "build", "--local")
         key = dmp(cwd, "partners", "add", PARTNER, "--local").strip().splitlines()[-1]
-        yield json.loads(state_file.read_text())["gateway_url"], key
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+        yield state["gateway_url"], key
 
 
 @pytest.fixture(scope="module")
