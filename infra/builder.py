@@ -16,12 +16,12 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.compliance import acknowledge, arn_in_findings
+from infra.dead_letters import ALARM_PERIOD, alarm_on_messages, dead_letter_queue
 from infra.lambda_layer import LambdaPackaging
 
 # 1769 MB is one full vCPU: the build is CPU-bound rule evaluation over scanned events.
@@ -36,7 +36,6 @@ STAGE_RETRY_ATTEMPTS = 2
 # Shards running at once; more would only queue on the events table's read capacity.
 MAX_PARALLEL_SHARDS = 40
 BUILD_TIMEOUT = Duration.hours(3)
-ALARM_PERIOD = Duration.minutes(5)
 
 
 class Builder(Construct):
@@ -73,18 +72,10 @@ class Builder(Construct):
         )
         # Schedule events that EventBridge could not deliver to the state machine, and the
         # status changes of build executions that failed, timed out or were aborted.
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = dead_letter_queue(
             self,
             "ScheduleDeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the build schedule's target and of the "
-            "failed build executions.",
+            holds="schedule events the build state machine did not receive, and failed build executions",
         )
         self.state_machine = self._state_machine(build_shards, log_retention, removal_policy)
         self.schedule = events.Rule(
@@ -194,20 +185,14 @@ class Builder(Construct):
         return state_machine
 
     def _add_alarms(self) -> None:
-        # No actions here: who is told (SNS, chat, pager) is the operator's choice.
-        self.dead_letter_alarm = cloudwatch.Alarm(
+        self.dead_letter_alarm = alarm_on_messages(
             self,
             "DeadLetterAlarm",
-            alarm_description="A segment build failed for good or its schedule event was not delivered: "
+            self.dead_letter_queue,
+            description="A segment build failed for good or its schedule event was not delivered: "
             "the published build is stale. The messages in the dead-letter queue say which.",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        # No actions here either: who is told is the operator's choice.
         self.errors_alarm = cloudwatch.Alarm(
             self,
             "ErrorsAlarm",

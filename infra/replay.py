@@ -8,12 +8,11 @@ own dead-letter queue, and an alarm says so.
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.compliance import acknowledge
+from infra.dead_letters import alarm_on_messages, dead_letter_queue
 from infra.lambda_layer import LambdaPackaging
 
 TIMEOUT = Duration.seconds(60)
@@ -28,18 +27,10 @@ class Replay(Construct):
         self, scope: Construct, construct_id: str, *, packaging: LambdaPackaging, events_table_name: str
     ) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = dead_letter_queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the fallback queue: deferred hits the replay "
-            "function could not write after several receives.",
+            holds="deferred hits of the fallback queue the replay function could not write after several receives",
         )
         self.queue = sqs.Queue(
             self,
@@ -63,16 +54,10 @@ class Replay(Construct):
         self.function.add_event_source(
             event_sources.SqsEventSource(self.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True)
         )
-        self.dead_letter_alarm = cloudwatch.Alarm(
+        self.dead_letter_alarm = alarm_on_messages(
             self,
             "DeadLetterAlarm",
-            alarm_description="Deferred hits could not be written after several attempts; they wait in the "
+            self.dead_letter_queue,
+            description="Deferred hits could not be written after several attempts; they wait in the "
             "fallback dead-letter queue (move them back to the fallback queue once the cause is fixed).",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )

@@ -1,0 +1,42 @@
+"""Dead-letter queues and the alarms on them, alike wherever something may fail for good."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.compliance import acknowledge
+
+ALARM_PERIOD = Duration.minutes(5)
+
+
+def dead_letter_queue(scope: Construct, construct_id: str, *, holds: str) -> sqs.Queue:
+    """An encrypted, TLS-only queue kept 14 days; `holds` says what lands in it."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    acknowledge(queue, "AwsSolutions-SQS3", f"This queue is itself a dead-letter queue: {holds}.")
+    return queue
+
+
+def alarm_on_messages(scope: Construct, construct_id: str, queue: sqs.IQueue, *, description: str) -> cloudwatch.Alarm:
+    """Goes off as soon as anything is in `queue`. No actions: who is told (SNS, chat,
+    pager) is the operator's choice."""
+    return cloudwatch.Alarm(
+        scope,
+        construct_id,
+        alarm_description=description,
+        metric=queue.metric_approximate_number_of_messages_visible(
+            period=ALARM_PERIOD, statistic=cloudwatch.Stats.MAXIMUM
+        ),
+        threshold=0,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
