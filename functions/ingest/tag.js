@@ -3,13 +3,16 @@
  * survives page unload), falling back to one pixel request per event. When the page
  * has an IAB TCF v2 CMP (window.__tcfapi), its TC string goes with every batch and
  * nothing is sent until the CMP has answered. No dependencies, no cookies of its own:
- * the visitor cookie is set by the server (HttpOnly). */
+ * the visitor cookie is set by the server (HttpOnly), so the first batch goes with
+ * fetch and later ones wait for its answer: a new visitor gets one id, not one per
+ * batch in flight. */
 (function (w, d) {
   "use strict";
   if (w.dmp && w.dmp._loaded) return;
   var script = d.currentScript || (function () { var s = d.getElementsByTagName("script"); return s[s.length - 1]; })();
   var base = script && script.src ? script.src.replace(/\/tag\.js(\?.*)?$/, "") : "";
   var queue = [], consent = null, ready = !w.__tcfapi, timer = null, seq = 0;
+  var firstSent = false, inFlight = false, unloading = false;
   var MAX_BATCH = 50;
 
   function id() {
@@ -38,20 +41,42 @@
     img.src = base + "/p.gif?" + q.join("&");
   }
 
+  function beacon(payload, batch) {
+    var sent = false;
+    try {
+      if (navigator.sendBeacon) {
+        sent = navigator.sendBeacon(base + "/collect", new Blob([payload], { type: "text/plain" }));
+      }
+    } catch (e) { sent = false; }
+    if (!sent) for (var i = 0; i < batch.length; i++) pixel(batch[i]);
+  }
+
+  function send(batch) {
+    var body = { events: batch };
+    if (consent) { body.gdpr = consent.gdprApplies ? 1 : 0; body.gdpr_consent = consent.tcString || ""; }
+    var payload = JSON.stringify(body);
+    if (!firstSent && !unloading && w.fetch) {
+      // The first answer carries the visitor cookie: hold later batches until it is in.
+      firstSent = inFlight = true;
+      var done = function () { inFlight = false; flush(); };
+      try {
+        w.fetch(base + "/collect", { method: "POST", mode: "no-cors", credentials: "include", keepalive: true,
+                                     headers: { "Content-Type": "text/plain" }, body: payload })
+          .then(done, function () { queue = batch.concat(queue); done(); });
+        return;
+      } catch (e) { inFlight = false; }
+    }
+    firstSent = true;
+    beacon(payload, batch);
+  }
+
   function flush() {
     timer = null;
     if (!ready || !queue.length) return;
+    if (inFlight && !unloading) { schedule(); return; }
     while (queue.length) {
-      var batch = queue.splice(0, MAX_BATCH);
-      var body = { events: batch };
-      if (consent) { body.gdpr = consent.gdprApplies ? 1 : 0; body.gdpr_consent = consent.tcString || ""; }
-      var sent = false;
-      try {
-        if (navigator.sendBeacon) {
-          sent = navigator.sendBeacon(base + "/collect", new Blob([JSON.stringify(body)], { type: "text/plain" }));
-        }
-      } catch (e) { sent = false; }
-      if (!sent) for (var i = 0; i < batch.length; i++) pixel(batch[i]);
+      send(queue.splice(0, MAX_BATCH));
+      if (inFlight && !unloading) return;  // the rest follows the first answer
     }
   }
 
@@ -76,8 +101,11 @@
     } catch (e) { ready = true; }
   }
 
-  w.addEventListener("pagehide", flush);
-  d.addEventListener("visibilitychange", function () { if (d.visibilityState === "hidden") flush(); });
+  function leaving() { unloading = true; flush(); }
+  w.addEventListener("pagehide", leaving);
+  d.addEventListener("visibilitychange", function () {
+    if (d.visibilityState === "hidden") leaving(); else unloading = false;
+  });
   w.dmp = { _loaded: true, track: track, flush: flush };
   track("page_view", {});
 })(window, document);

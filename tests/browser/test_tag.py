@@ -114,6 +114,30 @@ def test_page_view_and_click_are_stored_for_the_visitor_in_the_browsers_cookie(
     assert cookie["domain"] == "127.0.0.1"
 
 
+def test_a_click_right_after_load_is_stored_for_the_same_new_visitor(
+    stack: Stack, site: Site, browser: Browser
+) -> None:
+    # GIVEN a new visitor (no cookie) on a slow network, who clicks while the page view's
+    # request is still on its way (so its answer, with the cookie, is not back yet)
+    url = site.publish("/products/quick-click", shop_page(stack.gateway_url))
+    with browser.new_page() as page:
+        page.send("Network.enable")
+        page.send(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 1500, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+        page.navigate(url)
+        time.sleep(0.5)  # the tag sends the page view 200 ms after load
+        page.click("#add-to-cart")
+        page.evaluate("dmp.flush()")
+        # WHEN both events have been stored
+        (page_view,) = wait_until(lambda: events_named(stack, url, "page_view"), "no page_view stored")
+        (add_to_cart,) = wait_until(lambda: events_named(stack, url, "add_to_cart"), "no add_to_cart stored")
+        cookie = wait_until(lambda: page.cookies().get(VISITOR_COOKIE), "no dmp_uid cookie in the browser")
+    # THEN the tag waited for the first answer's cookie: one visitor, not two
+    assert page_view["visitor_id"]["S"] == add_to_cart["visitor_id"]["S"] == cookie["value"]
+
+
 def test_consent_platform_refusing_storage_means_nothing_stored_and_no_cookie(
     stack: Stack, site: Site, browser: Browser
 ) -> None:
