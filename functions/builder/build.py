@@ -249,10 +249,11 @@ class Builder:
         for history in visitor_histories(counter):
             visitors += 1
             found = segments_of(VisitorView(history, plan.now_ms), segments)
+            expires_at = _expiry(history) if found or changes is not None else None
             if changes is not None:
-                changes.visit(history.visitor_id, found, _expiry(history))
+                changes.visit(history.visitor_id, found, expires_at)
             if found:
-                members.write(json.dumps([history.visitor_id, found, _expiry(history)]))
+                members.write(json.dumps([history.visitor_id, found, expires_at]))
                 for segment_id in found:
                     parts[segment_id].write(history.visitor_id)
         for segment_id, writer in parts.items():
