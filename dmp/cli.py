@@ -6,11 +6,13 @@ import argparse
 import signal
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dmp.api_keys import PartnerApiKeys
+from dmp.local import StackTarget
 from dmp.targets import TargetError, resolve
 
 
@@ -167,63 +169,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.stored or not report.problems else 1
 
 
-class PartnerApiKeys:
-    """A deployed stack's API Gateway API keys of partner keys: one per partner key, in the
-    lookup usage plan, so API Gateway throttles and counts each partner on its own (the
-    authorizer names the key, see functions/core/partners.usage_key). A local stack has
-    none: there partner keys live only in the partners table."""
-
-    def __init__(self, usage_plan_id: str, client: Any = None) -> None:
-        import boto3
-
-        self.usage_plan_id = usage_plan_id
-        self.client = client or boto3.client("apigateway")
-
-    def create(self, partner: str, key_hash: str) -> str:
-        """The id of a new enabled API key for the partner key, in the usage plan."""
-        from functions.core.partners import usage_key
-
-        key_id: str = self.client.create_api_key(
-            name=f"{partner}-{key_hash[:12]}",
-            description=f"DMP partner {partner}: usage plan key of one partner key",
-            enabled=True,
-            value=usage_key(key_hash),
-            tags={"dmp:partner": partner},
-        )["id"]
-        try:
-            self.client.create_usage_plan_key(usagePlanId=self.usage_plan_id, keyId=key_id, keyType="API_KEY")
-        except Exception:
-            self.delete(key_id)
-            raise
-        return key_id
-
-    def delete(self, key_id: str) -> None:
-        self.client.delete_api_key(apiKey=key_id)
-
-    def disable(self, key_hashes: Collection[str]) -> int:
-        """Disable the API keys of these partner keys; returns how many were enabled."""
-        from functions.core.partners import usage_key
-
-        values = {usage_key(h) for h in key_hashes}
-        disabled = 0
-        for page in self.client.get_paginator("get_api_keys").paginate(includeValues=True):
-            for api_key in page.get("items", []):
-                if api_key.get("value") in values and api_key.get("enabled"):
-                    self.client.update_api_key(
-                        apiKey=api_key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
-                    )
-                    disabled += 1
-        return disabled
-
-
-def _lookup_usage_plan(stack: str) -> str:
-    import boto3
-
-    (described,) = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    if "LookupUsagePlanId" not in outputs:
-        raise TargetError(f"stack {stack!r} has no output 'LookupUsagePlanId': deploy the current version first")
-    return outputs["LookupUsagePlanId"]
+def _usage_plan(target: StackTarget) -> str:
+    if not target.lookup_usage_plan_id:
+        raise TargetError("this stack has no output 'LookupUsagePlanId': deploy the current version first")
+    return target.lookup_usage_plan_id
 
 
 def cmd_partners(args: argparse.Namespace) -> int:
@@ -242,7 +191,7 @@ def cmd_partners(args: argparse.Namespace) -> int:
         if args.stack:
             # The API key first: should API Gateway refuse it, no partner key exists that
             # every request would answer with 403.
-            api_keys = PartnerApiKeys(_lookup_usage_plan(args.stack))
+            api_keys = PartnerApiKeys(_usage_plan(target))
             api_key_id = api_keys.create(args.name, hashed)
             try:
                 store.add(hashed, args.name, now)
@@ -262,7 +211,7 @@ def cmd_partners(args: argparse.Namespace) -> int:
             return 1
         print(f"revoked {len(revoked)} key(s) of {args.name}")
         if args.stack:
-            api_keys = PartnerApiKeys(_lookup_usage_plan(args.stack))
+            api_keys = PartnerApiKeys(_usage_plan(target))
             print(f"disabled {api_keys.disable(revoked)} API key(s) in usage plan {api_keys.usage_plan_id}")
         return 0
     for partner in store.list():

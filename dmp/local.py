@@ -48,6 +48,7 @@ class StackTarget:
     aws_endpoint_url: str | None = None
     gateway_url: str | None = None
     lookup_url: str | None = None
+    lookup_usage_plan_id: str = ""
     retention_days: int = 90
 
     def environment(self) -> dict[str, str]:

@@ -51,6 +51,7 @@ def stack_target(name: str) -> StackTarget:
             fallback_queue_url=outputs.get("FallbackQueueUrl", ""),
             gateway_url=outputs.get("IngestUrl"),
             lookup_url=outputs.get("LookupUrl"),
+            lookup_usage_plan_id=outputs.get("LookupUsagePlanId", ""),
             retention_days=int(outputs.get("RetentionDays", 90)),
         )
     except KeyError as missing:

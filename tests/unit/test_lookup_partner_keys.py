@@ -14,7 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
-from dmp.cli import PartnerApiKeys, main
+from dmp.api_keys import PartnerApiKeys
+from dmp.cli import main
 from functions.core.partners import key_hash
 from functions.core.storage import PartnerStore
 
