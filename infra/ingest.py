@@ -1,6 +1,12 @@
 """Collection: the ingest function behind a public HTTP API (`/p.gif`, `/collect`, `/tag.js`),
 served to browsers through CloudFront, which adds the viewer's location (DESIGN.md: geo
-comes from CloudFront's viewer headers)."""
+comes from CloudFront's viewer headers).
+
+The API's own endpoint stays public, so anyone could call it with `CloudFront-Viewer-*`
+headers of their choosing. CloudFront therefore adds a secret origin-verify header to every
+origin request, and the function believes the viewer headers only when it carries the
+secret (a hit without it is stored without a location, never dropped).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,11 @@ from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
+from functions.ingest.logic import ORIGIN_VERIFY_HEADER
 from infra.compliance import acknowledge
 from infra.lambda_layer import LambdaPackaging
 
@@ -84,6 +92,13 @@ class Ingest(Construct):
         price_class: cloudfront.PriceClass,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.origin_verify_secret = self._add_origin_verify_secret()
+        # Both places get the value through a `{{resolve:secretsmanager:...}}` dynamic
+        # reference, which CloudFormation resolves at deploy time: the template holds only
+        # the reference, the function needs no Secrets Manager permission and makes no call
+        # at cold start (the pixel path). `unsafe_unwrap`: CDK's name for accepting that the
+        # resolved value is readable in the function's and the distribution's configuration.
+        origin_verify_value = self.origin_verify_secret.secret_value.unsafe_unwrap()
         self.function = packaging.function(
             self,
             "Function",
@@ -97,6 +112,7 @@ class Ingest(Construct):
                 "RETENTION_DAYS": str(retention_days),
                 "TCF_VENDOR_ID": str(tcf_vendor_id),
                 "CORS_ORIGINS": ",".join(cors_origins),
+                "ORIGIN_VERIFY_SECRET": origin_verify_value,
             },
         )
 
@@ -130,9 +146,34 @@ class Ingest(Construct):
                     f"{method.value} {path} is public by contract: browsers call it from any visited page "
                     "without credentials; consent and bot checks happen in the function.",
                 )
-        self._add_distribution(price_class)
+        self._add_distribution(price_class, origin_verify_value)
 
-    def _add_distribution(self, price_class: cloudfront.PriceClass) -> None:
+    def _add_origin_verify_secret(self) -> secretsmanager.Secret:
+        secret = secretsmanager.Secret(
+            self,
+            "OriginVerifySecret",
+            description=f"DMP ingest: the {ORIGIN_VERIFY_HEADER} value CloudFront sends to the HTTP API",
+            # Letters and digits only: it travels as an HTTP header value. 64 of them, ~380 bits.
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True, include_space=False
+            ),
+            # It guards no data: a new stack generates a new one for its new distribution.
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        acknowledge(
+            secret,
+            "AwsSolutions-SMG4",
+            "Not rotated automatically: CloudFormation copies the value into the distribution's "
+            "origin header and the ingest function's environment only when a deployment updates "
+            "each of them, so a rotation by Secrets Manager would reach neither, and a later "
+            "deployment could update one but not the other. The two must change together: put a "
+            "new value, then deploy a change to both. The value only proves a request came through "
+            "CloudFront (what it guards is the geo of hits), and a value out of step costs the "
+            "location of hits, counted as geo_untrusted, never the hits.",
+        )
+        return secret
+
+    def _add_distribution(self, price_class: cloudfront.PriceClass, origin_verify_value: str) -> None:
         stack = Stack.of(self)
         self.origin_request_policy = cloudfront.OriginRequestPolicy(
             self,
@@ -163,6 +204,9 @@ class Ingest(Construct):
             f"{self.http_api.api_id}.execute-api.{stack.region}.{stack.url_suffix}",
             protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
             origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],
+            # On every origin request, whatever the behaviour; a viewer's own header of that
+            # name never reaches the origin (the origin request policy does not forward it).
+            custom_headers={ORIGIN_VERIFY_HEADER: origin_verify_value},
         )
         uncached = cloudfront.BehaviorOptions(
             origin=api_origin,

@@ -43,6 +43,9 @@ class Settings:
     segtax: int | None = None
     catalog_refresh_seconds: int = 30
     build_shards: int = 4
+    # The value CloudFront sends in the origin-verify header; empty where there is no
+    # CloudFront (`dmp serve`, tests). Kept out of repr so no log line can carry it.
+    origin_verify_secret: str = field(default="", repr=False)
 
     @property
     def retention_seconds(self) -> int:
@@ -66,6 +69,7 @@ class Settings:
             segtax=int(segtax) if segtax else None,
             catalog_refresh_seconds=_int(env, "CATALOG_REFRESH_SECONDS", 30),
             build_shards=_int(env, "BUILD_SHARDS", 4, minimum=1),
+            origin_verify_secret=env.get("ORIGIN_VERIFY_SECRET", ""),
         )
         missing = [name for name in require if not getattr(settings, name)]
         if missing:

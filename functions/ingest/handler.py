@@ -54,10 +54,17 @@ def _request() -> logic.Request:
     # every access, which the pixel path does not need (HTTP APIs send lower-case names).
     event = app.current_event.raw_event
     headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    # Taken out of the headers, so nothing past this point can store or log it.
+    presented = headers.pop(logic.ORIGIN_VERIFY_HEADER, None)
+    geo_trusted = logic.trusts_viewer_headers(presented, settings.origin_verify_secret)
+    if not geo_trusted:
+        # A direct call to the API (or a secret out of step): the hit is kept, its location not.
+        _count("geo_untrusted")
     return logic.Request(
         headers=headers,
         cookies=logic.parse_cookies(headers, event.get("cookies")),
         received_ms=int(event["requestContext"]["timeEpoch"]),
+        geo_trusted=geo_trusted,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from secrets import compare_digest
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -32,6 +33,11 @@ OPTOUT_COOKIE = "dmp_optout"
 MAX_QUERY = 16 * 1024
 MAX_BODY = 64 * 1024
 MAX_BATCH = 50
+# CloudFront adds this header, with a value only the distribution and the function know,
+# to every origin request (infra/ingest.py): it tells a hit that came through CloudFront,
+# whose viewer headers CloudFront set, from a direct call to the API, whose caller may
+# have sent any `CloudFront-Viewer-*` headers it liked. Lower-case, as HTTP APIs pass it.
+ORIGIN_VERIFY_HEADER = "x-dmp-origin-verify"
 
 
 class BadRequest(ValueError):
@@ -50,6 +56,7 @@ class Request:
     headers: Mapping[str, str]
     cookies: Mapping[str, str]
     received_ms: int
+    geo_trusted: bool = True  # whether the viewer headers are CloudFront's (see `trusts_viewer_headers`)
 
 
 @dataclass
@@ -69,6 +76,18 @@ def parse_cookies(headers: Mapping[str, str], cookie_list: list[str] | None = No
         if name and name not in cookies:
             cookies[name] = value.strip()
     return cookies
+
+
+def trusts_viewer_headers(presented: str | None, secret: str) -> bool:
+    """Whether a request's `CloudFront-Viewer-*` headers may be believed: always when no
+    secret is configured (no CloudFront in front: `dmp serve`, tests), else only when the
+    origin-verify header carries it. Constant-time, so the answer's timing gives nothing away."""
+    if not secret:
+        return True
+    if presented is None:
+        return False
+    # As bytes: compare_digest refuses str with non-ASCII characters, which a caller may send.
+    return compare_digest(presented.encode("utf-8", errors="surrogatepass"), secret.encode())
 
 
 def geo_from_headers(headers: Mapping[str, str]) -> Geo:
@@ -122,7 +141,7 @@ def _event(request: Request, visitor_id: str, fields: Mapping[str, Any], props: 
         ref=fields.get("ref"),
         eid=fields.get("eid"),
         props=props,
-        geo=geo_from_headers(request.headers),
+        geo=geo_from_headers(request.headers) if request.geo_trusted else Geo(),
         device=device_type(request.headers.get("user-agent")),
         client_ts_ms=_client_ts(fields.get("ts")),
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.synthesis import Synthesised
+from tests.infra.synthesis import Synthesised, as_list, role_statements
 
 pytestmark = pytest.mark.slow  # synthesises the CDK app
 
@@ -46,6 +46,7 @@ def test_ingest_function_is_configured_from_context(prod_stack: Synthesised) -> 
         "RETENTION_DAYS": "30",
         "TCF_VENDOR_ID": "755",
         "CORS_ORIGINS": "https://shop.example,https://www.shop.example",
+        "ORIGIN_VERIFY_SECRET": origin_secret_reference(prod_stack),
     }
 
 
@@ -180,3 +181,67 @@ def test_price_class_defaults_to_the_cheapest(dev_stack: Synthesised) -> None:
 def test_distribution_keeps_no_access_log_of_viewer_ips(prod_stack: Synthesised) -> None:
     # CloudFront's standard logs always hold the viewer's IP; raw IPs are never stored (DESIGN.md).
     assert "Logging" not in distribution_config(prod_stack)
+
+
+# --- the origin-verify secret: only CloudFront's requests carry it --------------------
+
+ORIGIN_VERIFY_HEADER = "x-dmp-origin-verify"  # functions/ingest/logic.py reads this name
+
+
+def origin_secret_reference(synthesised: Synthesised) -> dict[str, Any]:
+    """A versionless `{{resolve:secretsmanager:...}}` dynamic reference to the origin
+    secret: CloudFormation puts the secret's current value there at deploy time."""
+    secret = synthesised.ref(synthesised.stack.ingest.origin_verify_secret)
+    return {"Fn::Join": ["", ["{{resolve:secretsmanager:", secret, ":SecretString:::}}"]]}
+
+
+def test_the_origin_secret_is_generated_at_deploy_as_a_header_safe_value(prod_stack: Synthesised) -> None:
+    secret = prod_stack.properties(prod_stack.stack.ingest.origin_verify_secret)
+    # Secrets Manager generates it: letters and digits only, as it travels as a header value.
+    assert "SecretString" not in secret
+    generated = secret["GenerateSecretString"]
+    assert generated["ExcludePunctuation"] is True
+    assert generated["IncludeSpace"] is False
+    assert generated["PasswordLength"] >= 32
+    assert "SecretStringTemplate" not in generated
+
+
+@pytest.mark.parametrize("fixture", ["prod_stack", "dev_stack"])
+def test_every_origin_request_carries_the_origin_secret_by_dynamic_reference(
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
+    synthesised: Synthesised = request.getfixturevalue(fixture)
+    (origin,) = distribution_config(synthesised)["Origins"]
+    # One origin behind every behaviour, /tag.js included: all of them add the header.
+    assert origin["OriginCustomHeaders"] == [
+        {"HeaderName": ORIGIN_VERIFY_HEADER, "HeaderValue": origin_secret_reference(synthesised)}
+    ]
+
+
+def test_the_ingest_function_gets_the_origin_secret_resolved_at_deploy(dev_stack: Synthesised) -> None:
+    variables = dev_stack.properties(dev_stack.stack.ingest.function)["Environment"]["Variables"]
+    assert variables["ORIGIN_VERIFY_SECRET"] == origin_secret_reference(dev_stack)
+
+
+def test_the_origin_secret_appears_only_as_dynamic_references(prod_stack: Synthesised) -> None:
+    # GIVEN the whole template as text
+    template = json.dumps(prod_stack.template.to_json())
+    # THEN the secret is used only through `{{resolve:...}}`, in exactly the two places
+    # that need it (the origin's header and the function's environment), and no secret
+    # in the stack has a value written into the template
+    assert template.count('"{{resolve:secretsmanager:"') == 2
+    secrets = prod_stack.template.find_resources("AWS::SecretsManager::Secret")
+    assert secrets, "no secret"
+    assert all("SecretString" not in secret["Properties"] for secret in secrets.values())
+
+
+def test_viewers_cannot_send_the_verify_header_through_cloudfront(prod_stack: Synthesised) -> None:
+    policy = prod_stack.properties(prod_stack.stack.ingest.origin_request_policy)["OriginRequestPolicyConfig"]
+    assert ORIGIN_VERIFY_HEADER not in {header.lower() for header in policy["HeadersConfig"]["Headers"]}
+
+
+def test_the_ingest_function_needs_no_access_to_the_origin_secret(prod_stack: Synthesised) -> None:
+    # CloudFormation resolves the reference at deploy time: the function never calls Secrets Manager.
+    statements = role_statements(prod_stack, prod_stack.stack.ingest.function.role)
+    actions = {action for statement in statements for action in as_list(statement["Action"])}
+    assert not {action for action in actions if action.startswith("secretsmanager:")}
