@@ -41,6 +41,9 @@ from functions.core.storage import (
 )
 from functions.core.tables import BUILDS_PREFIX, LATEST_KEY, manifest_key, part_key
 
+# Published builds kept in the bucket (the newest included), for partners who download
+# part files and for looking back; older ones are deleted when a build is published.
+KEEP_BUILDS = 24
 # The membership table's state: which build it holds, and whether an update is under way.
 MEMBERSHIP_STATE_KEY = "membership-state.json"
 
@@ -321,7 +324,18 @@ class Builder:
             changed = self._update_membership_from_table(plan)
         self.bucket.put_json(MEMBERSHIP_STATE_KEY, {"build_id": plan.build_id, "complete": True})
         self.bucket.put_json(LATEST_KEY, {"build_id": plan.build_id, "manifest": manifest_key(plan.build_id)})
-        return {**manifest, "published": True, "membership_changes": changed}
+        removed = self._remove_old_builds(keep_from=plan.build_id)
+        return {**manifest, "published": True, "membership_changes": changed, "builds_removed": removed}
+
+    def _remove_old_builds(self, keep_from: str) -> int:
+        """Delete the builds older than the last KEEP_BUILDS up to `keep_from` (the one
+        just published): old part files would keep erased and expired visitors forever.
+        Builds newer than it (another build in progress) are left alone."""
+        older = sorted(b for b in self.bucket.build_ids() if b < keep_from)
+        stale = older[: max(0, len(older) - (KEEP_BUILDS - 1))]
+        for build_id in stale:
+            self.bucket.delete_prefix(f"{BUILDS_PREFIX}{build_id}/")
+        return len(stale)
 
     def _shard_results(self, plan: BuildPlan) -> list[ShardResult]:
         results = []

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.core.hits import TrackedEvent
 from functions.core.records import EventRecord, TraitRecord
-from functions.core.tables import DEFINITIONS_PREFIX, EVENTS, LATEST_KEY, MEMBERSHIP, PARTNERS
+from functions.core.tables import BUILDS_PREFIX, DEFINITIONS_PREFIX, EVENTS, LATEST_KEY, MEMBERSHIP, PARTNERS
 
 MEMBERSHIP_EXPIRES_AT = MEMBERSHIP.ttl_attribute or "expires_at"
 
@@ -503,14 +503,24 @@ class SegmentsBucket:
         next(lines, None)
         yield from lines
 
-    def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return False
-            raise
-        return True
+    def build_ids(self) -> list[str]:
+        """The ids of every build under builds/ (complete or not)."""
+        ids: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=BUILDS_PREFIX, Delimiter="/"
+        ):
+            ids.extend(p["Prefix"][len(BUILDS_PREFIX) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+        return ids
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix`, a thousand per request."""
+        deleted = 0
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                deleted += len(keys)
+        return deleted
 
     def latest(self) -> Any | None:
         return self.get_json_if_exists(LATEST_KEY)

@@ -153,3 +153,24 @@ def test_a_member_seen_again_gets_its_expiry_refreshed_once_it_moved_by_a_day(
     assert after.segments == frozenset({"all-visitors", "paris"})
     assert after.expires_at is not None and before is not None and after.expires_at > before + 86_400
     assert published["build_id"] == "20261128T120000Z"
+
+
+def test_publishing_keeps_only_the_latest_builds(builder, aws, lambda_context, monkeypatch):
+    import functions.builder.build as build_module
+
+    monkeypatch.setattr(build_module, "KEEP_BUILDS", 2)
+    for hour in ("08", "09", "10"):
+        builder.handler({"at": f"2026-11-28T{hour}:00:00Z", "shards": 2}, lambda_context)
+    bucket = SegmentsBucket(aws.bucket)
+    # the two newest stay, whole; the oldest is gone, every file of it
+    assert sorted(bucket.build_ids()) == ["20261128T090000Z", "20261128T100000Z"]
+    assert bucket.get_json(LATEST_KEY)["build_id"] == "20261128T100000Z"
+    assert bucket.get_json_if_exists("builds/20261128T080000Z/manifest.json") is None
+    manifest = bucket.get_json("builds/20261128T090000Z/manifest.json")
+    for segment in manifest["segments"]:
+        for key in segment["files"]:
+            assert bucket.get_bytes(key)  # raises NoSuchKey if a kept build lost a file
+    # and the next build still diffs against the published one
+    builder.handler({"at": "2026-11-28T11:00:00Z", "shards": 2}, lambda_context)
+    result = bucket.get_json("builds/20261128T110000Z/shards/part-00000.json")
+    assert result["changes_base"] == "20261128T100000Z"
