@@ -516,7 +516,7 @@ class SegmentsBucket:
         """Delete every object under `prefix`, a thousand per request."""
         deleted = 0
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            keys: list[Any] = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
             if keys:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
                 deleted += len(keys)
