@@ -4,15 +4,23 @@
   get_item of the same key on the same moto table.
 - lookup_cold_import_ratio: fresh-process import of the lookup handler / `import boto3`
   plus creating a DynamoDB client.
+- lookup_cold_start_ratio: an on-demand cold start as a visitor's lookup meets it: in a
+  fresh process, importing the handler and answering one `GET /v1/users/{uid}/segments`
+  / `import boto3`, creating a DynamoDB client and one `get_item`. Both sides talk to the
+  same seeded moto server over HTTP.
 - reads_per_lookup, reads_per_batch_lookup: DynamoDB requests per single lookup and per
   batch of 100 visitors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import logging
 import os
+from collections.abc import Iterator
+from typing import Any
 
 from tests.bench.common import BASE_ENV, RequestCounter, fresh_import_seconds, interleaved_medians, quiet_stdout
 from tests.conftest import FakeContext, load_event
@@ -84,9 +92,76 @@ def run(repeat: int = 300) -> dict[str, float]:
             assert len(answer["results"]) == 100
             results["reads_per_batch_lookup"] = len(counter.calls)
         results["lookup_overhead_ratio"] = medians["lookup"] / medians["get"]
+        item = client.get_item(TableName=ENV["MEMBERSHIP_TABLE"], Key=key)["Item"]
 
     env = {**BASE_ENV, **ENV}
     handler_import = fresh_import_seconds("import functions.lookup.handler", env)
     baseline = fresh_import_seconds("import boto3\nboto3.client('dynamodb')", env)
     results["lookup_cold_import_ratio"] = handler_import / baseline
+    with moto_server() as endpoint:
+        seed(endpoint, item, manifest)
+        cold_env = {**env, "AWS_ENDPOINT_URL": endpoint}
+        setup = f"import json\nEVENT = json.loads({json.dumps(event)!r})\nKEY = {key!r}\n{CONTEXT}"
+        first_lookup = fresh_import_seconds(
+            "import functions.lookup.handler\n"
+            "answer = functions.lookup.handler.handler(EVENT, Context())\n"
+            "assert answer['statusCode'] == 200 and json.loads(answer['body'])['segments'], answer",
+            cold_env,
+            setup=setup,
+        )
+        table = ENV["MEMBERSHIP_TABLE"]
+        first_get = fresh_import_seconds(
+            f"import boto3\nassert boto3.client('dynamodb').get_item(TableName={table!r}, Key=KEY)['Item']",
+            cold_env,
+            setup=setup,
+        )
+    results["lookup_cold_start_ratio"] = first_lookup / first_get
     return results
+
+
+CONTEXT = """
+class Context:
+    function_name = "lookup"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:lookup"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    def get_remaining_time_in_millis(self):
+        return 30_000
+"""
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto as a server of its own, so a fresh process imports nothing before its clock
+    starts (moto in that process would have imported boto3 for it) and talks to its
+    backend over HTTP, as a Lambda function talks to DynamoDB and S3."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def seed(endpoint: str, item: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """The visitor's item and the published build, on the server at `endpoint`."""
+    import boto3
+
+    from dmp.local import create_table
+    from functions.core.storage import SegmentsBucket
+    from functions.core.tables import MEMBERSHIP
+
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint)
+    create_table(dynamodb, MEMBERSHIP, ENV["MEMBERSHIP_TABLE"])
+    dynamodb.put_item(TableName=ENV["MEMBERSHIP_TABLE"], Item=item)
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    s3.create_bucket(Bucket=ENV["SEGMENTS_BUCKET"])
+    bucket = SegmentsBucket(ENV["SEGMENTS_BUCKET"], s3)
+    manifest_key = f"builds/{manifest['build_id']}/manifest.json"
+    bucket.put_json(manifest_key, manifest)
+    bucket.put_json("latest.json", {"build_id": manifest["build_id"], "manifest": manifest_key})

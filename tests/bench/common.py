@@ -47,9 +47,10 @@ def interleaved_medians(actions: dict[str, Callable[[], Any]], *, repeat: int, w
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def fresh_import_seconds(code: str, env: dict[str, str], *, repeat: int = 7) -> float:
-    """Median wall time of `code` in a new interpreter, measured inside it."""
-    program = f"import time\nstart = time.perf_counter()\n{code}\nprint(time.perf_counter() - start)\n"
+def fresh_import_seconds(code: str, env: dict[str, str], *, repeat: int = 7, setup: str = "") -> float:
+    """Median wall time of `code` in a new interpreter, measured inside it (after `setup`,
+    which is not timed)."""
+    program = f"{setup}\nimport time\nstart = time.perf_counter()\n{code}\nprint(time.perf_counter() - start)\n"
     samples = []
     for _ in range(repeat):
         output = subprocess.run(

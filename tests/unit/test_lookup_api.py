@@ -239,3 +239,13 @@ def test_importing_the_handler_leaves_pydantic_and_the_api_for_the_first_request
     # THEN neither pydantic nor the API's modules are loaded yet
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_served_document_stays_byte_for_byte_what_it_was(metrics):
+    # GIVEN the document as served before the request path stopped building it
+    expected = (ROOT / "tests" / "unit" / "lookup_openapi.json").read_text()
+    # WHEN a client asks for it through the stage URL
+    event = openapi_event("k9l8m7n6o5.execute-api.eu-west-1.amazonaws.com", "/prod/v1/openapi.json")
+    response = make_api(metrics).resolve(event, FakeContext())
+    # THEN the body is the saved one, byte for byte
+    assert response["body"] == expected
