@@ -5,12 +5,20 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property-based tests with a fixed seed, so a run is reproducible and a
+# submission's result does not depend on luck; local runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DIR = ROOT / "events"
