@@ -525,13 +525,22 @@ class SegmentsBucket:
     def latest(self) -> Any | None:
         return self.get_json_if_exists(LATEST_KEY)
 
-    def latest_etag(self) -> str | None:
+    def latest_if_changed(self, etag: str | None) -> tuple[bool, str | None, Any | None]:
+        """(changed, ETag, latest.json) in one request: S3 answers 304, without a body,
+        while `latest.json` still has the ETag the caller holds."""
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": LATEST_KEY}
+        if etag is not None:
+            request["IfNoneMatch"] = etag
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=LATEST_KEY)["ETag"]
+            response = self.client.get_object(**request)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("304", "NotModified"):
+                return False, etag, None
+            if code in ("NoSuchKey", "404"):
+                return etag is not None, None, None
             raise
+        return True, response["ETag"], json.loads(response["Body"].read())
 
 
 class FallbackQueue:

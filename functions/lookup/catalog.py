@@ -52,6 +52,9 @@ class Catalog:
 
 
 class CatalogCache:
+    """The catalog, checked against `latest.json` at most every `refresh_seconds`: one
+    conditional request while it is unchanged, two (pointer and manifest) when it moved."""
+
     def __init__(self, bucket: SegmentsBucket, refresh_seconds: int, clock: Callable[[], float] = time.monotonic):
         self._bucket = bucket
         self._refresh = refresh_seconds
@@ -65,9 +68,8 @@ class CatalogCache:
         if self._checked_at is not None and now - self._checked_at < self._refresh:
             return self._catalog
         self._checked_at = now
-        etag = self._bucket.latest_etag()
-        if etag != self._etag:
-            latest = self._bucket.latest() if etag else None
+        changed, etag, latest = self._bucket.latest_if_changed(self._etag)
+        if changed:
             self._catalog = Catalog.from_manifest(self._bucket.get_json(latest["manifest"])) if latest else Catalog()
             self._etag = etag
         return self._catalog
