@@ -130,10 +130,6 @@ class EventStore:
             item["client_ts"] = _n(event.client_ts_ms)
         return item
 
-    def put(self, event: TrackedEvent, retention_seconds: int) -> bool:
-        """Store one event; False when an event with the same client id was stored before."""
-        return self.put_item(self.to_item(event, retention_seconds))
-
     def put_item(self, item: dict[str, Any]) -> bool:
         """Store one stored-form item. An item keyed by a client event id is written only
         if absent, so a retried hit (or a replayed one) is stored once; False then."""
@@ -162,27 +158,6 @@ class EventStore:
             unwritten = [request["PutRequest"]["Item"] for request in incomplete.remaining]
             return len(requests) - len(unwritten), unwritten
         return len(requests), []
-
-    def put_trait(
-        self, visitor_id: str, name: str, value: str | float | bool, ts_ms: int, retention_seconds: int
-    ) -> None:
-        """An imported trait: one item per visitor and trait name, the newest value kept."""
-        attribute = (
-            {"BOOL": value} if isinstance(value, bool) else _n(value) if isinstance(value, (int, float)) else _s(value)
-        )
-        self.client.put_item(
-            TableName=self.table_name,
-            Item={
-                VISITOR_KEY: _s(visitor_id),
-                EVENT_KEY: _s(TRAIT_PREFIX + name),
-                "ts": _n(ts_ms),
-                "value": attribute,
-                EXPIRES_AT: _n(ts_ms // 1000 + retention_seconds),
-            },
-            ConditionExpression="attribute_not_exists(#ts) OR #ts <= :ts",
-            ExpressionAttributeNames={"#ts": "ts"},
-            ExpressionAttributeValues={":ts": _n(ts_ms)},
-        )
 
     def delete_visitors(self, visitor_ids: Iterable[str]) -> int:
         """Delete every item (events and traits) of each visitor; returns how many."""
