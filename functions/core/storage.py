@@ -148,19 +148,15 @@ class EventStore:
         return item
 
     def put_item(self, item: dict[str, Any]) -> bool:
-        """Store one stored-form item. An item keyed by a client event id is written only
-        if absent, so a retried hit (or a replayed one) is stored once; False then."""
-        request: dict[str, Any] = {"TableName": self.table_name, "Item": item}
-        if item[EVENT_KEY]["S"].startswith("eid:"):
-            request["ConditionExpression"] = "attribute_not_exists(#k)"
-            request["ExpressionAttributeNames"] = {"#k": EVENT_KEY}
-        try:
-            self.client.put_item(**request)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        """Store one stored-form item; False when it replaced one with the same key.
+
+        Keys are deterministic (`eid:<client event id>`, or the id a deferred hit already
+        carries), so a retried or replayed hit lands on its own key and is stored once.
+        The write is unconditional, as `/collect`'s BatchWriteItem has to be: the latest
+        copy of a retried hit wins, and `ALL_OLD` (free in write capacity) still tells a
+        repeat apart for the duplicate metric."""
+        response = self.client.put_item(TableName=self.table_name, Item=item, ReturnValues="ALL_OLD")
+        return "Attributes" not in response
 
     def put_many(self, events: Sequence[TrackedEvent], retention_seconds: int) -> tuple[int, list[dict[str, Any]]]:
         """Store events with BatchWriteItem (repeated keys in one call are stored once).

@@ -63,14 +63,20 @@ def test_raw_ip_is_never_stored(ingest, aws, lambda_context):
     assert "203.0.113.17" not in json.dumps(item)
 
 
-def test_retried_hit_with_same_eid_is_stored_once(ingest, aws, lambda_context):
+def test_retried_hit_with_same_eid_is_stored_once_and_counted_as_a_duplicate(ingest, aws, lambda_context, capsys):
+    # GIVEN a hit with a client event id was stored
     event = load_event("pixel_get")
     event["cookies"] = ["dmp_uid=5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e"]
     ingest.handler(event, lambda_context)
+    assert "hits_stored" in metric_names(capsys.readouterr().out)
+    # WHEN the browser retries it five seconds later
     event["requestContext"]["timeEpoch"] += 5_000
     response = ingest.handler(event, lambda_context)
+    # THEN it still gets the GIF, the table holds one event, and the repeat is counted
     assert_is_the_gif(response)
     assert len(stored_items(aws.events_table)) == 1
+    metrics = metric_names(capsys.readouterr().out)
+    assert "hits_duplicate" in metrics and "hits_stored" not in metrics
 
 
 def test_existing_cookie_is_kept_and_not_reissued(ingest, aws, lambda_context):
