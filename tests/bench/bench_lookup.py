@@ -14,15 +14,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
-import logging
 import os
-from collections.abc import Iterator
 from typing import Any
 
-from tests.bench.common import BASE_ENV, RequestCounter, fresh_import_seconds, interleaved_medians, quiet_stdout
+from tests.bench.common import (
+    BASE_ENV,
+    LAMBDA_CONTEXT,
+    RequestCounter,
+    fresh_import_seconds,
+    interleaved_medians,
+    moto_server,
+    quiet_stdout,
+)
 from tests.conftest import FakeContext, load_event
 
 ENV = {"MEMBERSHIP_TABLE": "bench-membership", "SEGMENTS_BUCKET": "bench-segments", "CATALOG_REFRESH_SECONDS": "30"}
@@ -101,7 +106,7 @@ def run(repeat: int = 300) -> dict[str, float]:
     with moto_server() as endpoint:
         seed(endpoint, item, manifest)
         cold_env = {**env, "AWS_ENDPOINT_URL": endpoint}
-        setup = f"import json\nEVENT = json.loads({json.dumps(event)!r})\nKEY = {key!r}\n{CONTEXT}"
+        setup = f"import json\nEVENT = json.loads({json.dumps(event)!r})\nKEY = {key!r}\n{LAMBDA_CONTEXT}"
         first_lookup = fresh_import_seconds(
             "import functions.lookup.handler\n"
             "answer = functions.lookup.handler.handler(EVENT, Context())\n"
@@ -117,35 +122,6 @@ def run(repeat: int = 300) -> dict[str, float]:
         )
     results["lookup_cold_start_ratio"] = first_lookup / first_get
     return results
-
-
-CONTEXT = """
-class Context:
-    function_name = "lookup"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:lookup"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    def get_remaining_time_in_millis(self):
-        return 30_000
-"""
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """moto as a server of its own, so a fresh process imports nothing before its clock
-    starts (moto in that process would have imported boto3 for it) and talks to its
-    backend over HTTP, as a Lambda function talks to DynamoDB and S3."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def seed(endpoint: str, item: dict[str, Any], manifest: dict[str, Any]) -> None:

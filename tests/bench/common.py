@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import statistics
 import subprocess
@@ -78,3 +79,33 @@ class RequestCounter:
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
+
+
+# A Lambda context for handlers run in a fresh process (see `fresh_import_seconds`).
+LAMBDA_CONTEXT = """
+class Context:
+    function_name = "bench"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    def get_remaining_time_in_millis(self):
+        return 30_000
+"""
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto as a server of its own, so a fresh process imports nothing before its clock
+    starts (moto in that process would have imported boto3 for it) and talks to its
+    backend over HTTP, as a Lambda function talks to DynamoDB and S3."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
