@@ -7,6 +7,7 @@ could not store is counted by reason. Kept light on purpose: it runs on every pa
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.core.config import Settings
+from functions.core.hits import load_user_agent_rules
 from functions.core.storage import EventStore, FallbackQueue
 from functions.ingest import logic
 
@@ -28,6 +30,9 @@ metrics = Metrics(service="ingest")
 # start on the pixel path. Lambda's active tracing still records each invocation.
 events = EventStore(settings.events_table)
 fallback = FallbackQueue(settings.fallback_queue_url)
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("provisioned-concurrency", "snap-start"):
+    # Initialised ahead of requests: the user-agent rules load now, not on the first hit.
+    load_user_agent_rules()
 
 _cors = (
     CORSConfig(
