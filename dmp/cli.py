@@ -133,12 +133,15 @@ def cmd_segments_push(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from functions.builder.build import Builder, build_time_now, parse_time
     from functions.core.segments import DefinitionErrors
-    from functions.core.storage import EventStore, MembershipStore, SegmentsBucket
+    from functions.core.storage import CatalogStore, EventStore, MembershipStore, SegmentsBucket
 
     target = resolve(args.local, args.stack)
     at = parse_time(args.at) if args.at else build_time_now()
     builder = Builder(
-        EventStore(target.events_table), MembershipStore(target.membership_table), SegmentsBucket(target.bucket)
+        EventStore(target.events_table),
+        MembershipStore(target.membership_table),
+        SegmentsBucket(target.bucket),
+        CatalogStore(target.catalog_table) if target.catalog_table else None,
     )
     try:
         manifest = builder.build(at, args.shards)

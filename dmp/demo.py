@@ -163,7 +163,7 @@ def _run(visitors: int, seed: int, out: Any) -> int:
     from functions.builder.build import Builder
     from functions.core.partners import key_hash, new_key
     from functions.core.segments import load_definitions
-    from functions.core.storage import EventStore, MembershipStore, PartnerStore, SegmentsBucket
+    from functions.core.storage import CatalogStore, EventStore, MembershipStore, PartnerStore, SegmentsBucket
     from functions.core.tables import DEFINITIONS_PREFIX
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -197,7 +197,10 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         )
 
         builder = Builder(
-            EventStore(target.events_table), MembershipStore(target.membership_table), SegmentsBucket(target.bucket)
+            EventStore(target.events_table),
+            MembershipStore(target.membership_table),
+            SegmentsBucket(target.bucket),
+            CatalogStore(target.catalog_table),
         )
         manifest = builder.build(now, shards=2)
         out(f"\nBuild {manifest['build_id']} evaluated at {manifest['evaluated_at']} (2 shards):")

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from functions.core.tables import ALL_TABLES, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
+from functions.core.tables import ALL_TABLES, CATALOG, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
 
 STATE_FILE = Path(".dmp") / "local.json"
 REGION = "us-east-1"
@@ -22,6 +22,7 @@ RESOURCE_NAMES = {
     EVENTS.logical_id: "dmp-local-events",
     MEMBERSHIP.logical_id: "dmp-local-membership",
     PARTNERS.logical_id: "dmp-local-partners",
+    CATALOG.logical_id: "dmp-local-catalog",
 }
 BUCKET = "dmp-local-segments"
 FALLBACK_QUEUE = "dmp-local-fallback"
@@ -44,6 +45,8 @@ class StackTarget:
     membership_table: str
     partners_table: str
     bucket: str
+    # Empty for a deployed stack older than the catalog table (no `CatalogTableName` output).
+    catalog_table: str = ""
     fallback_queue_url: str = ""
     aws_endpoint_url: str | None = None
     gateway_url: str | None = None
@@ -58,6 +61,7 @@ class StackTarget:
             "EVENTS_TABLE": self.events_table,
             "MEMBERSHIP_TABLE": self.membership_table,
             "PARTNERS_TABLE": self.partners_table,
+            "CATALOG_TABLE": self.catalog_table,
             "SEGMENTS_BUCKET": self.bucket,
             "FALLBACK_QUEUE_URL": self.fallback_queue_url,
             "RETENTION_DAYS": str(self.retention_days),
@@ -104,6 +108,7 @@ def create_resources(endpoint_url: str | None, region: str = REGION, retention_d
         events_table=RESOURCE_NAMES[EVENTS.logical_id],
         membership_table=RESOURCE_NAMES[MEMBERSHIP.logical_id],
         partners_table=RESOURCE_NAMES[PARTNERS.logical_id],
+        catalog_table=RESOURCE_NAMES[CATALOG.logical_id],
         bucket=BUCKET,
         aws_endpoint_url=endpoint_url,
         retention_days=retention_days,
@@ -172,6 +177,7 @@ class LocalStack:
             "events_table": self.target.events_table,
             "membership_table": self.target.membership_table,
             "partners_table": self.target.partners_table,
+            "catalog_table": self.target.catalog_table,
             "bucket": self.target.bucket,
             "fallback_queue_url": self.target.fallback_queue_url,
             "retention_days": self.retention_days,

@@ -47,6 +47,7 @@ class Builder(Construct):
         packaging: LambdaPackaging,
         events_table: dynamodb.ITable,
         membership_table: dynamodb.ITable,
+        catalog_table: dynamodb.ITable,
         bucket: s3.IBucket,
         retention_days: int,
         build_shards: int,
@@ -65,6 +66,7 @@ class Builder(Construct):
             environment={
                 "EVENTS_TABLE": events_table.table_name,
                 "MEMBERSHIP_TABLE": membership_table.table_name,
+                "CATALOG_TABLE": catalog_table.table_name,
                 "SEGMENTS_BUCKET": bucket.bucket_name,
                 "RETENTION_DAYS": str(retention_days),
                 "BUILD_SHARDS": str(build_shards),

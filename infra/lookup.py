@@ -87,6 +87,7 @@ class Lookup(Construct):
         *,
         packaging: LambdaPackaging,
         membership_table: dynamodb.ITable,
+        catalog_table: dynamodb.ITable,
         partners_table: dynamodb.ITable,
         bucket: s3.IBucket,
         stage_name: str,
@@ -107,6 +108,7 @@ class Lookup(Construct):
             timeout=Duration.seconds(10),
             environment={
                 "MEMBERSHIP_TABLE": membership_table.table_name,
+                "CATALOG_TABLE": catalog_table.table_name,
                 "SEGMENTS_BUCKET": bucket.bucket_name,
                 "DATA_PROVIDER_ID": data_provider_id,
                 "DATA_PROVIDER_NAME": data_provider_name,

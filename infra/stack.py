@@ -66,6 +66,7 @@ class DmpStack(Stack):
             packaging=packaging,
             events_table=self.storage.events_table,
             membership_table=self.storage.membership_table,
+            catalog_table=self.storage.catalog_table,
             bucket=self.storage.bucket,
             retention_days=settings.retention_days,
             build_shards=settings.build_shards,
@@ -78,6 +79,7 @@ class DmpStack(Stack):
             "Lookup",
             packaging=packaging,
             membership_table=self.storage.membership_table,
+            catalog_table=self.storage.catalog_table,
             partners_table=self.storage.partners_table,
             bucket=self.storage.bucket,
             stage_name=settings.stage,
@@ -99,10 +101,12 @@ class DmpStack(Stack):
 
         storage.events_table.grant_read_data(self.builder.function)
         storage.membership_table.grant_read_write_data(self.builder.function)
+        storage.catalog_table.grant_read_write_data(self.builder.function)
         storage.bucket.grant_read_write(self.builder.function)
         self._acknowledge_bucket_wildcards(self.builder.function, write=True)
 
         storage.membership_table.grant_read_data(self.lookup.function)
+        storage.catalog_table.grant_read_data(self.lookup.function)
         storage.bucket.grant_read(self.lookup.function)
         self._acknowledge_bucket_wildcards(self.lookup.function, write=False)
 
@@ -141,6 +145,7 @@ class DmpStack(Stack):
             "EventsTableName": storage.events_table.table_name,
             "MembershipTableName": storage.membership_table.table_name,
             "PartnersTableName": storage.partners_table.table_name,
+            "CatalogTableName": storage.catalog_table.table_name,
             "BucketName": storage.bucket.bucket_name,
             "BuilderFunctionName": self.builder.function.function_name,
             "BuildStateMachineArn": self.builder.state_machine.state_machine_arn,

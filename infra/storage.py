@@ -1,4 +1,4 @@
-"""The stored state of the DMP: three DynamoDB tables and the segments bucket.
+"""The stored state of the DMP: four DynamoDB tables and the segments bucket.
 
 The tables are made from `functions.core.tables`, the same definitions the storage
 adapters and the local stack use, so the deployed keys cannot drift from the code's.
@@ -16,7 +16,7 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from functions.core.segments import DefinitionErrors, SegmentDefinition, load_definitions
-from functions.core.tables import DEFINITIONS_PREFIX, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
+from functions.core.tables import CATALOG, DEFINITIONS_PREFIX, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
 from infra.compliance import acknowledge, arn_in_findings
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
@@ -58,6 +58,15 @@ class Storage(Construct):
         self.events_table = self._table(EVENTS, removal_policy=removal_policy)
         self.membership_table = self._table(MEMBERSHIP, removal_policy=removal_policy)
         self.partners_table = self._table(PARTNERS, removal_policy=removal_policy)
+        # Derived data: every publish rewrites its one item from latest.json and the
+        # manifest, so there is nothing a point-in-time restore could bring back.
+        self.catalog_table = self._table(CATALOG, removal_policy=removal_policy, point_in_time_recovery=False)
+        acknowledge(
+            self.catalog_table,
+            "AwsSolutions-DDB3",
+            "The catalog table holds one item derived from the published build (latest.json and its "
+            "manifest in the versioned segments bucket), rewritten by every publish; nothing to recover.",
+        )
 
         self.access_logs_bucket = s3.Bucket(
             self,
@@ -107,7 +116,9 @@ class Storage(Construct):
             )
             _acknowledge_deployment_handler(deployment, self.bucket)
 
-    def _table(self, definition: TableDefinition, *, removal_policy: RemovalPolicy) -> dynamodb.Table:
+    def _table(
+        self, definition: TableDefinition, *, removal_policy: RemovalPolicy, point_in_time_recovery: bool = True
+    ) -> dynamodb.Table:
         return dynamodb.Table(
             self,
             definition.logical_id,
@@ -120,7 +131,7 @@ class Storage(Construct):
             time_to_live_attribute=definition.ttl_attribute,
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
+                point_in_time_recovery_enabled=point_in_time_recovery
             ),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             removal_policy=removal_policy,

@@ -11,8 +11,9 @@ plan -> Map over shards -> publish) and in `dmp build` (one process):
    file per segment, the membership changes of its visitors against the published build
    (when that build had the same shards), and its result.
 3. `publish`: writes the manifest, brings the membership table to the new build by
-   writing only the visitors whose segment set changed, then writes `latest.json` last,
-   so no reader ever sees half a build.
+   writing only the visitors whose segment set changed, then writes `latest.json` last
+   of the build's S3 objects, so no reader ever sees half a build; then copies the
+   build's catalog into the catalog table, where the lookup reads it.
 
 The build id is derived from the evaluation time, so the same scheduled event delivered
 twice produces the same build, not two. Every write of a stage is idempotent: a stage
@@ -32,6 +33,7 @@ from functions.core.engine import VisitorView, compile_segments, segments_of
 from functions.core.records import EventRecord, VisitorHistory
 from functions.core.segments import SegmentDefinition, load_definitions
 from functions.core.storage import (
+    CatalogStore,
     EventStore,
     LinesWriter,
     Membership,
@@ -205,10 +207,19 @@ def visitor_histories(items: Iterable[dict[str, Any]]) -> Iterator[VisitorHistor
 
 
 class Builder:
-    def __init__(self, events: EventStore, membership: MembershipStore, bucket: SegmentsBucket) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        membership: MembershipStore,
+        bucket: SegmentsBucket,
+        catalog: CatalogStore | None,
+    ) -> None:
         self.events = events
         self.membership = membership
         self.bucket = bucket
+        # None only for a stack deployed before the catalog table existed: its lookup
+        # finds no catalog item and reads `latest.json` instead.
+        self.catalog = catalog
 
     # -- plan -----------------------------------------------------------------------
     def plan(self, evaluated_at: datetime, shards: int) -> BuildPlan:
@@ -324,8 +335,28 @@ class Builder:
             changed = self._update_membership_from_table(plan)
         self.bucket.put_json(MEMBERSHIP_STATE_KEY, {"build_id": plan.build_id, "complete": True})
         self.bucket.put_json(LATEST_KEY, {"build_id": plan.build_id, "manifest": manifest_key(plan.build_id)})
+        # After latest.json, which stays the source of truth: a publish that fails in
+        # between is run again, finds its build latest, and so writes the item then.
+        catalog_written = self.publish_catalog(plan.build_id, manifest)
         removed = self._remove_old_builds(keep_from=plan.build_id)
-        return {**manifest, "published": True, "membership_changes": changed, "builds_removed": removed}
+        return {
+            **manifest,
+            "published": True,
+            "membership_changes": changed,
+            "builds_removed": removed,
+            "catalog_written": catalog_written,
+        }
+
+    def publish_catalog(self, build_id: str, manifest: dict[str, Any] | None = None) -> bool:
+        """Copy the catalog of the published build `build_id` (its manifest read when not
+        given) into the catalog table. False when the table already holds a newer build,
+        or there is no catalog table. A build found already published calls this too, so
+        an item its publish failed to write is healed by the same event run again."""
+        if self.catalog is None:
+            return False
+        if manifest is None:
+            manifest = self.bucket.get_json(manifest_key(build_id))
+        return self.catalog.put({"build_id": build_id, "manifest": manifest_key(build_id)}, manifest)
 
     def _remove_old_builds(self, keep_from: str) -> int:
         """Delete the builds older than the last KEEP_BUILDS up to `keep_from` (the one
@@ -382,8 +413,11 @@ class Builder:
     def build(self, evaluated_at: datetime, shards: int = 1, *, parallel: int = 4) -> dict[str, Any]:
         """Plan, shards on a thread pool, publish: what `dmp build` runs."""
         moment = evaluated_at.astimezone(UTC).replace(microsecond=0)
-        if self.is_published(build_id_for(moment)):
-            return {**self.bucket.get_json(manifest_key(build_id_for(moment))), "published": True, "repeated": True}
+        build_id = build_id_for(moment)
+        if self.is_published(build_id):
+            manifest = self.bucket.get_json(manifest_key(build_id))
+            self.publish_catalog(build_id, manifest)
+            return {**manifest, "published": True, "repeated": True}
         plan = self.plan(moment, shards)
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, shards))) as pool:
             results = list(pool.map(lambda shard: self.run_shard(plan, shard), range(shards)))

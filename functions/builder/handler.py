@@ -20,15 +20,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.builder.build import Builder, build_id_for, build_time_now, parse_time
 from functions.core.config import Settings
 from functions.core.segments import DefinitionErrors
-from functions.core.storage import EventStore, MembershipStore, SegmentsBucket
+from functions.core.storage import CatalogStore, EventStore, MembershipStore, SegmentsBucket
 
-settings = Settings.from_env(require=("events_table", "membership_table", "bucket"))
+settings = Settings.from_env(require=("events_table", "membership_table", "catalog_table", "bucket"))
 logger = Logger(service="builder")
 metrics = Metrics(service="builder")
 tracer = Tracer(service="builder")
 
 builder = Builder(
-    EventStore(settings.events_table), MembershipStore(settings.membership_table), SegmentsBucket(settings.bucket)
+    EventStore(settings.events_table),
+    MembershipStore(settings.membership_table),
+    SegmentsBucket(settings.bucket),
+    CatalogStore(settings.catalog_table),
 )
 
 
@@ -51,6 +54,8 @@ def _plan(event: dict[str, Any]) -> dict[str, Any]:
     moment = evaluation_time(event)
     build_id = build_id_for(moment)
     if builder.is_published(build_id):
+        # Its catalog item is rewritten all the same, in case the publish failed after latest.json.
+        builder.publish_catalog(build_id)
         logger.info("build already published; nothing to do", build_id=build_id)
         _count("builds_repeated")
         return {"build_id": build_id, "skip": True, "shards": []}

@@ -33,6 +33,7 @@ class Settings:
     events_table: str = ""
     membership_table: str = ""
     partners_table: str = ""
+    catalog_table: str = ""
     bucket: str = ""
     fallback_queue_url: str = ""
     retention_days: int = 90
@@ -59,6 +60,7 @@ class Settings:
             events_table=env.get("EVENTS_TABLE", ""),
             membership_table=env.get("MEMBERSHIP_TABLE", ""),
             partners_table=env.get("PARTNERS_TABLE", ""),
+            catalog_table=env.get("CATALOG_TABLE", ""),
             bucket=env.get("SEGMENTS_BUCKET", ""),
             fallback_queue_url=env.get("FALLBACK_QUEUE_URL", ""),
             retention_days=_int(env, "RETENTION_DAYS", 90, minimum=1),

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import botocore.session
 from botocore.config import Config
@@ -23,7 +23,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.core.hits import TrackedEvent
 from functions.core.records import EventRecord, TraitRecord
-from functions.core.tables import BUILDS_PREFIX, DEFINITIONS_PREFIX, EVENTS, LATEST_KEY, MEMBERSHIP, PARTNERS
+from functions.core.tables import (
+    BUILDS_PREFIX,
+    CATALOG,
+    CATALOG_ITEM_NAME,
+    DEFINITIONS_PREFIX,
+    EVENTS,
+    LATEST_KEY,
+    MEMBERSHIP,
+    PARTNERS,
+)
 
 MEMBERSHIP_EXPIRES_AT = MEMBERSHIP.ttl_attribute or "expires_at"
 
@@ -529,6 +538,119 @@ class SegmentsBucket:
                 return etag is not None, None, None
             raise
         return True, response["ETag"], json.loads(response["Body"].read())
+
+
+# DynamoDB refuses items over 400 KB; a catalog compressed to more than this is stored
+# as the pointer alone (build, evaluation time, manifest key) and read from S3.
+CATALOG_SEGMENTS_MAX_BYTES = 350_000
+# What the lookup needs of a manifest's segment: everything but its part files.
+CATALOG_SEGMENT_FIELDS = ("id", "name", "description", "size", "destinations")
+
+
+class _HasDynamoDBClient(Protocol):
+    @property
+    def client(self) -> DynamoDBClient: ...
+
+
+@dataclass(frozen=True)
+class StoredCatalog:
+    """The catalog item as stored: the published build, its manifest's key and, unless
+    the catalog was too large for an item, its segments gzip-compressed."""
+
+    build_id: str
+    evaluated_at: str
+    manifest_key: str
+    compressed_segments: bytes | None
+
+    def segments(self) -> list[dict[str, Any]] | None:
+        """The manifest's segments without their files; None for a pointer-only item.
+        Decompressed only when asked, so an unchanged build costs no parsing."""
+        if self.compressed_segments is None:
+            return None
+        segments: list[dict[str, Any]] = json.loads(gzip.decompress(self.compressed_segments))
+        return segments
+
+
+def compress_catalog_segments(manifest: Mapping[str, Any]) -> bytes:
+    segments = [
+        {field: segment[field] for field in CATALOG_SEGMENT_FIELDS if field in segment}
+        for segment in manifest["segments"]
+    ]
+    return gzip.compress(json.dumps(segments, separators=(",", ":")).encode(), mtime=0)
+
+
+class CatalogStore:
+    """The catalog table's one item: the newest published build's catalog, a copy of
+    `latest.json` and its manifest, so the lookup learns it with one GetItem on the
+    DynamoDB client it has anyway instead of creating an S3 client.
+
+    `same_client_as` shares another adapter's (lazy) client: the lookup's catalog and
+    membership reads then use one client and one connection pool."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        *,
+        same_client_as: _HasDynamoDBClient | None = None,
+    ) -> None:
+        self.table_name = table_name
+        self._client = client
+        self._same_client_as = same_client_as
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = self._same_client_as.client if self._same_client_as is not None else dynamodb_client()
+        return self._client
+
+    def put(self, latest: Mapping[str, Any], manifest: Mapping[str, Any]) -> bool:
+        """Store the catalog of the build `latest` (a `latest.json` document) points at.
+
+        False, and nothing written, when the item already holds a newer build: a publish
+        that ran late never rolls the catalog back. The same build may be written again,
+        so a publish run again after a failure heals its item."""
+        build_id = str(latest["build_id"])
+        if manifest["build_id"] != build_id:
+            raise ValueError(f"manifest of build {manifest['build_id']} given for build {build_id}")
+        item: dict[str, Any] = {
+            CATALOG.partition_key: _s(CATALOG_ITEM_NAME),
+            "build_id": _s(build_id),
+            "evaluated_at": _s(str(manifest["evaluated_at"])),
+            "manifest": _s(str(latest["manifest"])),
+        }
+        segments = compress_catalog_segments(manifest)
+        if len(segments) <= CATALOG_SEGMENTS_MAX_BYTES:
+            item["segments"] = {"B": segments}
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                # `name` is a reserved word of DynamoDB's expressions.
+                ConditionExpression="attribute_not_exists(#n) OR #b <= :b",
+                ExpressionAttributeNames={"#n": CATALOG.partition_key, "#b": "build_id"},
+                ExpressionAttributeValues={":b": _s(build_id)},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get(self) -> StoredCatalog | None:
+        """The stored catalog, or None when no build has written one: one eventually
+        consistent GetItem."""
+        response = self.client.get_item(TableName=self.table_name, Key={CATALOG.partition_key: _s(CATALOG_ITEM_NAME)})
+        item = response.get("Item")
+        if item is None:
+            return None
+        segments = item.get("segments")
+        return StoredCatalog(
+            build_id=item["build_id"]["S"],
+            evaluated_at=item["evaluated_at"]["S"],
+            manifest_key=item["manifest"]["S"],
+            compressed_segments=bytes(segments["B"]) if segments else None,
+        )
 
 
 class FallbackQueue:

@@ -33,8 +33,14 @@ EVENTS = TableDefinition("EventsTable", partition_key="visitor_id", sort_key="ev
 MEMBERSHIP = TableDefinition("MembershipTable", partition_key="visitor_id", ttl_attribute="expires_at")
 # One item per partner key, addressed by the key's SHA-256 so the key itself is never stored.
 PARTNERS = TableDefinition("PartnersTable", partition_key="key_hash")
+# One item, `name = "latest"`: the catalog of the newest published build as the lookup
+# serves it (build id, evaluation time, each segment's name, description, size and
+# destinations), a copy of what `latest.json` and its manifest say. The lookup reads it
+# with the DynamoDB client it already has, so its cold start never creates an S3 client.
+CATALOG = TableDefinition("CatalogTable", partition_key="name")
+CATALOG_ITEM_NAME = "latest"
 
-ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS)
+ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS, CATALOG)
 
 # S3 layout of the segments bucket (the public contract of DESIGN.md).
 DEFINITIONS_PREFIX = "segments/"

@@ -1,6 +1,13 @@
 """The published build as the lookup API serves it: which segments exist, their names,
-sizes and destinations. Kept in the warm Lambda and reloaded only when `latest.json`
-changes, checked at most every `refresh_seconds`."""
+sizes and destinations. Kept in the warm Lambda and checked at most every
+`refresh_seconds`.
+
+Each check is one GetItem of the catalog table's item, which every publish writes after
+`latest.json` (a copy of it and of its manifest): the lookup already has a DynamoDB
+client, and creating an S3 client would cost a cold start ~45-90 ms. S3 is read only
+when the item cannot answer: an item too large for DynamoDB holds just the manifest's
+key, and a stack whose builds predate the table has no item, so `latest.json` is
+followed as before. Only those paths create the S3 client."""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.core.storage import SegmentsBucket
+from functions.core.storage import CatalogStore, SegmentsBucket
 
 
 @dataclass(frozen=True)
@@ -52,15 +59,25 @@ class Catalog:
 
 
 class CatalogCache:
-    """The catalog, checked against `latest.json` at most every `refresh_seconds`: one
-    conditional request while it is unchanged, two (pointer and manifest) when it moved."""
+    """The catalog, checked at most every `refresh_seconds`: one GetItem of the catalog
+    item, which is all it takes while the build is unchanged or the item holds the new
+    build's segments. A pointer-only item adds the manifest from S3; without an item,
+    `latest.json` is followed: one conditional request while it is unchanged, two
+    (pointer and manifest) when it moved."""
 
-    def __init__(self, bucket: SegmentsBucket, refresh_seconds: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        store: CatalogStore,
+        bucket: SegmentsBucket,
+        refresh_seconds: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
         self._bucket = bucket
         self._refresh = refresh_seconds
         self._clock = clock
         self._catalog = Catalog()
-        self._etag: str | None = None
+        self._etag: str | None = None  # of the `latest.json` the catalog came from, if it did
         self._checked_at: float | None = None
 
     def get(self) -> Catalog:
@@ -68,8 +85,23 @@ class CatalogCache:
         if self._checked_at is not None and now - self._checked_at < self._refresh:
             return self._catalog
         self._checked_at = now
+        stored = self._store.get()
+        if stored is None:
+            self._follow_latest_json()
+        elif stored.build_id != self._catalog.build_id:
+            segments = stored.segments()
+            if segments is None:
+                self._catalog = Catalog.from_manifest(self._bucket.get_json(stored.manifest_key))
+            else:
+                self._catalog = Catalog.from_manifest(
+                    {"build_id": stored.build_id, "evaluated_at": stored.evaluated_at, "segments": segments}
+                )
+            # Not from latest.json: were the item to go, it is read afresh, not compared.
+            self._etag = None
+        return self._catalog
+
+    def _follow_latest_json(self) -> None:
         changed, etag, latest = self._bucket.latest_if_changed(self._etag)
         if changed:
             self._catalog = Catalog.from_manifest(self._bucket.get_json(latest["manifest"])) if latest else Catalog()
             self._etag = etag
-        return self._catalog

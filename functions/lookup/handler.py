@@ -20,20 +20,24 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 
 from functions.core.config import Settings
-from functions.core.storage import MembershipStore, SegmentsBucket
+from functions.core.storage import CatalogStore, MembershipStore, SegmentsBucket
 from functions.lookup.catalog import CatalogCache
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-settings = Settings.from_env(require=("membership_table", "bucket"))
+settings = Settings.from_env(require=("membership_table", "catalog_table", "bucket"))
 logger = Logger(service="lookup")
 metrics = Metrics(service="lookup")
 # No Powertools Tracer: the X-Ray SDK import costs ~100 ms of every cold start inside a
 # bidder's time budget. Lambda's active tracing still records each invocation.
 membership = MembershipStore(settings.membership_table)
-catalogs = CatalogCache(SegmentsBucket(settings.bucket), settings.catalog_refresh_seconds)
+catalogs = CatalogCache(
+    CatalogStore(settings.catalog_table, same_client_as=membership),
+    SegmentsBucket(settings.bucket),
+    settings.catalog_refresh_seconds,
+)
 _api: APIGatewayRestResolver | None = None
 
 

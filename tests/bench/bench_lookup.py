@@ -30,7 +30,12 @@ from tests.bench.common import (
 )
 from tests.conftest import FakeContext, load_event
 
-ENV = {"MEMBERSHIP_TABLE": "bench-membership", "SEGMENTS_BUCKET": "bench-segments", "CATALOG_REFRESH_SECONDS": "30"}
+ENV = {
+    "MEMBERSHIP_TABLE": "bench-membership",
+    "CATALOG_TABLE": "bench-catalog",
+    "SEGMENTS_BUCKET": "bench-segments",
+    "CATALOG_REFRESH_SECONDS": "30",
+}
 VISITORS = [f"bench-visitor-{i:05d}" for i in range(1000)]
 
 
@@ -43,12 +48,13 @@ def run(repeat: int = 300) -> dict[str, float]:
         import boto3
 
         from dmp.local import create_table
-        from functions.core.storage import Membership, MembershipStore, SegmentsBucket
-        from functions.core.tables import MEMBERSHIP
+        from functions.core.storage import CatalogStore, Membership, MembershipStore, SegmentsBucket
+        from functions.core.tables import CATALOG, MEMBERSHIP
 
         handler_module = importlib.reload(importlib.import_module("functions.lookup.handler"))
         client = handler_module.membership.client
         create_table(client, MEMBERSHIP, ENV["MEMBERSHIP_TABLE"])
+        create_table(client, CATALOG, ENV["CATALOG_TABLE"])
         boto3.client("s3").create_bucket(Bucket=ENV["SEGMENTS_BUCKET"])
         bucket = SegmentsBucket(ENV["SEGMENTS_BUCKET"])
         segments = [f"segment-{i}" for i in range(10)]
@@ -61,9 +67,10 @@ def run(repeat: int = 300) -> dict[str, float]:
             ],
         }
         bucket.put_json("builds/20261128T100000Z/manifest.json", manifest)
-        bucket.put_json(
-            "latest.json", {"build_id": "20261128T100000Z", "manifest": "builds/20261128T100000Z/manifest.json"}
-        )
+        latest = {"build_id": "20261128T100000Z", "manifest": "builds/20261128T100000Z/manifest.json"}
+        bucket.put_json("latest.json", latest)
+        # As a publish leaves it: the lookup reads the catalog from this item, not from S3.
+        assert CatalogStore(ENV["CATALOG_TABLE"], client).put(latest, manifest)
         MembershipStore(ENV["MEMBERSHIP_TABLE"], client).apply(
             dict.fromkeys(VISITORS, Membership(frozenset(segments[:3]))), "20261128T100000Z"
         )
@@ -125,12 +132,12 @@ def run(repeat: int = 300) -> dict[str, float]:
 
 
 def seed(endpoint: str, item: dict[str, Any], manifest: dict[str, Any]) -> None:
-    """The visitor's item and the published build, on the server at `endpoint`."""
+    """The visitor's item and the published build (S3 and catalog item), on the server at `endpoint`."""
     import boto3
 
     from dmp.local import create_table
-    from functions.core.storage import SegmentsBucket
-    from functions.core.tables import MEMBERSHIP
+    from functions.core.storage import CatalogStore, SegmentsBucket
+    from functions.core.tables import CATALOG, MEMBERSHIP
 
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint)
     create_table(dynamodb, MEMBERSHIP, ENV["MEMBERSHIP_TABLE"])
@@ -140,4 +147,7 @@ def seed(endpoint: str, item: dict[str, Any], manifest: dict[str, Any]) -> None:
     bucket = SegmentsBucket(ENV["SEGMENTS_BUCKET"], s3)
     manifest_key = f"builds/{manifest['build_id']}/manifest.json"
     bucket.put_json(manifest_key, manifest)
-    bucket.put_json("latest.json", {"build_id": manifest["build_id"], "manifest": manifest_key})
+    latest = {"build_id": manifest["build_id"], "manifest": manifest_key}
+    bucket.put_json("latest.json", latest)
+    create_table(dynamodb, CATALOG, ENV["CATALOG_TABLE"])
+    assert CatalogStore(ENV["CATALOG_TABLE"], dynamodb).put(latest, manifest)

@@ -73,7 +73,7 @@ def run() -> dict[str, float]:
         from dmp.local import create_resources
         from functions.builder.build import Builder, BuildPlan
         from functions.core.segments import load_definitions
-        from functions.core.storage import EventStore, MembershipStore, SegmentsBucket
+        from functions.core.storage import CatalogStore, EventStore, MembershipStore, SegmentsBucket
         from tests.conftest import SEGMENTS_DIR
 
         target = create_resources(None, region="us-east-1")
@@ -81,8 +81,8 @@ def run() -> dict[str, float]:
         plan = BuildPlan("20261128T100000Z", NOW, 1, definitions)
         bucket = SegmentsBucket(target.bucket)
         membership = MembershipStore(target.membership_table)
-        small = Builder(GeneratedEvents(10_000, 10), membership, bucket)  # type: ignore[arg-type]
-        large = Builder(GeneratedEvents(40_000, 10), membership, bucket)  # type: ignore[arg-type]
+        small = Builder(GeneratedEvents(10_000, 10), membership, bucket, None)  # type: ignore[arg-type]
+        large = Builder(GeneratedEvents(40_000, 10), membership, bucket, None)  # type: ignore[arg-type]
         _peak_bytes(small, plan)  # warm caches and compiled rules out of the measurement
         one = _peak_bytes(small, plan)
         four = _peak_bytes(large, plan)
@@ -93,7 +93,7 @@ def run() -> dict[str, float]:
         events = EventStore(target.events_table)
         for item in GeneratedEvents(300, 5).scan():
             events.client.put_item(TableName=target.events_table, Item=item)
-        builder = Builder(events, membership, bucket)
+        builder = Builder(events, membership, bucket, CatalogStore(target.catalog_table))
         for key in (f"segments/{d.id}.json" for d in definitions):
             bucket.put_json(
                 key,

@@ -50,6 +50,12 @@ def test_serve_writes_the_state_file_of_the_contract(served):
         assert response.headers["Content-Type"] == "image/gif"
 
 
+def test_serve_names_the_catalog_table_in_the_state_file(served):
+    # An extra key beside the contract's: the table publish copies the lookup's catalog into.
+    _, state = served
+    assert state["catalog_table"] == "dmp-local-catalog"
+
+
 def test_validate_reports_file_path_and_reason_and_exits_non_zero(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("id: Bad_Id\nname: x\nrule:\n  all: []\n")

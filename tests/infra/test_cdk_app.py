@@ -22,6 +22,7 @@ OUTPUTS = {
     "EventsTableName",
     "MembershipTableName",
     "PartnersTableName",
+    "CatalogTableName",
     "BucketName",
     "BuilderFunctionName",
     "BuildStateMachineArn",
@@ -50,6 +51,7 @@ def test_outputs_are_exactly_those_the_cli_reads(prod_stack: Synthesised) -> Non
     assert outputs["EventsTableName"]["Value"] == prod_stack.ref(stack.storage.events_table)
     assert outputs["MembershipTableName"]["Value"] == prod_stack.ref(stack.storage.membership_table)
     assert outputs["PartnersTableName"]["Value"] == prod_stack.ref(stack.storage.partners_table)
+    assert outputs["CatalogTableName"]["Value"] == prod_stack.ref(stack.storage.catalog_table)
     assert outputs["BucketName"]["Value"] == prod_stack.ref(stack.storage.bucket)
     assert outputs["BuilderFunctionName"]["Value"] == prod_stack.ref(stack.builder.function)
     assert outputs["FallbackQueueUrl"]["Value"] == prod_stack.ref(stack.replay.queue)

@@ -23,6 +23,7 @@ def test_builder_function_is_configured_from_context(prod_stack: Synthesised) ->
         "POWERTOOLS_METRICS_NAMESPACE": "DMP",
         "EVENTS_TABLE": prod_stack.ref(storage.events_table),
         "MEMBERSHIP_TABLE": prod_stack.ref(storage.membership_table),
+        "CATALOG_TABLE": prod_stack.ref(storage.catalog_table),
         "SEGMENTS_BUCKET": prod_stack.ref(storage.bucket),
         "RETENTION_DAYS": "30",
         "BUILD_SHARDS": "8",

@@ -38,6 +38,7 @@ def access(synthesised: Synthesised, function: lambda_.Function) -> dict[str, se
         synthesised.logical_id(storage.events_table): "events",
         synthesised.logical_id(storage.membership_table): "membership",
         synthesised.logical_id(storage.partners_table): "partners",
+        synthesised.logical_id(storage.catalog_table): "catalog",
         synthesised.logical_id(storage.bucket): "bucket",
         synthesised.logical_id(synthesised.stack.builder.dead_letter_queue): "dead_letters",
         synthesised.logical_id(synthesised.stack.replay.queue): "fallback",
@@ -81,12 +82,13 @@ def test_replay_consumes_the_fallback_queue_and_only_writes_events(prod_stack: S
     assert granted["*"] == XRAY
 
 
-def test_builder_reads_events_and_maintains_membership_and_builds(prod_stack: Synthesised) -> None:
+def test_builder_reads_events_and_maintains_membership_catalog_and_builds(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.builder.function)
-    assert set(granted) == {"events", "membership", "bucket", "logs", "*"}
+    assert set(granted) == {"events", "membership", "catalog", "bucket", "logs", "*"}
     assert "dynamodb:Scan" in granted["events"]
     assert granted["events"] <= DYNAMODB_READS | DESCRIBE
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"} <= granted["membership"]
+    assert {"dynamodb:GetItem", "dynamodb:PutItem"} <= granted["catalog"]
     assert {"s3:GetObject*", "s3:PutObject"} <= granted["bucket"]
     assert granted["*"] == XRAY
 
@@ -103,11 +105,15 @@ def test_only_the_build_state_machine_invokes_the_builder(prod_stack: Synthesise
         assert prod_stack.logical_id(other) not in resources
 
 
-def test_lookup_may_only_read_membership_and_the_bucket(prod_stack: Synthesised) -> None:
+def test_lookup_may_only_read_membership_the_catalog_and_the_bucket(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.lookup.function)
-    assert set(granted) == {"membership", "bucket", "logs", "*"}
+    assert set(granted) == {"membership", "catalog", "bucket", "logs", "*"}
     assert "dynamodb:GetItem" in granted["membership"]
     assert granted["membership"] <= DYNAMODB_READS | DESCRIBE
+    # The catalog item is the builder's to write: the lookup only reads it.
+    assert "dynamodb:GetItem" in granted["catalog"]
+    assert granted["catalog"] <= DYNAMODB_READS | DESCRIBE
+    assert not granted["catalog"] & DYNAMODB_WRITES
     assert "s3:GetObject*" in granted["bucket"]
     assert s3_writes(granted["bucket"]) == set()
     assert granted["*"] == XRAY

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from functions.builder.build import MEMBERSHIP_STATE_KEY
-from functions.core.storage import Membership, MembershipStore, SegmentsBucket
+from functions.core.storage import CatalogStore, Membership, MembershipStore, SegmentsBucket, StoredCatalog
 from functions.core.tables import LATEST_KEY
 from tests.integration.conftest import DAY_MS, PARIS, hit
 
@@ -174,3 +174,76 @@ def test_publishing_keeps_only_the_latest_builds(builder, aws, lambda_context, m
     builder.handler({"at": "2026-11-28T11:00:00Z", "shards": 2}, lambda_context)
     result = bucket.get_json("builds/20261128T110000Z/shards/part-00000.json")
     assert result["changes_base"] == "20261128T100000Z"
+
+
+# -- the catalog item ---------------------------------------------------------------
+
+
+def stored_catalog(table: str) -> StoredCatalog:
+    stored = CatalogStore(table).get()
+    assert stored is not None, "no catalog item"
+    return stored
+
+
+def catalog_table_unreachable(self: CatalogStore, latest: Any, manifest: Any) -> bool:
+    raise ConnectionError("catalog table unreachable")
+
+
+def test_publish_writes_the_catalog_item_of_latest_json_and_its_manifest(builder, aws, lambda_context):
+    # WHEN a build is published through the stages
+    run_stages(builder, lambda_context, AT, shards=2)
+    # THEN the catalog item says what latest.json and its manifest say, part files aside
+    bucket = SegmentsBucket(aws.bucket)
+    latest = bucket.get_json(LATEST_KEY)
+    manifest = bucket.get_json(latest["manifest"])
+    stored = stored_catalog(aws.catalog_table)
+    assert (stored.build_id, stored.manifest_key) == (latest["build_id"], latest["manifest"])
+    assert stored.evaluated_at == manifest["evaluated_at"] == AT
+    assert stored.segments() == [
+        {key: value for key, value in segment.items() if key != "files"} for segment in manifest["segments"]
+    ]
+
+
+def test_a_publish_that_failed_after_latest_json_writes_the_catalog_item_when_run_again(
+    builder, aws, lambda_context, monkeypatch
+):
+    run_stages(builder, lambda_context, AT, shards=2)
+    # GIVEN a later build whose publish fails between latest.json and the catalog item
+    original = CatalogStore.put
+    monkeypatch.setattr(CatalogStore, "put", catalog_table_unreachable)
+    with pytest.raises(ConnectionError):
+        run_stages(builder, lambda_context, LATER, shards=2)
+    assert SegmentsBucket(aws.bucket).get_json(LATEST_KEY)["build_id"] == "20261128T110000Z"
+    assert stored_catalog(aws.catalog_table).build_id == "20261128T100000Z"
+    # WHEN the publish stage runs again (Step Functions retries it)
+    monkeypatch.setattr(CatalogStore, "put", original)
+    builder.handler({"stage": "publish", "build_id": "20261128T110000Z"}, lambda_context)
+    # THEN the catalog item is the later build's
+    assert stored_catalog(aws.catalog_table).build_id == "20261128T110000Z"
+
+
+@pytest.mark.parametrize(
+    "again", [{"stage": "plan", "time": AT, "shards": 2}, {"at": AT, "shards": 2}], ids=["plan-stage", "whole-build"]
+)
+def test_a_build_found_already_published_rewrites_its_catalog_item(builder, aws, lambda_context, monkeypatch, again):
+    # GIVEN a build whose publish failed for good after latest.json: no catalog item
+    original = CatalogStore.put
+    monkeypatch.setattr(CatalogStore, "put", catalog_table_unreachable)
+    with pytest.raises(ConnectionError):
+        run_stages(builder, lambda_context, AT, shards=2)
+    assert CatalogStore(aws.catalog_table).get() is None
+    monkeypatch.setattr(CatalogStore, "put", original)
+    # WHEN the same scheduled time is run again, and found already published
+    builder.handler(again, lambda_context)
+    # THEN its catalog item is written all the same
+    assert stored_catalog(aws.catalog_table).build_id == "20261128T100000Z"
+
+
+def test_an_older_build_leaves_the_newer_builds_catalog_item(builder, aws, lambda_context):
+    # GIVEN the later build published
+    run_stages(builder, lambda_context, LATER, shards=2)
+    # WHEN an older evaluation time is built after it
+    run_stages(builder, lambda_context, AT, shards=2)
+    # THEN the catalog item still holds the later build
+    stored = stored_catalog(aws.catalog_table)
+    assert (stored.build_id, stored.evaluated_at) == ("20261128T110000Z", LATER)

@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
+from functions.core import storage
 from functions.core.partners import key_hash, new_key
 from functions.core.storage import MembershipStore, PartnerStore, SegmentsBucket
 from functions.core.tables import LATEST_KEY, manifest_key
@@ -210,6 +211,24 @@ def test_catalog_lists_size_build_and_update_time(published, load_handler, lambd
     assert entries["london-pricing"]["size"] == 1
     assert entries["london-pricing"]["build_id"] == "20261128T100000Z"
     assert entries["london-pricing"]["updated_at"] == "2026-11-28T10:00:00Z"
+
+
+def test_after_a_build_a_cold_lookup_answers_from_the_catalog_item_without_s3(
+    published, load_handler, lambda_context, monkeypatch
+):
+    # GIVEN a published build, and every S3 client created from now on counted
+    created: list[object] = []
+    make = storage.s3_client
+    monkeypatch.setattr(storage, "s3_client", lambda: created.append(make()) or created[-1])
+    # WHEN a fresh lookup (a cold start) answers a visitor and the catalog
+    lookup = load_handler("lookup")
+    visitor = answer(lookup.handler(user_event(published["returning"]), lambda_context))
+    catalog = answer(lookup.handler(lookup_event("lookup_segments_get"), lambda_context))
+    # THEN both are the build's, and the lookup never created an S3 client
+    assert [s["id"] for s in visitor["segments"]] == ["all-visitors", "london-pricing"]
+    assert visitor["build_id"] == "20261128T100000Z"
+    assert {s["id"]: s["size"] for s in catalog["segments"]} == {"all-visitors": 3, "london-pricing": 1}
+    assert created == []
 
 
 def test_lookup_without_a_published_build_answers_empty(load_handler, aws, lambda_context):

@@ -227,7 +227,13 @@ def test_the_document_is_powertools_output_with_this_apis_errors(metrics):
 
 def test_importing_the_handler_leaves_pydantic_and_the_api_for_the_first_request():
     # GIVEN a fresh interpreter with the function's environment
-    env = {**os.environ, "MEMBERSHIP_TABLE": "m", "SEGMENTS_BUCKET": "b", "AWS_DEFAULT_REGION": "eu-west-1"}
+    env = {
+        **os.environ,
+        "MEMBERSHIP_TABLE": "m",
+        "CATALOG_TABLE": "c",
+        "SEGMENTS_BUCKET": "b",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
     env.pop("AWS_LAMBDA_INITIALIZATION_TYPE", None)
     program = (
         "import sys, functions.lookup.handler\n"
