@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.lookup import errors
+from functions.lookup import answers, errors
 from functions.lookup.catalog import Catalog
 from functions.lookup.models import (
     VISITOR_ID_PATTERN,
@@ -30,12 +30,7 @@ from functions.lookup.models import (
     ErrorAnswer,
     LookupAnswer,
     LookupRequest,
-    LookupResult,
     OpenRtbAnswer,
-    OpenRtbData,
-    OpenRtbSegment,
-    OpenRtbUser,
-    SegmentRef,
     UserSegments,
 )
 
@@ -105,7 +100,7 @@ def create_api(
     app = APIGatewayRestResolver(
         enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
     )
-    cache_control = f"private, max-age={min(settings.catalog_refresh_seconds, 300)}"
+    cache_control = answers.cache_control(settings)
     document: dict[str, Any] = {}
 
     def refuse(error: errors.ApiError, message: str | None = None) -> Response[Any]:
@@ -144,15 +139,12 @@ def create_api(
             raise UnauthorizedError("no partner in the authorizer context")
         return str(name)
 
-    def answer(model: Any, route: str) -> Response[Any]:
+    def answer(body: Any, route: str) -> Response[Any]:
         metrics.add_metric(name=f"answers_{route}", unit=MetricUnit.Count, value=1)
-        # The model itself: the response validation checks and serialises it once.
+        # The response validation checks the body against the route's model and serialises it.
         return Response(
-            status_code=200, content_type="application/json", body=model, headers={"Cache-Control": cache_control}
+            status_code=200, content_type="application/json", body=body, headers={"Cache-Control": cache_control}
         )
-
-    def refs(catalog: Catalog, partner: str, segment_ids: list[str]) -> list[SegmentRef]:
-        return [SegmentRef(id=s.id, name=s.name) for s in catalog.visible(partner, segment_ids)]
 
     @app.get(
         "/v1/users/<uid>/segments",
@@ -166,22 +158,15 @@ def create_api(
         uid: Annotated[str, Path(pattern=VISITOR_ID_PATTERN, description="visitor id")],
         format: Annotated[AnswerFormat, Query(description="answer format")] = "json",
     ) -> Response[UserSegments | OpenRtbAnswer]:
+        # The bidding fast path (fast_path.py) answers every well-formed request of this
+        # route in production; this validated twin documents it, refuses malformed ones
+        # and is the reference the fast path is tested against.
         name = partner()
         catalog = catalogs.get()
-        found = refs(catalog, name, membership.get(uid))
+        segment_ids = membership.get(uid)
         if format == "openrtb":
-            data = OpenRtbData(
-                id=settings.data_provider_id,
-                name=settings.data_provider_name,
-                segment=[OpenRtbSegment(id=r.id, name=r.name) for r in found],
-                ext={"segtax": settings.segtax} if settings.segtax is not None else None,
-            )
-            rtb = OpenRtbAnswer(
-                user=OpenRtbUser(data=[data]), build_id=catalog.build_id, evaluated_at=catalog.evaluated_at
-            )
-            return answer(rtb, "user_openrtb")
-        user = UserSegments(uid=uid, segments=found, build_id=catalog.build_id, evaluated_at=catalog.evaluated_at)
-        return answer(user, "user")
+            return answer(answers.openrtb_user(catalog, name, segment_ids, settings), "user_openrtb")
+        return answer(answers.user_segments(catalog, name, uid, segment_ids), "user")
 
     @app.post(
         "/v1/lookup",
@@ -196,10 +181,7 @@ def create_api(
         name = partner()
         catalog = catalogs.get()
         found = membership.get_many(request.uids)
-        results = [LookupResult(uid=uid, segments=refs(catalog, name, found.get(uid, []))) for uid in request.uids]
-        return answer(
-            LookupAnswer(build_id=catalog.build_id, evaluated_at=catalog.evaluated_at, results=results), "batch"
-        )
+        return answer(answers.batch(catalog, name, request.uids, found), "batch")
 
     @app.get(
         "/v1/segments",

@@ -6,11 +6,12 @@ segments whose `destinations` name it. The routes, validation and OpenAPI docume
 in api.py.
 
 Cold start: importing this module sets up only what every request needs (settings,
-logging, metrics, the stores); the API -- pydantic and Powertools' validation layer,
-~100 ms of imports -- is built on the first request, and each model only when a route
-first uses it. An on-demand cold start pays the same either way (init and the first
-request are both on its path); where Lambda initialises ahead of requests (provisioned
-concurrency, SnapStart) the API is built during init instead."""
+logging, metrics, the stores). A bidder's well-formed `GET /v1/users/{uid}/segments` is
+answered by the fast path (fast_path.py) without ever building the API; the API --
+pydantic and Powertools' validation layer, ~100 ms of imports -- is built on the first
+request that needs it, and each model only when a route first uses it. Where Lambda
+initialises ahead of requests (provisioned concurrency, SnapStart) the API is built
+during init instead."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from aws_lambda_powertools import Logger, Metrics
 
 from functions.core.config import Settings
 from functions.core.storage import CatalogStore, MembershipStore, SegmentsBucket
+from functions.lookup import fast_path
 from functions.lookup.catalog import CatalogCache
 
 if TYPE_CHECKING:
@@ -57,4 +59,5 @@ if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("provisioned-concurrency
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return api().resolve(event, context)
+    answer = fast_path.answer(event, membership, catalogs, settings=settings, metrics=metrics)
+    return answer if answer is not None else api().resolve(event, context)

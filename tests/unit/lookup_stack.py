@@ -1,0 +1,45 @@
+"""A local stack with one published build, for tests that start a fresh interpreter to
+watch a cold start: importing this module loads neither pydantic nor the lookup API."""
+
+from __future__ import annotations
+
+import os
+
+from functions.lookup.catalog import Catalog, CatalogSegment
+
+CATALOG = Catalog(
+    build_id="20261128T100000Z",
+    evaluated_at="2026-11-28T10:00:00Z",
+    segments={
+        "london": CatalogSegment("london", "Londoners", "", 3, frozenset({"demo-dsp"})),
+        "paris": CatalogSegment("paris", "Parisians", "", 1, frozenset({"other-ssp"})),
+    },
+)
+
+
+def seed_local_stack() -> None:
+    """The local stack's resources with one published build and one member, and the
+    functions' environment pointing at them (run inside the fresh interpreter, under moto)."""
+    from dmp.local import create_resources
+    from functions.core.storage import CatalogStore, Membership, MembershipStore, SegmentsBucket
+    from functions.core.tables import LATEST_KEY, manifest_key
+
+    target = create_resources(None, region="eu-west-1")
+    os.environ.update(target.environment())
+    manifest = {
+        "build_id": CATALOG.build_id,
+        "evaluated_at": CATALOG.evaluated_at,
+        "segments": [
+            {"id": s.id, "name": s.name, "description": "", "destinations": sorted(s.destinations), "size": s.size}
+            for s in CATALOG.segments.values()
+        ],
+    }
+    assert CATALOG.build_id is not None
+    bucket = SegmentsBucket(target.bucket)
+    bucket.put_json(manifest_key(CATALOG.build_id), manifest)
+    latest = {"build_id": CATALOG.build_id, "manifest": manifest_key(CATALOG.build_id)}
+    bucket.put_json(LATEST_KEY, latest)
+    CatalogStore(target.catalog_table).put(latest, manifest)
+    MembershipStore(target.membership_table).apply(
+        {"visitor-london-1": Membership(frozenset({"london"}))}, CATALOG.build_id
+    )
