@@ -12,6 +12,7 @@ import gzip
 import json
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,15 +55,19 @@ TRAIT_PREFIX = "trait#"
 
 
 _session: botocore.session.Session | None = None
+# Clients are thread-safe, a session is not: `dmp build` runs shards on threads whose
+# stores may create their clients at the same moment.
+_session_lock = threading.Lock()
 
 
 def _client(service: str) -> BaseClient:
     """A client of botocore's session (region, credentials and endpoint from the
     environment, as boto3 would take them), shared by the adapters of one process."""
     global _session
-    if _session is None:
-        _session = botocore.session.get_session()
-    return _session.create_client(service, config=_CONFIG)
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+        return _session.create_client(service, config=_CONFIG)
 
 
 def dynamodb_client() -> DynamoDBClient:
