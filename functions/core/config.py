@@ -11,6 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
+def initialised_ahead_of_requests(env: Mapping[str, str] | None = None) -> bool:
+    """Whether Lambda initialises this container before any request waits on it
+    (provisioned concurrency, SnapStart): init may then do what the first request
+    would otherwise pay for."""
+    env = os.environ if env is None else env
+    return env.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("provisioned-concurrency", "snap-start")
+
+
 class ConfigurationError(RuntimeError):
     """A required setting is missing or malformed; the function must not start."""
 

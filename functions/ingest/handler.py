@@ -7,7 +7,6 @@ could not store is counted by reason. Kept light on purpose: it runs on every pa
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.core.config import Settings
+from functions.core.config import Settings, initialised_ahead_of_requests
 from functions.core.hits import load_user_agent_rules
 from functions.core.storage import EventStore, FallbackQueue
 from functions.ingest import logic
@@ -30,7 +29,7 @@ metrics = Metrics(service="ingest")
 # start on the pixel path. Lambda's active tracing still records each invocation.
 events = EventStore(settings.events_table)
 fallback = FallbackQueue(settings.fallback_queue_url)
-if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("provisioned-concurrency", "snap-start"):
+if initialised_ahead_of_requests():
     # Initialised ahead of requests: the user-agent rules load now, not on the first hit.
     load_user_agent_rules()
 

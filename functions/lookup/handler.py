@@ -15,12 +15,11 @@ during init instead."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 
-from functions.core.config import Settings
+from functions.core.config import Settings, initialised_ahead_of_requests
 from functions.core.storage import CatalogStore, MembershipStore, SegmentsBucket
 from functions.lookup import fast_path
 from functions.lookup.catalog import CatalogCache
@@ -52,7 +51,7 @@ def api() -> APIGatewayRestResolver:
     return _api
 
 
-if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in ("provisioned-concurrency", "snap-start"):
+if initialised_ahead_of_requests():
     api()
 
 
