@@ -10,15 +10,19 @@ from pathlib import Path
 
 from dmp.local import StackTarget
 from functions.core.hits import (
+    DEVICE_TYPES,
     Geo,
     InvalidEvent,
     TrackedEvent,
     clean_geo_value,
-    is_visitor_id,
     to_epoch_ms,
     validate_event,
 )
-from functions.core.storage import EventStore, FallbackQueue, MembershipStore
+from functions.core.identity import VISITOR_ID_CHARS, is_visitor_id
+from functions.core.storage.events import EventStore
+from functions.core.storage.fallback import FallbackQueue
+from functions.core.storage.membership import MembershipStore
+from functions.core.times import DAY_SECONDS
 from functions.replay.logic import replay_message
 
 BATCH = 500
@@ -52,11 +56,11 @@ def parse_line(text: str, now_ms: int, retention_seconds: int) -> TrackedEvent:
     if not isinstance(geo, dict):
         raise InvalidEvent("invalid_geo", "geo must be an object of country, region, city")
     device = document.get("device")
-    if device is not None and device not in ("desktop", "mobile", "tablet"):
-        raise InvalidEvent("invalid_device", "device must be desktop, mobile or tablet")
+    if device is not None and device not in DEVICE_TYPES:
+        raise InvalidEvent("invalid_device", f"device must be {', '.join(DEVICE_TYPES[:-1])} or {DEVICE_TYPES[-1]}")
     uid = document.get("uid")
     if not is_visitor_id(uid):
-        raise InvalidEvent("invalid_uid", "uid must match [A-Za-z0-9_-]{8,64}")
+        raise InvalidEvent("invalid_uid", f"uid must match {VISITOR_ID_CHARS}")
     return validate_event(
         visitor_id=str(uid),
         ts_ms=ts_ms,
@@ -79,7 +83,7 @@ def ingest_lines(
     lines: Iterable[str], store: EventStore, retention_days: int, now_ms: int | None = None
 ) -> IngestReport:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    retention_seconds = retention_days * 86_400
+    retention_seconds = retention_days * DAY_SECONDS
     report = IngestReport()
     batch: list[TrackedEvent] = []
     for number, text in enumerate(lines, start=1):

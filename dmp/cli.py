@@ -74,9 +74,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _known_partners(partners_table: str) -> set[str]:
-    from functions.core.storage import PartnerStore
+    from functions.core.storage.partners import PartnerStore
 
-    return {p["name"] for p in PartnerStore(partners_table).list() if p["revoked_at"] is None}
+    return PartnerStore(partners_table).active_names()
 
 
 def cmd_segments_validate(args: argparse.Namespace) -> int:
@@ -101,9 +101,9 @@ def cmd_segments_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_segments_push(args: argparse.Namespace) -> int:
+    from functions.core.layout import definition_key
     from functions.core.segments import DefinitionErrors, load_definitions
-    from functions.core.storage import SegmentsBucket
-    from functions.core.tables import DEFINITIONS_PREFIX
+    from functions.core.storage.bucket import SegmentsBucket
 
     target = resolve(args.local, args.stack)
     bucket = SegmentsBucket(target.bucket)
@@ -111,7 +111,7 @@ def cmd_segments_push(args: argparse.Namespace) -> int:
     try:
         definitions = load_definitions(files)
         # The pushed set must also stand beside what the bucket already holds.
-        pushed = {f"{DEFINITIONS_PREFIX}{d.id}.json" for d in definitions}
+        pushed = {definition_key(d.id) for d in definitions}
         existing = {k: v for k, v in bucket.definition_files().items() if k not in pushed}
         load_definitions({**existing, **files})
     except DefinitionErrors as errors:
@@ -121,7 +121,7 @@ def cmd_segments_push(args: argparse.Namespace) -> int:
     known = _known_partners(target.partners_table)
     for definition in definitions:
         document = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
-        bucket.put_json(f"{DEFINITIONS_PREFIX}{definition.id}.json", document)
+        bucket.put_definition(definition.id, document)
         print(f"pushed {definition.id}")
         unknown = sorted(set(definition.destinations) - known)
         if unknown:
@@ -131,33 +131,29 @@ def cmd_segments_push(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from functions.builder.build import Builder, build_time_now, parse_time
+    from functions.builder.build import build
+    from functions.builder.plan import build_time_now
     from functions.core.segments import DefinitionErrors
-    from functions.core.storage import CatalogStore, EventStore, MembershipStore, SegmentsBucket
+    from functions.core.times import parse_time
 
     target = resolve(args.local, args.stack)
     at = parse_time(args.at) if args.at else build_time_now()
-    builder = Builder(
-        EventStore(target.events_table),
-        MembershipStore(target.membership_table),
-        SegmentsBucket(target.bucket),
-        CatalogStore(target.catalog_table) if target.catalog_table else None,
-    )
     try:
-        manifest = builder.build(at, args.shards)
+        result = build(target.build_stores(), at, args.shards)
     except DefinitionErrors as errors:
         for problem in errors.problems:
             print(problem, file=sys.stderr)
         print("build refused: the published build is unchanged", file=sys.stderr)
         return 1
-    state = "published" if manifest.get("published") else "written (a newer build stays published)"
-    if manifest.get("repeated"):
+    state = "published" if result.published else "written (a newer build stays published)"
+    if result.repeated:
         state = "already published"
-    print(f"build {manifest['build_id']} evaluated at {manifest['evaluated_at']}: {state}")
-    for segment in manifest["segments"]:
-        print(f"  {segment['id']:<45} {segment['size']:>8}")
-    if "membership_changes" in manifest:
-        print(f"membership changes: {manifest['membership_changes']}")
+    manifest = result.manifest
+    print(f"build {manifest.build_id} evaluated at {manifest.evaluated_at}: {state}")
+    for segment in manifest.segments:
+        print(f"  {segment.id:<45} {segment.size:>8}")
+    if result.membership_changes is not None:
+        print(f"membership changes: {result.membership_changes}")
     return 0
 
 
@@ -179,15 +175,15 @@ def _usage_plan(target: StackTarget) -> str:
 
 
 def cmd_partners(args: argparse.Namespace) -> int:
-    from functions.core.partners import is_partner_name, key_hash, new_key
-    from functions.core.storage import PartnerStore
+    from functions.core.partners import PARTNER_NAME_CHARS, is_partner_name, key_hash, new_key
+    from functions.core.storage.partners import PartnerStore
 
     target = resolve(args.local, args.stack)
     store = PartnerStore(target.partners_table)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if args.action == "add":
         if not is_partner_name(args.name):
-            print("a partner name matches [a-z0-9][a-z0-9_-]{0,63}", file=sys.stderr)
+            print(f"a partner name matches {PARTNER_NAME_CHARS}", file=sys.stderr)
             return 2
         key = new_key()
         hashed = key_hash(key)
@@ -218,8 +214,8 @@ def cmd_partners(args: argparse.Namespace) -> int:
             print(f"disabled {api_keys.disable(revoked)} API key(s) in usage plan {api_keys.usage_plan_id}")
         return 0
     for partner in store.list():
-        state = f"revoked {partner['revoked_at']}" if partner["revoked_at"] else "active"
-        print(f"{partner['name']:<24} {partner['key_hash'][:12]}  created {partner['created_at']}  {state}")
+        state = "active" if partner.active else f"revoked {partner.revoked_at}"
+        print(f"{partner.name:<24} {partner.key_hash[:12]}  created {partner.created_at}  {state}")
     return 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from dmp.gateway import SIMULATED_TIME_HEADER
+from functions.core.hits import DEVICE_TYPES
 
 SHOP = "https://shop.example"
 SEGMENTS_DIR = Path(__file__).resolve().parent.parent / "segments"
@@ -113,7 +114,7 @@ def _visit(browser: Browser, start: datetime, rng: random.Random, buyer: bool) -
 def _simulate(gateway: str, index: int, now: datetime, seed: int) -> Browser:
     rng = random.Random(seed * 100_003 + index)
     geo = rng.choices([c[:3] for c in CITIES], [c[3] for c in CITIES])[0]
-    device = rng.choices(["desktop", "mobile", "tablet"], [5, 4, 1])[0]
+    device = rng.choices(DEVICE_TYPES, [5, 4, 1])[0]
     browser = Browser(gateway, device, geo)
     kind = rng.choices(["new", "returning", "lapsed"], [4, 5, 1])[0]
     if kind == "new":
@@ -160,11 +161,12 @@ def run_demo(visitors: int = 120, seed: int = 2026, out: Any = print) -> int:
 
 def _run(visitors: int, seed: int, out: Any) -> int:
     from dmp.local import LocalStack
-    from functions.builder.build import Builder
+    from functions.builder.build import build
     from functions.core.partners import key_hash, new_key
     from functions.core.segments import load_definitions
-    from functions.core.storage import CatalogStore, EventStore, MembershipStore, PartnerStore, SegmentsBucket
-    from functions.core.tables import DEFINITIONS_PREFIX
+    from functions.core.storage.bucket import SegmentsBucket
+    from functions.core.storage.events import EventStore
+    from functions.core.storage.partners import PartnerStore
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -177,10 +179,7 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         bucket = SegmentsBucket(target.bucket)
         files = {str(p): p.read_text() for p in sorted(SEGMENTS_DIR.glob("*.y*ml"))}
         for definition in load_definitions(files):
-            bucket.put_json(
-                f"{DEFINITIONS_PREFIX}{definition.id}.json",
-                definition.model_dump(mode="json", by_alias=True, exclude_none=True),
-            )
+            bucket.put_definition(definition.id, definition.model_dump(mode="json", by_alias=True, exclude_none=True))
         out(f"Pushed {len(files)} segment definitions from {SEGMENTS_DIR.name}/")
 
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -196,16 +195,10 @@ def _run(visitors: int, seed: int, out: Any) -> int:
             f"{stored} events stored (the crawler's were not)."
         )
 
-        builder = Builder(
-            EventStore(target.events_table),
-            MembershipStore(target.membership_table),
-            SegmentsBucket(target.bucket),
-            CatalogStore(target.catalog_table),
-        )
-        manifest = builder.build(now, shards=2)
-        out(f"\nBuild {manifest['build_id']} evaluated at {manifest['evaluated_at']} (2 shards):")
-        for segment in manifest["segments"]:
-            out(f"  {segment['id']:<36} {segment['size']:>5} visitors  -> {', '.join(segment['destinations'])}")
+        manifest = build(target.build_stores(), now, shards=2).manifest
+        out(f"\nBuild {manifest.build_id} evaluated at {manifest.evaluated_at} (2 shards):")
+        for segment in manifest.segments:
+            out(f"  {segment.id:<36} {segment.size:>5} visitors  -> {', '.join(segment.destinations)}")
 
         partners = PartnerStore(target.partners_table)
         key = new_key()
@@ -216,8 +209,10 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         out(f"GET /v1/segments -> {status}")
         for entry in catalog.get("segments", []):
             out(f"  {entry['id']:<36} size {entry['size']}")
-        london = next(s for s in manifest["segments"] if s["id"] == "holiday-returning-london-pricing")
-        members = [uid for path in london["files"] for uid in bucket.read_members(path)]
+        london = manifest.segment("holiday-returning-london-pricing")
+        if london is None:
+            raise DemoFailure("the build has no segment holiday-returning-london-pricing")
+        members = [uid for path in london.files for uid in bucket.read_members(path)]
         visitors_by_cookie = [b.cookie.split("=", 1)[1] for b in browsers if b.cookie]
         sample = (members[:2] + [v for v in visitors_by_cookie if v not in members][:1]) or visitors_by_cookie[:3]
         for uid in sample[:2]:

@@ -22,11 +22,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from dmp.lambda_context import LocalContext
+from functions.lookup import routes
 from functions.lookup.errors import FORBIDDEN, UNAUTHORIZED
 
 INGEST_ROUTES = {("GET", "/p.gif"), ("POST", "/collect"), ("OPTIONS", "/collect"), ("GET", "/tag.js")}
-LOOKUP_PREFIX = "/v1/"
-PUBLIC_LOOKUP_ROUTES = {"/v1/openapi.json"}
 SIMULATED_TIME_HEADER = "x-dmp-simulated-time"
 MAX_BODY = 1024 * 1024  # API Gateway's own limits are larger; the handlers enforce theirs
 
@@ -48,13 +47,6 @@ class Handlers:
         module = importlib.import_module(name)
         # Re-run module set-up so settings and clients follow the current environment.
         return importlib.reload(module)
-
-
-def _resource_of(path: str) -> tuple[str, dict[str, str] | None]:
-    parts = path.strip("/").split("/")
-    if len(parts) == 4 and parts[:2] == ["v1", "users"] and parts[3] == "segments":
-        return "/v1/users/{uid}/segments", {"uid": parts[2]}
-    return path, None
 
 
 class Gateway:
@@ -117,7 +109,7 @@ class Gateway:
         source_ip: str,
         authorizer: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        resource, path_parameters = _resource_of(path)
+        resource, path_parameters = routes.resource_of(path)
         parsed = parse_qs(query, keep_blank_values=True)
         now_ms = int(time.time() * 1000)
         return {
@@ -177,9 +169,9 @@ class Gateway:
         if (method, path) in INGEST_ROUTES:
             event = self.http_api_event(method, path, query, headers, body, source_ip)
             return self._answer(self._invoke(self.handlers.ingest, event, "ingest"))
-        if path.startswith(LOOKUP_PREFIX):
+        if path.startswith(routes.PREFIX):
             authorizer: dict[str, Any] | None = None
-            if path not in PUBLIC_LOOKUP_ROUTES:
+            if path not in routes.PUBLIC:
                 status, authorizer = self.authorize(headers.get("authorization"), method, path)
                 if status in (401, 403):
                     # The same bodies API Gateway's gateway responses give in AWS.

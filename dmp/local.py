@@ -10,11 +10,15 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from functions.core.config import Env
 from functions.core.tables import ALL_TABLES, CATALOG, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
+
+if TYPE_CHECKING:
+    from functions.builder.stores import BuildStores
 
 STATE_FILE = Path(".dmp") / "local.json"
 REGION = "us-east-1"
@@ -54,17 +58,27 @@ class StackTarget:
     lookup_usage_plan_id: str = ""
     retention_days: int = 90
 
+    def build_stores(self) -> BuildStores:
+        from functions.builder.stores import BuildStores
+
+        return BuildStores.connect(
+            events_table=self.events_table,
+            membership_table=self.membership_table,
+            bucket=self.bucket,
+            catalog_table=self.catalog_table,
+        )
+
     def environment(self) -> dict[str, str]:
         """The functions' environment for this stack."""
         env = {
             "AWS_DEFAULT_REGION": self.region,
-            "EVENTS_TABLE": self.events_table,
-            "MEMBERSHIP_TABLE": self.membership_table,
-            "PARTNERS_TABLE": self.partners_table,
-            "CATALOG_TABLE": self.catalog_table,
-            "SEGMENTS_BUCKET": self.bucket,
-            "FALLBACK_QUEUE_URL": self.fallback_queue_url,
-            "RETENTION_DAYS": str(self.retention_days),
+            Env.EVENTS_TABLE: self.events_table,
+            Env.MEMBERSHIP_TABLE: self.membership_table,
+            Env.PARTNERS_TABLE: self.partners_table,
+            Env.CATALOG_TABLE: self.catalog_table,
+            Env.SEGMENTS_BUCKET: self.bucket,
+            Env.FALLBACK_QUEUE_URL: self.fallback_queue_url,
+            Env.RETENTION_DAYS: str(self.retention_days),
         }
         if self.aws_endpoint_url:
             env.update(
@@ -193,7 +207,8 @@ class LocalStack:
     def build_every(self, seconds: float, shards: int = 1) -> None:
         """Run the builder handler on a schedule, as EventBridge would."""
         from functions.builder import handler as builder_handler
-        from functions.builder.build import build_time_now
+        from functions.builder.plan import build_time_now
+        from functions.core.times import iso
 
         builder = importlib.reload(builder_handler)
         self._builds = stop = threading.Event()
@@ -202,7 +217,7 @@ class LocalStack:
             from dmp.lambda_context import LocalContext
 
             while not stop.wait(seconds):
-                now = build_time_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+                now = iso(build_time_now())
                 try:
                     builder.handler(scheduled_event(now, shards), LocalContext("builder", timeout_seconds=900))
                 except Exception as error:  # keep the schedule alive, as EventBridge would

@@ -20,6 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from functions.core.config import Env
 from infra.compliance import acknowledge, arn_in_findings
 from infra.dead_letters import ALARM_PERIOD, alarm_on_messages, dead_letter_queue
 from infra.lambda_layer import LambdaPackaging
@@ -64,12 +65,12 @@ class Builder(Construct):
             memory_size=MEMORY_MB,
             timeout=TIMEOUT,
             environment={
-                "EVENTS_TABLE": events_table.table_name,
-                "MEMBERSHIP_TABLE": membership_table.table_name,
-                "CATALOG_TABLE": catalog_table.table_name,
-                "SEGMENTS_BUCKET": bucket.bucket_name,
-                "RETENTION_DAYS": str(retention_days),
-                "BUILD_SHARDS": str(build_shards),
+                Env.EVENTS_TABLE: events_table.table_name,
+                Env.MEMBERSHIP_TABLE: membership_table.table_name,
+                Env.CATALOG_TABLE: catalog_table.table_name,
+                Env.SEGMENTS_BUCKET: bucket.bucket_name,
+                Env.RETENTION_DAYS: str(retention_days),
+                Env.BUILD_SHARDS: str(build_shards),
             },
         )
         # Schedule events that EventBridge could not deliver to the state machine, and the

@@ -25,6 +25,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
+from functions.core.config import Env
 from functions.ingest.logic import ORIGIN_VERIFY_HEADER
 from infra.compliance import acknowledge
 from infra.lambda_layer import LambdaPackaging
@@ -107,12 +108,12 @@ class Ingest(Construct):
             memory_size=256,
             timeout=Duration.seconds(10),
             environment={
-                "EVENTS_TABLE": events_table.table_name,
-                "FALLBACK_QUEUE_URL": fallback_queue_url,
-                "RETENTION_DAYS": str(retention_days),
-                "TCF_VENDOR_ID": str(tcf_vendor_id),
-                "CORS_ORIGINS": ",".join(cors_origins),
-                "ORIGIN_VERIFY_SECRET": origin_verify_value,
+                Env.EVENTS_TABLE: events_table.table_name,
+                Env.FALLBACK_QUEUE_URL: fallback_queue_url,
+                Env.RETENTION_DAYS: str(retention_days),
+                Env.TCF_VENDOR_ID: str(tcf_vendor_id),
+                Env.CORS_ORIGINS: ",".join(cors_origins),
+                Env.ORIGIN_VERIFY_SECRET: origin_verify_value,
             },
         )
 

@@ -12,7 +12,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from functions.lookup import errors
+from functions.core.config import Env
+from functions.lookup import errors, routes
 from infra.compliance import acknowledge
 from infra.lambda_layer import LambdaPackaging
 
@@ -93,6 +94,8 @@ class Lookup(Construct):
         stage_name: str,
         data_provider_id: str,
         data_provider_name: str,
+        openrtb_segtax: int,
+        catalog_refresh_seconds: int,
         authorizer_cache: Duration,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
@@ -107,11 +110,13 @@ class Lookup(Construct):
             memory_size=512,
             timeout=Duration.seconds(10),
             environment={
-                "MEMBERSHIP_TABLE": membership_table.table_name,
-                "CATALOG_TABLE": catalog_table.table_name,
-                "SEGMENTS_BUCKET": bucket.bucket_name,
-                "DATA_PROVIDER_ID": data_provider_id,
-                "DATA_PROVIDER_NAME": data_provider_name,
+                Env.MEMBERSHIP_TABLE: membership_table.table_name,
+                Env.CATALOG_TABLE: catalog_table.table_name,
+                Env.SEGMENTS_BUCKET: bucket.bucket_name,
+                Env.DATA_PROVIDER_ID: data_provider_id,
+                Env.DATA_PROVIDER_NAME: data_provider_name,
+                Env.OPENRTB_SEGTAX: str(openrtb_segtax),
+                Env.CATALOG_REFRESH_SECONDS: str(catalog_refresh_seconds),
             },
         )
         self.authorizer_function = packaging.function(
@@ -121,7 +126,7 @@ class Lookup(Construct):
             description="DMP authorizer: checks a partner's bearer key",
             memory_size=256,
             timeout=Duration.seconds(5),
-            environment={"PARTNERS_TABLE": partners_table.table_name},
+            environment={Env.PARTNERS_TABLE: partners_table.table_name},
         )
 
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=removal_policy)
@@ -169,13 +174,12 @@ class Lookup(Construct):
             results_cache_ttl=authorizer_cache,
         )
         integration = apigw.LambdaIntegration(self.function, allow_test_invoke=False)
-        v1 = self.api.root.add_resource("v1")
-        user_segments = v1.add_resource("users").add_resource("{uid}").add_resource("segments")
-        for resource, method in (
-            (user_segments, "GET"),
-            (v1.add_resource("lookup"), "POST"),
-            (v1.add_resource("segments"), "GET"),
-        ):
+        # Resources first, then their methods: the order the deployment's hash is taken in.
+        partner_routes = [
+            (self.api.root.resource_for_path(route), method)
+            for route, method in ((routes.USER_SEGMENTS, "GET"), (routes.LOOKUP, "POST"), (routes.SEGMENTS, "GET"))
+        ]
+        for resource, method in partner_routes:
             # The API key (the authorizer's usageIdentifierKey) puts the call in the partner's plan.
             guarded = resource.add_method(method, integration, authorizer=self.authorizer, api_key_required=True)
             acknowledge(
@@ -184,7 +188,7 @@ class Lookup(Construct):
                 "Partners are ad platforms calling server to server with a bearer key that the "
                 "partner-key Lambda authorizer checks; there are no Cognito users.",
             )
-        openapi = v1.add_resource("openapi.json").add_method(
+        openapi = self.api.root.resource_for_path(routes.OPENAPI).add_method(
             "GET", integration, authorization_type=apigw.AuthorizationType.NONE
         )
         for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):

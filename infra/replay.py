@@ -12,6 +12,7 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from functions.core.config import Env
 from infra.dead_letters import alarm_on_messages, dead_letter_queue
 from infra.lambda_layer import LambdaPackaging
 
@@ -48,7 +49,7 @@ class Replay(Construct):
             description="DMP replay: writes the hits deferred to the fallback queue, each exactly once",
             memory_size=256,
             timeout=TIMEOUT,
-            environment={"EVENTS_TABLE": events_table_name},
+            environment={Env.EVENTS_TABLE: events_table_name},
         )
         # Partial batch responses: one bad message is retried alone, not its whole batch.
         self.function.add_event_source(

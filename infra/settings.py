@@ -39,6 +39,8 @@ class DeploySettings:
     authorizer_cache_seconds: int
     data_provider_id: str
     data_provider_name: str
+    openrtb_segtax: int
+    catalog_refresh_seconds: int
     segments_dir: Path
     cloudfront_price_class: str
 
@@ -74,6 +76,10 @@ class DeploySettings:
             authorizer_cache_seconds=get("authorizer_cache_seconds", _integer(0, 3600)),
             data_provider_id=get("data_provider_id", _matching(re.compile(r"^\S{1,64}$"), "1-64 non-blank chars")),
             data_provider_name=get("data_provider_name", _matching(re.compile(r"^.{1,200}$"), "1-200 chars")),
+            # The IAB segment taxonomy id of OpenRTB answers (`ext.segtax`); 0 leaves it out.
+            openrtb_segtax=get("openrtb_segtax", _integer(0, 1_000_000)),
+            # How often a warm lookup checks for a new build (answers' max-age follows it).
+            catalog_refresh_seconds=get("catalog_refresh_seconds", _integer(1, 3600)),
             segments_dir=segments_dir if segments_dir.is_absolute() else root / segments_dir,
             cloudfront_price_class=get("cloudfront_price_class", _price_class),
         )

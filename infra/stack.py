@@ -85,6 +85,8 @@ class DmpStack(Stack):
             stage_name=settings.stage,
             data_provider_id=settings.data_provider_id,
             data_provider_name=settings.data_provider_name,
+            openrtb_segtax=settings.openrtb_segtax,
+            catalog_refresh_seconds=settings.catalog_refresh_seconds,
             authorizer_cache=Duration.seconds(settings.authorizer_cache_seconds),
             log_retention=LOG_RETENTION,
             removal_policy=removal_policy,

@@ -15,8 +15,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
+from functions.core.layout import DEFINITIONS_PREFIX
 from functions.core.segments import DefinitionErrors, SegmentDefinition, load_definitions
-from functions.core.tables import CATALOG, DEFINITIONS_PREFIX, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
+from functions.core.tables import CATALOG, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
 from infra.compliance import acknowledge, arn_in_findings
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")

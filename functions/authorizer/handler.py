@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.core.config import Settings
 from functions.core.partners import bearer_key, key_hash, same_hash, usage_key
-from functions.core.storage import PartnerStore
+from functions.core.storage.partners import PartnerStore
 
 settings = Settings.from_env(require=("partners_table",))
 logger = Logger(service="authorizer")
@@ -42,14 +42,14 @@ def authorize(token: str | None, method_arn: str) -> dict[str, Any]:
     presented = key_hash(key)
     partner = partners.get(presented)
     arn = event.parsed_arn
-    granted = partner is not None and partner["revoked_at"] is None and same_hash(partner["key_hash"], presented)
+    granted = partner is not None and partner.active and same_hash(partner.key_hash, presented)
     policy = APIGatewayAuthorizerResponse(
-        principal_id=partner["name"] if granted and partner else "anonymous",
+        principal_id=partner.name if granted and partner else "anonymous",
         region=arn.region,
         aws_account_id=arn.aws_account_id,
         api_id=arn.api_id,
         stage=arn.stage,
-        context={"partner": partner["name"]} if granted and partner else None,
+        context={"partner": partner.name} if granted and partner else None,
         usage_identifier_key=usage_key(presented) if granted else None,
         partition=arn.partition,
     )

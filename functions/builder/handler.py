@@ -2,10 +2,8 @@
 build (see build.py).
 
 In AWS a Step Functions state machine, started by the schedule, calls this function
-once per stage — `{"stage": "plan", "time": ...}`, then `{"stage": "shard", "build_id",
-"shard"}` for every shard in parallel, then `{"stage": "publish", "build_id"}`. An event
-without a stage (a scheduled event sent straight here, or a manual `{"at": ...}`) runs
-all three stages in this invocation, as `dmp build` does."""
+once per stage (stages.py): plan, then every shard in parallel, then publish. An event
+without a stage runs all three in this invocation, as `dmp build` does."""
 
 from __future__ import annotations
 
@@ -17,21 +15,32 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.builder.build import Builder, build_id_for, build_time_now, parse_time
+from functions.builder.build import build
+from functions.builder.plan import build_id_for, build_time_now, is_published, load_plan, plan_build
+from functions.builder.publish import PublishResult, publish, republish
+from functions.builder.shard import run_shard
+from functions.builder.stages import (
+    BuildAnswer,
+    PlanAnswer,
+    PlanStage,
+    ShardAnswer,
+    ShardStage,
+    StageEvent,
+)
+from functions.builder.stores import BuildStores
 from functions.core.config import Settings
 from functions.core.segments import DefinitionErrors
-from functions.core.storage import CatalogStore, EventStore, MembershipStore, SegmentsBucket
+from functions.core.times import parse_time
 
 settings = Settings.from_env(require=("events_table", "membership_table", "catalog_table", "bucket"))
 logger = Logger(service="builder")
 metrics = Metrics(service="builder")
 tracer = Tracer(service="builder")
-
-builder = Builder(
-    EventStore(settings.events_table),
-    MembershipStore(settings.membership_table),
-    SegmentsBucket(settings.bucket),
-    CatalogStore(settings.catalog_table),
+stores = BuildStores.connect(
+    events_table=settings.events_table,
+    membership_table=settings.membership_table,
+    bucket=settings.bucket,
+    catalog_table=settings.catalog_table,
 )
 
 
@@ -50,49 +59,53 @@ def _count(name: str, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-def _plan(event: dict[str, Any]) -> dict[str, Any]:
-    moment = evaluation_time(event)
+def _plan(stage: PlanStage) -> PlanAnswer:
+    moment = parse_time(stage.time)
     build_id = build_id_for(moment)
-    if builder.is_published(build_id):
-        # Its catalog item is rewritten all the same, in case the publish failed after latest.json.
-        builder.publish_catalog(build_id)
+    if is_published(stores.bucket, build_id):
+        republish(build_id, stores)
         logger.info("build already published; nothing to do", build_id=build_id)
         _count("builds_repeated")
-        return {"build_id": build_id, "skip": True, "shards": []}
-    plan = builder.plan(moment, int(event.get("shards", settings.build_shards)))
+        return PlanAnswer(build_id=build_id, skip=True, shards=[])
+    plan = plan_build(stores.bucket, moment, stage.shards or settings.build_shards)
     _count("builds_planned")
-    return {"build_id": plan.build_id, "skip": False, "shards": list(range(plan.shards))}
+    return PlanAnswer(build_id=plan.build_id, skip=False, shards=list(range(plan.shards)))
 
 
-def _shard(event: dict[str, Any]) -> dict[str, Any]:
-    result = builder.run_shard(builder.load_plan(str(event["build_id"])), int(event["shard"]))
+def _shard(stage: ShardStage) -> ShardAnswer:
+    plan = load_plan(stores.bucket, stage.build_id)
+    result = run_shard(plan, stage.shard, events=stores.events, bucket=stores.bucket)
     _count("shard_items_scanned", result.items_scanned)
-    return {"build_id": event["build_id"], "shard": result.shard, "visitors": result.visitors_scanned}
+    return ShardAnswer(build_id=stage.build_id, shard=result.shard, visitors=result.visitors_scanned)
 
 
-def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    _count("builds_published", 1 if manifest.get("published") else 0)
-    _count("membership_changes", manifest.get("membership_changes", 0))
-    sizes = {s["id"]: s["size"] for s in manifest["segments"]}
-    logger.info("build finished", build_id=manifest["build_id"], sizes=sizes, published=manifest.get("published"))
-    return {"build_id": manifest["build_id"], "evaluated_at": manifest["evaluated_at"], "sizes": sizes}
+def _summary(result: PublishResult) -> BuildAnswer:
+    manifest = result.manifest
+    _count("builds_published", 1 if result.published else 0)
+    _count("membership_changes", result.membership_changes or 0)
+    sizes = {s.id: s.size for s in manifest.segments}
+    logger.info("build finished", build_id=manifest.build_id, sizes=sizes, published=result.published)
+    return BuildAnswer(build_id=manifest.build_id, evaluated_at=manifest.evaluated_at, sizes=sizes)
+
+
+def run(event: dict[str, Any]) -> PlanAnswer | ShardAnswer | BuildAnswer:
+    if "stage" not in event:
+        shards = int(event.get("shards", settings.build_shards))
+        return _summary(build(stores, evaluation_time(event), shards))
+    stage = StageEvent.validate_python(event)
+    if isinstance(stage, PlanStage):
+        return _plan(stage)
+    if isinstance(stage, ShardStage):
+        return _shard(stage)
+    return _summary(publish(load_plan(stores.bucket, stage.build_id), stores))
 
 
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    stage = event.get("stage")
     try:
-        if stage == "plan":
-            return _plan(event)
-        if stage == "shard":
-            return _shard(event)
-        if stage == "publish":
-            return _summary(builder.publish(builder.load_plan(str(event["build_id"]))))
-        if stage is not None:
-            raise ValueError(f"unknown build stage {stage!r}")
-        return _summary(builder.build(evaluation_time(event), int(event.get("shards", settings.build_shards))))
+        return run(event).model_dump()
     except DefinitionErrors as errors:
         logger.error("segment definitions are invalid; the published build is unchanged", problems=str(errors))
         _count("builds_refused")

@@ -10,6 +10,29 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from functions.core.times import DAY_SECONDS
+
+
+class Env:
+    """The functions' environment variables, named once: the CDK constructs and the local
+    stack set them, `Settings.from_env` reads them."""
+
+    EVENTS_TABLE = "EVENTS_TABLE"
+    MEMBERSHIP_TABLE = "MEMBERSHIP_TABLE"
+    PARTNERS_TABLE = "PARTNERS_TABLE"
+    CATALOG_TABLE = "CATALOG_TABLE"
+    SEGMENTS_BUCKET = "SEGMENTS_BUCKET"
+    FALLBACK_QUEUE_URL = "FALLBACK_QUEUE_URL"
+    RETENTION_DAYS = "RETENTION_DAYS"
+    TCF_VENDOR_ID = "TCF_VENDOR_ID"
+    CORS_ORIGINS = "CORS_ORIGINS"
+    DATA_PROVIDER_ID = "DATA_PROVIDER_ID"
+    DATA_PROVIDER_NAME = "DATA_PROVIDER_NAME"
+    OPENRTB_SEGTAX = "OPENRTB_SEGTAX"
+    CATALOG_REFRESH_SECONDS = "CATALOG_REFRESH_SECONDS"
+    BUILD_SHARDS = "BUILD_SHARDS"
+    ORIGIN_VERIFY_SECRET = "ORIGIN_VERIFY_SECRET"
+
 
 def initialised_ahead_of_requests(env: Mapping[str, str] | None = None) -> bool:
     """Whether Lambda initialises this container before any request waits on it
@@ -58,28 +81,29 @@ class Settings:
 
     @property
     def retention_seconds(self) -> int:
-        return self.retention_days * 86_400
+        return self.retention_days * DAY_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, require: tuple[str, ...] = ()) -> Settings:
         env = os.environ if env is None else env
-        segtax = env.get("OPENRTB_SEGTAX")
+        segtax = _int(env, Env.OPENRTB_SEGTAX, 0)
         settings = cls(
-            events_table=env.get("EVENTS_TABLE", ""),
-            membership_table=env.get("MEMBERSHIP_TABLE", ""),
-            partners_table=env.get("PARTNERS_TABLE", ""),
-            catalog_table=env.get("CATALOG_TABLE", ""),
-            bucket=env.get("SEGMENTS_BUCKET", ""),
-            fallback_queue_url=env.get("FALLBACK_QUEUE_URL", ""),
-            retention_days=_int(env, "RETENTION_DAYS", 90, minimum=1),
-            tcf_vendor_id=_int(env, "TCF_VENDOR_ID", 0),
-            cors_origins=tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
-            data_provider_id=env.get("DATA_PROVIDER_ID", "dmp"),
-            data_provider_name=env.get("DATA_PROVIDER_NAME", "DMP"),
-            segtax=int(segtax) if segtax else None,
-            catalog_refresh_seconds=_int(env, "CATALOG_REFRESH_SECONDS", 30),
-            build_shards=_int(env, "BUILD_SHARDS", 4, minimum=1),
-            origin_verify_secret=env.get("ORIGIN_VERIFY_SECRET", ""),
+            events_table=env.get(Env.EVENTS_TABLE, ""),
+            membership_table=env.get(Env.MEMBERSHIP_TABLE, ""),
+            partners_table=env.get(Env.PARTNERS_TABLE, ""),
+            catalog_table=env.get(Env.CATALOG_TABLE, ""),
+            bucket=env.get(Env.SEGMENTS_BUCKET, ""),
+            fallback_queue_url=env.get(Env.FALLBACK_QUEUE_URL, ""),
+            retention_days=_int(env, Env.RETENTION_DAYS, 90, minimum=1),
+            tcf_vendor_id=_int(env, Env.TCF_VENDOR_ID, 0),
+            cors_origins=tuple(o.strip() for o in env.get(Env.CORS_ORIGINS, "").split(",") if o.strip()),
+            data_provider_id=env.get(Env.DATA_PROVIDER_ID, "dmp"),
+            data_provider_name=env.get(Env.DATA_PROVIDER_NAME, "DMP"),
+            # 0 or unset: no `ext.segtax` in OpenRTB answers (IAB taxonomy ids start at 1).
+            segtax=segtax or None,
+            catalog_refresh_seconds=_int(env, Env.CATALOG_REFRESH_SECONDS, 30),
+            build_shards=_int(env, Env.BUILD_SHARDS, 4, minimum=1),
+            origin_verify_secret=env.get(Env.ORIGIN_VERIFY_SECRET, ""),
         )
         missing = [name for name in require if not getattr(settings, name)]
         if missing:

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, get_args
+
+from functions.core.identity import VISITOR_ID_CHARS, is_visitor_id
 
 EVENT_NAME = re.compile(r"[a-z0-9_]{1,40}")
 PROP_NAME = EVENT_NAME
-VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 MAX_CLIENT_EVENT_ID = 64
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -24,7 +25,9 @@ MAX_URL = 2048
 MAX_PROPS = 20
 MAX_PROP_VALUE = 256
 MAX_GEO = 64
-DEVICE_TYPES = ("desktop", "mobile", "tablet")
+# The device of a hit, from its user agent; segment rules name the same three.
+DeviceType = Literal["desktop", "mobile", "tablet"]
+DEVICE_TYPES: tuple[DeviceType, ...] = get_args(DeviceType)
 DEFAULT_EVENT = "page_view"
 
 
@@ -57,15 +60,6 @@ class TrackedEvent:
     geo: Geo = Geo()
     device: str | None = None
     client_ts_ms: int | None = None
-
-
-def is_visitor_id(value: object) -> bool:
-    return isinstance(value, str) and VISITOR_ID.fullmatch(value) is not None
-
-
-def new_visitor_id() -> str:
-    """A random 128-bit visitor id (32 hex characters)."""
-    return secrets.token_hex(16)
 
 
 def event_id_for(ts_ms: int, client_event_id: str | None) -> str:
@@ -120,7 +114,7 @@ def validate_event(
 ) -> TrackedEvent:
     """Check every limit of the contract and return the event to store."""
     if not is_visitor_id(visitor_id):
-        raise InvalidEvent("invalid_uid", "visitor id must match [A-Za-z0-9_-]{8,64}")
+        raise InvalidEvent("invalid_uid", f"visitor id must match {VISITOR_ID_CHARS}")
     if name is None or name == "":
         name = DEFAULT_EVENT
     if not isinstance(name, str) or EVENT_NAME.fullmatch(name) is None:
@@ -163,7 +157,7 @@ def validate_props(props: object) -> dict[str, str]:
 
 
 @lru_cache(maxsize=4096)
-def device_type(user_agent: str | None) -> str | None:
+def device_type(user_agent: str | None) -> DeviceType | None:
     """desktop, mobile or tablet from the User-Agent, by the maintained ua-parser rules
     (user-agents-ng); None when there is none or it is none of the three (a TV, a console).
 

@@ -11,7 +11,10 @@ import re
 import secrets
 
 KEY_PREFIX = "dmp_"
-PARTNER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+PARTNER_NAME_CHARS = r"[a-z0-9][a-z0-9_-]{0,63}"
+PARTNER_NAME = re.compile(PARTNER_NAME_CHARS)
+# The same, anchored, for pydantic fields (segment destinations).
+PARTNER_NAME_PATTERN = f"^{PARTNER_NAME_CHARS}$"
 
 
 def new_key() -> str:

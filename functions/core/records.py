@@ -1,8 +1,9 @@
 """What the builder reads back from the events table: plain records, no validation
-(they were validated when stored)."""
+(they were validated when stored), grouped into one history per visitor."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -41,3 +42,21 @@ class VisitorHistory:
     visitor_id: str
     events: list[EventRecord] = field(default_factory=list)
     traits: list[TraitRecord] = field(default_factory=list)
+
+
+def group_by_visitor(records: Iterable[tuple[str, EventRecord | TraitRecord]]) -> Iterator[VisitorHistory]:
+    """Histories from (visitor_id, record) pairs in scan order, holding one visitor at a
+    time. DynamoDB keeps the items of a partition key together (an item collection) and a
+    scan returns them one after the other, so a visitor is complete when the next starts."""
+    current: VisitorHistory | None = None
+    for visitor_id, record in records:
+        if current is None or current.visitor_id != visitor_id:
+            if current is not None:
+                yield current
+            current = VisitorHistory(visitor_id)
+        if isinstance(record, EventRecord):
+            current.events.append(record)
+        else:
+            current.traits.append(record)
+    if current is not None:
+        yield current

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -25,10 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from functions.core.hits import as_text
+from functions.core.hits import DeviceType, as_text
+from functions.core.partners import PARTNER_NAME_PATTERN
 
 SEGMENT_ID = r"^[a-z0-9-]{1,64}$"
-PARTNER_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 EVENT_NAME = r"^[a-z0-9_]{1,40}$"
 RULE_KINDS = ("all", "any", "not", "event", "visits", "geo", "trait", "device", "first_seen", "last_seen")
 
@@ -129,7 +129,7 @@ class TraitFilter(_Strict):
 
 
 class DeviceFilter(_Strict):
-    type: Literal["desktop", "mobile", "tablet"]
+    type: DeviceType
 
 
 class SeenFilter(_Strict):
@@ -207,7 +207,7 @@ class SegmentDefinition(_Strict):
     id: Annotated[str, Field(pattern=SEGMENT_ID)]
     name: Annotated[str, Field(min_length=1, max_length=200)]
     description: Annotated[str, Field(max_length=2000)] = ""
-    destinations: list[Annotated[str, Field(pattern=PARTNER_NAME)]] = []
+    destinations: list[Annotated[str, Field(pattern=PARTNER_NAME_PATTERN)]] = []
     rule: Rule
 
 

@@ -41,16 +41,3 @@ CATALOG = TableDefinition("CatalogTable", partition_key="name")
 CATALOG_ITEM_NAME = "latest"
 
 ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS, CATALOG)
-
-# S3 layout of the segments bucket (the public contract of DESIGN.md).
-DEFINITIONS_PREFIX = "segments/"
-BUILDS_PREFIX = "builds/"
-LATEST_KEY = "latest.json"
-
-
-def manifest_key(build_id: str) -> str:
-    return f"{BUILDS_PREFIX}{build_id}/manifest.json"
-
-
-def part_key(build_id: str, segment_id: str, shard: int) -> str:
-    return f"{BUILDS_PREFIX}{build_id}/segments/{segment_id}/part-{shard:05d}.csv.gz"

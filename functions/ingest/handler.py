@@ -19,7 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.core.config import Settings, initialised_ahead_of_requests
 from functions.core.hits import load_user_agent_rules
-from functions.core.storage import EventStore, FallbackQueue
+from functions.core.storage.events import EventStore
+from functions.core.storage.fallback import FallbackQueue
 from functions.ingest import logic
 
 settings = Settings.from_env(require=("events_table", "fallback_queue_url"))
@@ -153,15 +154,17 @@ def _raw_body() -> bytes:
     return body.encode("utf-8", errors="surrogatepass")
 
 
+@app.exception_handler(logic.BadRequest)
+def _bad_request(error: logic.BadRequest) -> Response:
+    """A `/collect` body that cannot be read at all: 400 or 413, counted by reason."""
+    _count(f"rejected_{error.code}")
+    return _json_error(error.status, error.code, str(error))
+
+
 @app.post("/collect")
 def collect() -> Response:
-    try:
-        request = _request()
-        document = logic.read_collect_body(_raw_body())
-        outcome = logic.collect(request, document, settings.tcf_vendor_id)
-    except logic.BadRequest as error:
-        _count(f"rejected_{error.code}")
-        return _json_error(error.status, error.code, str(error))
+    request = _request()
+    outcome = logic.collect(request, logic.read_collect_body(_raw_body()), settings.tcf_vendor_id)
     _record(outcome)
     if outcome.events:
         written, unwritten = events.put_many(outcome.events, settings.retention_seconds)

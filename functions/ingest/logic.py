@@ -17,10 +17,9 @@ from functions.core.hits import (
     clean_geo_value,
     device_type,
     is_bot,
-    is_visitor_id,
-    new_visitor_id,
     validate_event,
 )
+from functions.core.identity import is_visitor_id, new_visitor_id
 from functions.core.tcf import InvalidTCString, decode_core
 
 GIF = (

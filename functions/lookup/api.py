@@ -20,10 +20,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.lookup import answers, errors
+from functions.core.identity import VISITOR_ID_PATTERN
+from functions.lookup import answers, errors, routes
 from functions.lookup.catalog import Catalog
 from functions.lookup.models import (
-    VISITOR_ID_PATTERN,
     AnswerFormat,
     CatalogAnswer,
     CatalogEntry,
@@ -147,7 +147,7 @@ def create_api(
         )
 
     @app.get(
-        "/v1/users/<uid>/segments",
+        routes.resolver_path(routes.USER_SEGMENTS),
         summary="Segments of one visitor",
         description="An unknown visitor has no segments (200 with `[]`). `format=openrtb` answers with "
         "OpenRTB 2.x `user.data` objects, ready to pass on in a bid request.",
@@ -169,7 +169,7 @@ def create_api(
         return answer(answers.user_segments(catalog, name, uid, segment_ids), "user")
 
     @app.post(
-        "/v1/lookup",
+        routes.LOOKUP,
         summary="Segments of up to 100 visitors",
         description="One result per uid, in request order; unknown visitors have no segments.",
         responses=_partner_responses(
@@ -184,7 +184,7 @@ def create_api(
         return answer(answers.batch(catalog, name, request.uids, found), "batch")
 
     @app.get(
-        "/v1/segments",
+        routes.SEGMENTS,
         summary="Segments this partner may see",
         description="The segments of the published build whose destinations name the partner.",
         responses=_partner_responses("The partner's segments"),
@@ -207,7 +207,7 @@ def create_api(
         return answer(CatalogAnswer(segments=entries), "catalog")
 
     @app.get(
-        "/v1/openapi.json",
+        routes.OPENAPI,
         summary="This document",
         description="Public: no partner key needed.",
         responses={200: {"description": "The OpenAPI document of this API"}},

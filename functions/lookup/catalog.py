@@ -14,9 +14,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from functions.core.storage import CatalogStore, SegmentsBucket
+if TYPE_CHECKING:
+    from functions.core.documents import LatestPointer, Manifest
+    from functions.core.storage.catalog import StoredCatalog
+
+
+class CatalogItem(Protocol):
+    """The catalog table (CatalogStore)."""
+
+    def get(self) -> StoredCatalog | None: ...
+
+
+class PublishedBuilds(Protocol):
+    """The segments bucket's published builds (SegmentsBucket)."""
+
+    def manifest_at(self, key: str) -> Manifest: ...
+
+    def latest_if_changed(self, etag: str | None) -> tuple[bool, str | None, LatestPointer | None]: ...
 
 
 @dataclass(frozen=True)
@@ -35,19 +51,19 @@ class Catalog:
     segments: dict[str, CatalogSegment] = field(default_factory=dict)
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> Catalog:
+    def from_manifest(cls, manifest: Manifest) -> Catalog:
         return cls(
-            build_id=manifest["build_id"],
-            evaluated_at=manifest["evaluated_at"],
+            build_id=manifest.build_id,
+            evaluated_at=manifest.evaluated_at,
             segments={
-                s["id"]: CatalogSegment(
-                    id=s["id"],
-                    name=s.get("name", s["id"]),
-                    description=s.get("description", ""),
-                    size=int(s["size"]),
-                    destinations=frozenset(s.get("destinations", [])),
+                s.id: CatalogSegment(
+                    id=s.id,
+                    name=s.name,
+                    description=s.description,
+                    size=s.size,
+                    destinations=frozenset(s.destinations),
                 )
-                for s in manifest["segments"]
+                for s in manifest.segments
             },
         )
 
@@ -67,8 +83,8 @@ class CatalogCache:
 
     def __init__(
         self,
-        store: CatalogStore,
-        bucket: SegmentsBucket,
+        store: CatalogItem,
+        bucket: PublishedBuilds,
         refresh_seconds: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -89,13 +105,10 @@ class CatalogCache:
         if stored is None:
             self._follow_latest_json()
         elif stored.build_id != self._catalog.build_id:
-            segments = stored.segments()
-            if segments is None:
-                self._catalog = Catalog.from_manifest(self._bucket.get_json(stored.manifest_key))
-            else:
-                self._catalog = Catalog.from_manifest(
-                    {"build_id": stored.build_id, "evaluated_at": stored.evaluated_at, "segments": segments}
-                )
+            manifest = stored.manifest()
+            if manifest is None:
+                manifest = self._bucket.manifest_at(stored.manifest_key)
+            self._catalog = Catalog.from_manifest(manifest)
             # Not from latest.json: were the item to go, it is read afresh, not compared.
             self._etag = None
         return self._catalog
@@ -103,5 +116,5 @@ class CatalogCache:
     def _follow_latest_json(self) -> None:
         changed, etag, latest = self._bucket.latest_if_changed(self._etag)
         if changed:
-            self._catalog = Catalog.from_manifest(self._bucket.get_json(latest["manifest"])) if latest else Catalog()
+            self._catalog = Catalog.from_manifest(self._bucket.manifest_at(latest.manifest)) if latest else Catalog()
             self._etag = etag

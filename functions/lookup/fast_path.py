@@ -12,12 +12,12 @@ any request both give byte-identical answers."""
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.lookup import answers
+from functions.lookup.routes import USER_SEGMENTS_PATH
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from functions.core.config import Settings
     from functions.lookup.api import Catalogs, VisitorSegments
 
-# The route with the contract's visitor id (DESIGN.md); anything else goes to the API.
-_USER_PATH = re.compile(r"/v1/users/([A-Za-z0-9_-]{8,64})/segments")
 _FORMATS = frozenset({"json", "openrtb"})
 
 
@@ -37,7 +35,7 @@ def answer(
     if event.get("httpMethod") != "GET":
         return None
     path = event.get("path")
-    match = _USER_PATH.fullmatch(path) if isinstance(path, str) else None
+    match = USER_SEGMENTS_PATH.fullmatch(path) if isinstance(path, str) else None
     if match is None:
         return None
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}

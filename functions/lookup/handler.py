@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 
 from functions.core.config import Settings, initialised_ahead_of_requests
-from functions.core.storage import CatalogStore, MembershipStore, SegmentsBucket
+from functions.core.storage.bucket import SegmentsBucket
+from functions.core.storage.catalog import CatalogStore
+from functions.core.storage.membership import MembershipStore
 from functions.lookup import fast_path
 from functions.lookup.catalog import CatalogCache
 

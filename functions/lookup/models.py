@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-# The contract's visitor id (DESIGN.md), as the JSON Schema pattern the document shows.
-VISITOR_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+from functions.core.identity import VISITOR_ID_PATTERN
+
 VisitorId = Annotated[str, Field(pattern=VISITOR_ID_PATTERN, description="visitor id (cookie dmp_uid or uid)")]
 AnswerFormat = Literal["json", "openrtb"]
 

@@ -1,9 +1,9 @@
 """Replay: writes the hits the ingest function deferred to the fallback queue when
 DynamoDB would not take them. Triggered by SQS; each message is one deferred request.
 
-Every accepted hit ends up stored exactly once: an item keyed by a client event id is
-written only if absent, and any other item has a unique key chosen at ingest, so a
-message delivered twice writes the same item twice. A message that fails is reported
+Every accepted hit ends up stored exactly once: each deferred item carries the key chosen
+at ingest (`eid:<client event id>`, or a unique one), so a message delivered twice writes
+the same item onto itself, and a repeat is counted as a duplicate. A message that fails is reported
 back to SQS alone (partial batch response) and retried, then dead-lettered."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.core.config import Settings
-from functions.core.storage import EventStore
+from functions.core.storage.events import EventStore
 from functions.replay.logic import replay_message
 
 settings = Settings.from_env(require=("events_table",))

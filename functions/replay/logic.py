@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from functions.core.storage import EventStore, deferred_items
+from typing import Any, Protocol
+
+from functions.core.storage.fallback import deferred_items
 
 
-def replay_message(body: str, store: EventStore) -> tuple[int, int]:
+class HitStore(Protocol):
+    """The events table as replay writes it (EventStore)."""
+
+    def put_item(self, item: dict[str, Any]) -> bool: ...
+
+
+def replay_message(body: str, store: HitStore) -> tuple[int, int]:
     """(written, already stored) for one fallback message."""
     written = duplicates = 0
     for item in deferred_items(body):

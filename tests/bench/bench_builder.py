@@ -31,8 +31,9 @@ from collections.abc import Callable
 from typing import Any
 
 from functions.core.engine import compile_segments, evaluate
+from functions.core.records import group_by_visitor
 from tests.reference import duckdb_reference as reference
-from tests.reference.population import Population, generate, group_by_visitor
+from tests.reference.population import Population, generate
 
 VISITORS = 100_000
 EVENTS_PER_VISITOR = 10.6  # about 1 M events for 100 k visitors (some visitors have none)

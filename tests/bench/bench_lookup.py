@@ -48,7 +48,10 @@ def run(repeat: int = 300) -> dict[str, float]:
         import boto3
 
         from dmp.local import create_table
-        from functions.core.storage import CatalogStore, Membership, MembershipStore, SegmentsBucket
+        from functions.core.documents import Manifest
+        from functions.core.storage.bucket import SegmentsBucket
+        from functions.core.storage.catalog import CatalogStore
+        from functions.core.storage.membership import Membership, MembershipStore
         from functions.core.tables import CATALOG, MEMBERSHIP
 
         handler_module = importlib.reload(importlib.import_module("functions.lookup.handler"))
@@ -66,11 +69,11 @@ def run(repeat: int = 300) -> dict[str, float]:
                 for s in segments
             ],
         }
-        bucket.put_json("builds/20261128T100000Z/manifest.json", manifest)
-        latest = {"build_id": "20261128T100000Z", "manifest": "builds/20261128T100000Z/manifest.json"}
-        bucket.put_json("latest.json", latest)
+        published = Manifest.from_json(manifest)
+        bucket.put_manifest(published)
+        bucket.put_latest(published.build_id)
         # As a publish leaves it: the lookup reads the catalog from this item, not from S3.
-        assert CatalogStore(ENV["CATALOG_TABLE"], client).put(latest, manifest)
+        assert CatalogStore(ENV["CATALOG_TABLE"], client).put(published)
         MembershipStore(ENV["MEMBERSHIP_TABLE"], client).apply(
             dict.fromkeys(VISITORS, Membership(frozenset(segments[:3]))), "20261128T100000Z"
         )
@@ -136,7 +139,9 @@ def seed(endpoint: str, item: dict[str, Any], manifest: dict[str, Any]) -> None:
     import boto3
 
     from dmp.local import create_table
-    from functions.core.storage import CatalogStore, SegmentsBucket
+    from functions.core.documents import Manifest
+    from functions.core.storage.bucket import SegmentsBucket
+    from functions.core.storage.catalog import CatalogStore
     from functions.core.tables import CATALOG, MEMBERSHIP
 
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint)
@@ -145,9 +150,8 @@ def seed(endpoint: str, item: dict[str, Any], manifest: dict[str, Any]) -> None:
     s3 = boto3.client("s3", endpoint_url=endpoint)
     s3.create_bucket(Bucket=ENV["SEGMENTS_BUCKET"])
     bucket = SegmentsBucket(ENV["SEGMENTS_BUCKET"], s3)
-    manifest_key = f"builds/{manifest['build_id']}/manifest.json"
-    bucket.put_json(manifest_key, manifest)
-    latest = {"build_id": manifest["build_id"], "manifest": manifest_key}
-    bucket.put_json("latest.json", latest)
+    published = Manifest.from_json(manifest)
+    bucket.put_manifest(published)
+    bucket.put_latest(published.build_id)
     create_table(dynamodb, CATALOG, ENV["CATALOG_TABLE"])
-    assert CatalogStore(ENV["CATALOG_TABLE"], dynamodb).put(latest, manifest)
+    assert CatalogStore(ENV["CATALOG_TABLE"], dynamodb).put(published)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from functions.core.times import DAY_MS, DAY_SECONDS
 from tests.bench.common import BASE_ENV, RequestCounter
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -38,7 +39,7 @@ class GeneratedEvents:
             visitor_id = f"visitor-{number:09d}"
             country, region, city = CITIES[number % len(CITIES)]
             for index in range(self.events_per_visitor):
-                ts = NOW_MS - rng.randrange(0, 40 * 86_400_000)
+                ts = NOW_MS - rng.randrange(0, 40 * DAY_MS)
                 yield {
                     "visitor_id": {"S": visitor_id},
                     "event_id": {"S": f"{ts:013d}:{index:04x}"},
@@ -49,14 +50,22 @@ class GeneratedEvents:
                     "region": {"S": region},
                     "city": {"S": city},
                     "device": {"S": "mobile" if number % 3 else "desktop"},
-                    "expires_at": {"N": str(ts // 1000 + 90 * 86_400)},
+                    "expires_at": {"N": str(ts // 1000 + 90 * DAY_SECONDS)},
                 }
 
+    def scan_records(self, segment: int = 0, total_segments: int = 1) -> Iterator[tuple[str, Any]]:
+        """As EventStore reads the items back: the production conversion, measured too."""
+        from functions.core.storage.events import record_from_item
 
-def _peak_bytes(builder: Any, plan: Any) -> int:
+        return map(record_from_item, self.scan(segment, total_segments))
+
+
+def _peak_bytes(events: GeneratedEvents, bucket: Any, plan: Any) -> int:
+    from functions.builder.shard import run_shard
+
     tracemalloc.start()
     try:
-        builder.run_shard(plan, 0)
+        run_shard(plan, 0, events=events, bucket=bucket)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -71,21 +80,20 @@ def run() -> dict[str, float]:
         import boto3
 
         from dmp.local import create_resources
-        from functions.builder.build import Builder, BuildPlan
+        from functions.builder.build import build
+        from functions.builder.plan import BuildPlan
         from functions.core.segments import load_definitions
-        from functions.core.storage import CatalogStore, EventStore, MembershipStore, SegmentsBucket
+        from functions.core.storage.events import EventStore
         from tests.conftest import SEGMENTS_DIR
 
         target = create_resources(None, region="us-east-1")
         definitions = tuple(load_definitions({str(p): p.read_text() for p in SEGMENTS_DIR.glob("*.yaml")}))
         plan = BuildPlan("20261128T100000Z", NOW, 1, definitions)
-        bucket = SegmentsBucket(target.bucket)
-        membership = MembershipStore(target.membership_table)
-        small = Builder(GeneratedEvents(10_000, 10), membership, bucket, None)  # type: ignore[arg-type]
-        large = Builder(GeneratedEvents(40_000, 10), membership, bucket, None)  # type: ignore[arg-type]
-        _peak_bytes(small, plan)  # warm caches and compiled rules out of the measurement
-        one = _peak_bytes(small, plan)
-        four = _peak_bytes(large, plan)
+        stores = target.build_stores()
+        small, large = GeneratedEvents(10_000, 10), GeneratedEvents(40_000, 10)
+        _peak_bytes(small, stores.bucket, plan)  # warm caches and compiled rules out of the measurement
+        one = _peak_bytes(small, stores.bucket, plan)
+        four = _peak_bytes(large, stores.bucket, plan)
         results["shard_peak_memory_ratio"] = four / one
         results["shard_peak_memory_mb_4x"] = four / 2**20
 
@@ -93,18 +101,14 @@ def run() -> dict[str, float]:
         events = EventStore(target.events_table)
         for item in GeneratedEvents(300, 5).scan():
             events.client.put_item(TableName=target.events_table, Item=item)
-        builder = Builder(events, membership, bucket, CatalogStore(target.catalog_table))
-        for key in (f"segments/{d.id}.json" for d in definitions):
-            bucket.put_json(
-                key,
-                next(d for d in definitions if key.endswith(f"/{d.id}.json")).model_dump(
-                    mode="json", by_alias=True, exclude_none=True
-                ),
+        for definition in definitions:
+            stores.bucket.put_definition(
+                definition.id, definition.model_dump(mode="json", by_alias=True, exclude_none=True)
             )
-        builder.build(NOW, shards=2)
+        build(stores, NOW, shards=2)
         counter = RequestCounter()
-        counter.attach(membership.client)
-        builder.build(NOW.replace(hour=11), shards=2)
+        counter.attach(stores.membership.client)  # type: ignore[attr-defined]
+        build(stores, NOW.replace(hour=11), shards=2)
         results["rebuild_membership_writes"] = sum(
             1 for call in counter.calls if call in ("BatchWriteItem", "PutItem", "DeleteItem")
         )

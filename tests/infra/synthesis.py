@@ -43,6 +43,8 @@ PROD_CONTEXT = {
     "authorizer_cache_seconds": "120",
     "data_provider_id": "acme-dmp",
     "data_provider_name": "Acme DMP",
+    "openrtb_segtax": "4",
+    "catalog_refresh_seconds": "45",
     # CloudFront's spelling; cdk.json uses CDK's (PRICE_CLASS_100).
     "cloudfront_price_class": "PriceClass_All",
 }

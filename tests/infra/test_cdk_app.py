@@ -132,6 +132,8 @@ def test_unparseable_yaml_stops_synth_naming_the_file(tmp_path: Path) -> None:
         ("stage", "Prod_1"),
         ("cors_origins", "shop.example"),
         ("authorizer_cache_seconds", "7200"),
+        ("openrtb_segtax", "-1"),
+        ("catalog_refresh_seconds", "0"),
         ("cloudfront_price_class", "PriceClass_50"),
     ],
 )

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from functions.core.config import Settings
 from functions.lookup import errors
 from infra.lookup import BURST_LIMIT, PLAN_BURST_LIMIT, PLAN_DAILY_QUOTA, PLAN_RATE_LIMIT, RATE_LIMIT
 from tests.infra.synthesis import Synthesised
@@ -52,6 +53,8 @@ def test_lookup_and_authorizer_functions_are_configured_from_context(prod_stack:
         "SEGMENTS_BUCKET": prod_stack.ref(storage.bucket),
         "DATA_PROVIDER_ID": "acme-dmp",
         "DATA_PROVIDER_NAME": "Acme DMP",
+        "OPENRTB_SEGTAX": "4",
+        "CATALOG_REFRESH_SECONDS": "45",
     }
     authorizer = prod_stack.properties(lookup.authorizer_function)
     assert authorizer["Handler"] == "functions.authorizer.handler.handler"
@@ -196,3 +199,20 @@ def test_the_usage_plan_throttles_and_counts_each_partner_on_the_stage(prod_stac
 def test_the_cli_finds_the_usage_plan_through_an_output(prod_stack: Synthesised) -> None:
     output = prod_stack.template.find_outputs("LookupUsagePlanId")["LookupUsagePlanId"]
     assert output["Value"] == prod_stack.ref(prod_stack.stack.lookup.usage_plan)
+
+
+def test_the_lookup_reads_back_every_setting_the_stack_gives_it(prod_stack: Synthesised) -> None:
+    # GIVEN the lookup function's environment as the template sets it (unresolved refs aside)
+    variables = prod_stack.properties(prod_stack.stack.lookup.function)["Environment"]["Variables"]
+    env = {name: value if isinstance(value, str) else f"<{name}>" for name, value in variables.items()}
+    # WHEN the function reads its settings at cold start
+    settings = Settings.from_env(env, require=("membership_table", "catalog_table", "bucket"))
+    # THEN it finds the context's values under the names the stack wrote them with
+    assert (settings.data_provider_id, settings.data_provider_name) == ("acme-dmp", "Acme DMP")
+    assert (settings.segtax, settings.catalog_refresh_seconds) == (4, 45)
+
+
+def test_a_dev_stack_sends_no_segtax_and_refreshes_every_30_seconds(dev_stack: Synthesised) -> None:
+    variables = dev_stack.properties(dev_stack.stack.lookup.function)["Environment"]["Variables"]
+    settings = Settings.from_env({k: v for k, v in variables.items() if isinstance(v, str)})
+    assert (settings.segtax, settings.catalog_refresh_seconds) == (None, 30)

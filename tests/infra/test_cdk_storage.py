@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Match
 
+from functions.core.layout import DEFINITIONS_PREFIX
 from functions.core.segments import load_definitions
-from functions.core.tables import ALL_TABLES, CATALOG, DEFINITIONS_PREFIX, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
+from functions.core.tables import ALL_TABLES, CATALOG, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
 from infra.storage import read_segment_definitions
 from tests.infra.synthesis import Synthesised
 

@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
-from functions.core.storage import SegmentsBucket
+from functions.core.storage import aws as aws_plumbing
+from functions.core.storage.bucket import SegmentsBucket
+from functions.core.times import DAY_MS
 from tests.conftest import load_event
 
 BUILD_TIME = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)  # the time of events/scheduled_build.json
-DAY_MS = 86_400_000
+
 LONDON = {"cloudfront-viewer-city": "London", "cloudfront-viewer-country": "GB"}
 PARIS = {"cloudfront-viewer-city": "Paris", "cloudfront-viewer-country": "FR"}
 
@@ -67,3 +69,19 @@ def traffic(load_handler: Any, aws: Any, lambda_context: Any) -> dict[str, str]:
     hit(ingest, lambda_context, visitors["paris"], now - 3 * DAY_MS, "https://shop.example/blog", PARIS)
     push_definitions(aws.bucket)
     return visitors
+
+
+@pytest.fixture
+def s3_clients_created(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every S3 client the storage adapters create from now on."""
+    created: list[Any] = []
+    make = aws_plumbing.create_client
+
+    def counting(service: str) -> Any:
+        client = make(service)
+        if service == "s3":
+            created.append(client)
+        return client
+
+    monkeypatch.setattr(aws_plumbing, "create_client", counting)
+    return created

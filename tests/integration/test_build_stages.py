@@ -3,13 +3,19 @@ in any stage, and incremental membership between builds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from functions.builder.build import MEMBERSHIP_STATE_KEY
-from functions.core.storage import CatalogStore, Membership, MembershipStore, SegmentsBucket, StoredCatalog
-from functions.core.tables import LATEST_KEY
+from functions.builder.stores import BuildStores
+from functions.core.documents import Manifest
+from functions.core.layout import LATEST_KEY, MEMBERSHIP_STATE_KEY
+from functions.core.storage.bucket import SegmentsBucket
+from functions.core.storage.catalog import CatalogStore, StoredCatalog
+from functions.core.storage.membership import Membership, MembershipStore
+from functions.core.times import DAY_SECONDS
 from tests.integration.conftest import DAY_MS, PARIS, hit
 
 AT = "2026-11-28T10:00:00Z"
@@ -67,12 +73,8 @@ def test_a_publish_cut_short_is_finished_by_running_it_again(builder, aws, lambd
     plan = builder.handler({"stage": "plan", "time": "2027-03-08T10:00:00Z", "shards": 2}, lambda_context)
     for shard in plan["shards"]:
         builder.handler({"stage": "shard", "build_id": plan["build_id"], "shard": shard}, lambda_context)
-    original = MembershipStore.apply
-
-    def fail(self: MembershipStore, changes: Any, build_id: str) -> int:
-        raise ConnectionError("membership table unreachable")
-
-    monkeypatch.setattr(MembershipStore, "apply", fail)
+    reachable = builder.stores
+    monkeypatch.setattr(builder, "stores", replace(reachable, membership=UnreachableMembership(reachable.membership)))
     with pytest.raises(ConnectionError):
         builder.handler({"stage": "publish", "build_id": plan["build_id"]}, lambda_context)
     # THEN readers still see the previous build, and the table is marked as mid-update
@@ -81,7 +83,7 @@ def test_a_publish_cut_short_is_finished_by_running_it_again(builder, aws, lambd
     assert membership_of(aws.membership_table) == before
     assert bucket.get_json(MEMBERSHIP_STATE_KEY)["complete"] is False
     # WHEN the publish stage runs again (Step Functions retries it)
-    monkeypatch.setattr(MembershipStore, "apply", original)
+    monkeypatch.setattr(builder, "stores", reachable)
     builder.handler({"stage": "publish", "build_id": plan["build_id"]}, lambda_context)
     # THEN the build is published: 100 days on every event has expired, so nobody is left
     assert bucket.get_json(LATEST_KEY)["build_id"] == plan["build_id"]
@@ -121,7 +123,7 @@ def test_membership_expires_with_the_visitors_last_event(builder, aws, lambda_co
     # the Parisian's only event is at now - 3 days; events are kept 90 days
     event_ms = 1795860000000 - 3 * DAY_MS
     stored = stored_membership(aws.membership_table)["visitor-paris-1"]
-    assert stored.expires_at == event_ms // 1000 + 90 * 86_400
+    assert stored.expires_at == event_ms // 1000 + 90 * DAY_SECONDS
 
 
 def test_an_expired_membership_is_never_served_even_before_dynamodb_deletes_it(aws):
@@ -151,14 +153,14 @@ def test_a_member_seen_again_gets_its_expiry_refreshed_once_it_moved_by_a_day(
     # THEN its membership is rewritten with the later expiry (same segments)
     after = stored_membership(aws.membership_table)["visitor-paris-1"]
     assert after.segments == frozenset({"all-visitors", "paris"})
-    assert after.expires_at is not None and before is not None and after.expires_at > before + 86_400
+    assert after.expires_at is not None and before is not None and after.expires_at > before + DAY_SECONDS
     assert published["build_id"] == "20261128T120000Z"
 
 
 def test_publishing_keeps_only_the_latest_builds(builder, aws, lambda_context, monkeypatch):
-    import functions.builder.build as build_module
+    import functions.builder.publish as publish_module
 
-    monkeypatch.setattr(build_module, "KEEP_BUILDS", 2)
+    monkeypatch.setattr(publish_module, "KEEP_BUILDS", 2)
     for hour in ("08", "09", "10"):
         builder.handler({"at": f"2026-11-28T{hour}:00:00Z", "shards": 2}, lambda_context)
     bucket = SegmentsBucket(aws.bucket)
@@ -185,8 +187,28 @@ def stored_catalog(table: str) -> StoredCatalog:
     return stored
 
 
-def catalog_table_unreachable(self: CatalogStore, latest: Any, manifest: Any) -> bool:
-    raise ConnectionError("catalog table unreachable")
+class UnreachableMembership:
+    """The membership table with every write failing, as when DynamoDB is unreachable."""
+
+    def __init__(self, table: MembershipStore) -> None:
+        self.table = table
+
+    def scan(self) -> Iterator[tuple[str, Membership]]:
+        return self.table.scan()
+
+    def apply(self, changes: Mapping[str, Membership | None], build_id: str) -> int:
+        raise ConnectionError("membership table unreachable")
+
+
+class UnreachableCatalog:
+    def put(self, manifest: Manifest) -> bool:
+        raise ConnectionError("catalog table unreachable")
+
+
+def without_catalog_table(builder: Any) -> BuildStores:
+    """The builder's stores with the catalog table unreachable."""
+    stores: BuildStores = builder.stores
+    return replace(stores, catalog=UnreachableCatalog())
 
 
 def test_publish_writes_the_catalog_item_of_latest_json_and_its_manifest(builder, aws, lambda_context):
@@ -199,8 +221,10 @@ def test_publish_writes_the_catalog_item_of_latest_json_and_its_manifest(builder
     stored = stored_catalog(aws.catalog_table)
     assert (stored.build_id, stored.manifest_key) == (latest["build_id"], latest["manifest"])
     assert stored.evaluated_at == manifest["evaluated_at"] == AT
-    assert stored.segments() == [
-        {key: value for key, value in segment.items() if key != "files"} for segment in manifest["segments"]
+    stored_manifest = stored.manifest()
+    assert stored_manifest is not None
+    assert [segment.to_json() for segment in stored_manifest.segments] == [
+        {**segment, "files": []} for segment in manifest["segments"]
     ]
 
 
@@ -209,14 +233,14 @@ def test_a_publish_that_failed_after_latest_json_writes_the_catalog_item_when_ru
 ):
     run_stages(builder, lambda_context, AT, shards=2)
     # GIVEN a later build whose publish fails between latest.json and the catalog item
-    original = CatalogStore.put
-    monkeypatch.setattr(CatalogStore, "put", catalog_table_unreachable)
+    reachable = builder.stores
+    monkeypatch.setattr(builder, "stores", without_catalog_table(builder))
     with pytest.raises(ConnectionError):
         run_stages(builder, lambda_context, LATER, shards=2)
     assert SegmentsBucket(aws.bucket).get_json(LATEST_KEY)["build_id"] == "20261128T110000Z"
     assert stored_catalog(aws.catalog_table).build_id == "20261128T100000Z"
     # WHEN the publish stage runs again (Step Functions retries it)
-    monkeypatch.setattr(CatalogStore, "put", original)
+    monkeypatch.setattr(builder, "stores", reachable)
     builder.handler({"stage": "publish", "build_id": "20261128T110000Z"}, lambda_context)
     # THEN the catalog item is the later build's
     assert stored_catalog(aws.catalog_table).build_id == "20261128T110000Z"
@@ -227,12 +251,12 @@ def test_a_publish_that_failed_after_latest_json_writes_the_catalog_item_when_ru
 )
 def test_a_build_found_already_published_rewrites_its_catalog_item(builder, aws, lambda_context, monkeypatch, again):
     # GIVEN a build whose publish failed for good after latest.json: no catalog item
-    original = CatalogStore.put
-    monkeypatch.setattr(CatalogStore, "put", catalog_table_unreachable)
+    reachable = builder.stores
+    monkeypatch.setattr(builder, "stores", without_catalog_table(builder))
     with pytest.raises(ConnectionError):
         run_stages(builder, lambda_context, AT, shards=2)
     assert CatalogStore(aws.catalog_table).get() is None
-    monkeypatch.setattr(CatalogStore, "put", original)
+    monkeypatch.setattr(builder, "stores", reachable)
     # WHEN the same scheduled time is run again, and found already published
     builder.handler(again, lambda_context)
     # THEN its catalog item is written all the same

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from functions.core import storage
-from functions.core.storage import CatalogStore, SegmentsBucket
-from functions.core.tables import LATEST_KEY, manifest_key
+from functions.core.documents import Manifest, ManifestSegment
+from functions.core.layout import LATEST_KEY, manifest_key
+from functions.core.storage.bucket import SegmentsBucket
+from functions.core.storage.catalog import CatalogStore, compress_catalog_segments
 from functions.lookup.catalog import CatalogCache
 
 OLDER, NEWER = "20261128T100000Z", "20261128T110000Z"
@@ -43,7 +44,8 @@ def publish_to_s3(bucket: SegmentsBucket, manifest: dict[str, Any]) -> dict[str,
 
 def publish(bucket: SegmentsBucket, catalog: CatalogStore, manifest: dict[str, Any]) -> None:
     """A whole publish: S3, then the catalog item."""
-    assert catalog.put(publish_to_s3(bucket, manifest), manifest)
+    publish_to_s3(bucket, manifest)
+    assert catalog.put(Manifest.from_json(manifest))
 
 
 class Clock:
@@ -63,20 +65,6 @@ def requests_of(client: Any, service: str) -> list[str]:
 
     client.meta.events.register(f"before-call.{service}.*", count)
     return calls
-
-
-@pytest.fixture
-def s3_clients_created(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every S3 client the storage adapters create from now on."""
-    created: list[Any] = []
-    make = storage.s3_client
-
-    def counting() -> Any:
-        created.append(make())
-        return created[-1]
-
-    monkeypatch.setattr(storage, "s3_client", counting)
-    return created
 
 
 @pytest.fixture
@@ -141,15 +129,15 @@ def large_manifest(build_id: str) -> dict[str, Any]:
 def test_a_catalog_too_large_for_an_item_is_stored_as_the_pointer_alone(aws):
     # GIVEN a build whose compressed catalog is over the item's budget
     manifest = large_manifest(NEWER)
-    assert len(storage.compress_catalog_segments(manifest)) > 400_000
+    assert len(compress_catalog_segments(Manifest.from_json(manifest))) > 400_000
     store = CatalogStore(aws.catalog_table)
     # WHEN publish writes its item
-    written = store.put({"build_id": NEWER, "manifest": manifest_key(NEWER)}, manifest)
+    written = store.put(Manifest.from_json(manifest))
     # THEN DynamoDB takes it, holding the build and its manifest's key but no segments
     assert written
     stored = store.get()
     assert stored is not None
-    assert (stored.build_id, stored.manifest_key, stored.segments()) == (NEWER, manifest_key(NEWER), None)
+    assert (stored.build_id, stored.manifest_key, stored.manifest()) == (NEWER, manifest_key(NEWER), None)
 
 
 def test_a_pointer_only_item_makes_the_cache_read_the_manifest_from_s3(aws, s3_clients_created):
@@ -221,7 +209,7 @@ def test_the_catalog_item_keeps_what_the_lookup_needs_of_the_manifest(aws):
     manifest = manifest_of(OLDER, size=3, description="Parisians")
     store = CatalogStore(aws.catalog_table)
     # WHEN its catalog is stored
-    store.put({"build_id": OLDER, "manifest": manifest_key(OLDER)}, manifest)
+    store.put(Manifest.from_json(manifest))
     # THEN the item has the build, its time, its manifest key and the segments without files
     stored = store.get()
     assert stored is not None
@@ -230,23 +218,26 @@ def test_the_catalog_item_keeps_what_the_lookup_needs_of_the_manifest(aws):
         "2026-11-28T10:00:00Z",
         manifest_key(OLDER),
     )
-    assert stored.segments() == [
-        {"id": "paris", "name": "Paris", "description": "Parisians", "size": 3, "destinations": ["demo-dsp"]}
-    ]
+    stored_manifest = stored.manifest()
+    assert stored_manifest is not None
+    assert stored_manifest.segments == (
+        ManifestSegment(id="paris", name="Paris", description="Parisians", destinations=("demo-dsp",), size=3),
+    )
 
 
 def test_an_older_build_never_replaces_a_newer_catalog_item(aws):
     store = CatalogStore(aws.catalog_table)
     # GIVEN the newer build's catalog stored
-    assert store.put({"build_id": NEWER, "manifest": manifest_key(NEWER)}, manifest_of(NEWER, size=5))
+    assert store.put(Manifest.from_json(manifest_of(NEWER, size=5)))
     # WHEN a late publish of an older build writes its own
-    written = store.put({"build_id": OLDER, "manifest": manifest_key(OLDER)}, manifest_of(OLDER, size=3))
+    written = store.put(Manifest.from_json(manifest_of(OLDER, size=3)))
     # THEN it is refused and the item still holds the newer build
     assert written is False
     stored = store.get()
     assert stored is not None and stored.build_id == NEWER
     # AND the newer build may write its item again (a publish run again)
-    assert store.put({"build_id": NEWER, "manifest": manifest_key(NEWER)}, manifest_of(NEWER, size=6))
+    assert store.put(Manifest.from_json(manifest_of(NEWER, size=6)))
     stored = store.get()
     assert stored is not None and stored.build_id == NEWER
-    assert [segment["size"] for segment in stored.segments() or []] == [6]
+    stored_manifest = stored.manifest()
+    assert stored_manifest is not None and [segment.size for segment in stored_manifest.segments] == [6]

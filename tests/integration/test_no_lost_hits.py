@@ -13,7 +13,7 @@ import pytest
 from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.responses import DynamoHandler
 
-from functions.core.storage import FallbackQueue
+from functions.core.storage.fallback import FallbackQueue
 from tests.conftest import load_event
 
 

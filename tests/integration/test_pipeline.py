@@ -8,10 +8,11 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.core import storage
+from functions.core.layout import LATEST_KEY, manifest_key
 from functions.core.partners import key_hash, new_key
-from functions.core.storage import MembershipStore, PartnerStore, SegmentsBucket
-from functions.core.tables import LATEST_KEY, manifest_key
+from functions.core.storage.bucket import SegmentsBucket
+from functions.core.storage.membership import MembershipStore
+from functions.core.storage.partners import PartnerStore
 from tests.conftest import load_event
 from tests.integration.conftest import DEFINITIONS, push_definitions
 
@@ -214,12 +215,9 @@ def test_catalog_lists_size_build_and_update_time(published, load_handler, lambd
 
 
 def test_after_a_build_a_cold_lookup_answers_from_the_catalog_item_without_s3(
-    published, load_handler, lambda_context, monkeypatch
+    published, load_handler, lambda_context, s3_clients_created
 ):
     # GIVEN a published build, and every S3 client created from now on counted
-    created: list[object] = []
-    make = storage.s3_client
-    monkeypatch.setattr(storage, "s3_client", lambda: created.append(make()) or created[-1])
     # WHEN a fresh lookup (a cold start) answers a visitor and the catalog
     lookup = load_handler("lookup")
     visitor = answer(lookup.handler(user_event(published["returning"]), lambda_context))
@@ -228,7 +226,7 @@ def test_after_a_build_a_cold_lookup_answers_from_the_catalog_item_without_s3(
     assert [s["id"] for s in visitor["segments"]] == ["all-visitors", "london-pricing"]
     assert visitor["build_id"] == "20261128T100000Z"
     assert {s["id"]: s["size"] for s in catalog["segments"]} == {"all-visitors": 3, "london-pricing": 1}
-    assert created == []
+    assert s3_clients_created == []
 
 
 def test_lookup_without_a_published_build_answers_empty(load_handler, aws, lambda_context):
@@ -264,7 +262,7 @@ def test_authorizer_denies_unknown_and_revoked_keys(load_handler, aws, lambda_co
     authorizer = load_handler("authorizer")
     unknown = authorizer.handler(authorizer_event(new_key()), lambda_context)
     assert unknown["policyDocument"]["Statement"][0]["Effect"] == "Deny"
-    assert partners.revoke("demo-dsp", "2026-11-28T10:00:00+00:00") == 1
+    assert len(partners.revoke_keys("demo-dsp", "2026-11-28T10:00:00+00:00")) == 1
     revoked = authorizer.handler(authorizer_event(key), lambda_context)
     assert revoked["policyDocument"]["Statement"][0]["Effect"] == "Deny"
 

@@ -16,19 +16,19 @@ tables for DuckDB, and a million events take seconds to generate.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 
-from functions.core.records import EventRecord, TraitRecord, VisitorHistory
+from functions.core.records import EventRecord, TraitRecord, VisitorHistory, group_by_visitor
+from functions.core.times import DAY_MS, DAY_SECONDS
 
 SECOND = 1000
 MINUTE = 60 * SECOND
-DAY = 86_400_000
-RETENTION_S = 90 * 86_400
+DAY = DAY_MS
+RETENTION_S = 90 * DAY_SECONDS
 
 NAMES = ["page_view", "click", "add_to_cart", "purchase", "signup"]
 NAME_WEIGHTS = [0.55, 0.15, 0.12, 0.10, 0.08]
@@ -200,7 +200,7 @@ class Population:
 
     def histories(self, *, shuffle_seed: int | None = None) -> list[VisitorHistory]:
         """Every visitor's history; with `shuffle_seed`, records in a random order inside each."""
-        return list(group_by_visitor(self.records(), shuffle_seed=shuffle_seed))
+        return [_shuffled(history, shuffle_seed) for history in group_by_visitor(self.records())]
 
     # --- DuckDB's view: two Arrow tables
 
@@ -242,25 +242,6 @@ class Population:
                 "expires_at": pa.array(self.tr_expires, pa.int64(), mask=self.tr_expires < 0),
             }
         )
-
-
-def group_by_visitor(
-    records: list[tuple[str, EventRecord | TraitRecord]], *, shuffle_seed: int | None = None
-) -> Iterator[VisitorHistory]:
-    """VisitorHistory objects from records in scan order (a visitor's records contiguous),
-    as the builder streams them from its shard's scan."""
-    current: VisitorHistory | None = None
-    for visitor_id, record in records:
-        if current is None or current.visitor_id != visitor_id:
-            if current is not None:
-                yield _shuffled(current, shuffle_seed)
-            current = VisitorHistory(visitor_id)
-        if isinstance(record, EventRecord):
-            current.events.append(record)
-        else:
-            current.traits.append(record)
-    if current is not None:
-        yield _shuffled(current, shuffle_seed)
 
 
 def _shuffled(history: VisitorHistory, seed: int | None) -> VisitorHistory:
@@ -339,7 +320,7 @@ def generate(seed: int, visitors: int, *, events_per_visitor: float = 10.0, now_
     ev_expires = np.select(
         [expiry_kind == 0, expiry_kind == 1, expiry_kind == 2, expiry_kind == 3, expiry_kind == 4],
         [ts // 1000 + RETENTION_S, np.full(n, -1), np.full(n, now_s), np.full(n, now_s + 1), np.full(n, now_s - 1)],
-        ts // 1000 + 30 * 86_400,
+        ts // 1000 + 30 * DAY_SECONDS,
     ).astype(np.int64)
 
     # --- traits: a few records per visitor, several values of one trait over time
@@ -353,7 +334,7 @@ def generate(seed: int, visitors: int, *, events_per_visitor: float = 10.0, now_
     tr_expiry_kind = _pick(rng, [0, 1, 2, 3, 4], [75, 7, 6, 6, 6], m)
     tr_expires = np.select(
         [tr_expiry_kind == 0, tr_expiry_kind == 1, tr_expiry_kind == 2, tr_expiry_kind == 3],
-        [np.full(m, -1), np.full(m, now_s), np.full(m, now_s + 1), np.full(m, now_s - 86_400)],
+        [np.full(m, -1), np.full(m, now_s), np.full(m, now_s + 1), np.full(m, now_s - DAY_SECONDS)],
         tr_ts // 1000 + RETENTION_S,
     ).astype(np.int64)
     # "latest value wins" needs a latest: no two records of one trait at the same time

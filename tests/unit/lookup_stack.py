@@ -21,25 +21,26 @@ def seed_local_stack() -> None:
     """The local stack's resources with one published build and one member, and the
     functions' environment pointing at them (run inside the fresh interpreter, under moto)."""
     from dmp.local import create_resources
-    from functions.core.storage import CatalogStore, Membership, MembershipStore, SegmentsBucket
-    from functions.core.tables import LATEST_KEY, manifest_key
+    from functions.core.documents import Manifest, ManifestSegment
+    from functions.core.storage.bucket import SegmentsBucket
+    from functions.core.storage.catalog import CatalogStore
+    from functions.core.storage.membership import Membership, MembershipStore
 
     target = create_resources(None, region="eu-west-1")
     os.environ.update(target.environment())
-    manifest = {
-        "build_id": CATALOG.build_id,
-        "evaluated_at": CATALOG.evaluated_at,
-        "segments": [
-            {"id": s.id, "name": s.name, "description": "", "destinations": sorted(s.destinations), "size": s.size}
+    assert CATALOG.build_id is not None and CATALOG.evaluated_at is not None
+    manifest = Manifest(
+        build_id=CATALOG.build_id,
+        evaluated_at=CATALOG.evaluated_at,
+        segments=tuple(
+            ManifestSegment(s.id, s.name, s.description, tuple(sorted(s.destinations)), s.size)
             for s in CATALOG.segments.values()
-        ],
-    }
-    assert CATALOG.build_id is not None
+        ),
+    )
     bucket = SegmentsBucket(target.bucket)
-    bucket.put_json(manifest_key(CATALOG.build_id), manifest)
-    latest = {"build_id": CATALOG.build_id, "manifest": manifest_key(CATALOG.build_id)}
-    bucket.put_json(LATEST_KEY, latest)
-    CatalogStore(target.catalog_table).put(latest, manifest)
+    bucket.put_manifest(manifest)
+    bucket.put_latest(manifest.build_id)
+    CatalogStore(target.catalog_table).put(manifest)
     MembershipStore(target.membership_table).apply(
         {"visitor-london-1": Membership(frozenset({"london"}))}, CATALOG.build_id
     )

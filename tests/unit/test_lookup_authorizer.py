@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from functions.core.partners import key_hash, new_key, usage_key
-from functions.core.storage import PartnerStore
+from functions.core.storage.partners import PartnerStore
 from tests.conftest import load_event
 
 
@@ -36,7 +36,7 @@ def test_a_refused_key_names_no_api_key(load_handler, aws, lambda_context, revok
     partners = PartnerStore(aws.partners_table)
     partners.add(key_hash(key), "demo-dsp", "2026-11-28T09:00:00+00:00")
     if revoked:
-        partners.revoke("demo-dsp", "2026-11-28T10:00:00+00:00")
+        partners.revoke_keys("demo-dsp", "2026-11-28T10:00:00+00:00")
     policy = authorize(load_handler, lambda_context, key if revoked else new_key())
     assert policy["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert "usageIdentifierKey" not in policy

@@ -17,7 +17,7 @@ from botocore.stub import ANY, Stubber
 from dmp.api_keys import PartnerApiKeys
 from dmp.cli import main
 from functions.core.partners import key_hash
-from functions.core.storage import PartnerStore
+from functions.core.storage.partners import PartnerStore
 
 STACK = "Dmp-test"
 
@@ -72,7 +72,7 @@ def test_a_new_partner_key_gets_an_enabled_api_key_in_the_usage_plan(aws, capsys
     plan_keys = boto3.client("apigateway").get_usage_plan_keys(usagePlanId=plan_id)["items"]
     assert [k["id"] for k in plan_keys] == [api_key["id"]]
     # AND the partner key itself is stored as its hash only
-    assert [p["name"] for p in PartnerStore(aws.partners_table).list()] == ["demo-dsp"]
+    assert [p.name for p in PartnerStore(aws.partners_table).list()] == ["demo-dsp"]
 
 
 def test_revoking_a_partner_disables_its_api_keys_only(aws, capsys):
@@ -85,7 +85,7 @@ def test_revoking_a_partner_disables_its_api_keys_only(aws, capsys):
     assert "disabled 2 API key(s)" in capsys.readouterr().out
     enabled = {k["value"]: k["enabled"] for k in api_keys()}
     assert enabled == {key_hash(old): False, key_hash(new): False, key_hash(other): True}
-    assert {p["name"] for p in PartnerStore(aws.partners_table).list() if p["revoked_at"] is None} == {"other-ssp"}
+    assert PartnerStore(aws.partners_table).active_names() == {"other-ssp"}
 
 
 def test_a_partner_key_the_table_refuses_leaves_no_api_key_behind(aws, capsys):
@@ -149,5 +149,5 @@ def test_local_partner_keys_live_only_in_the_partners_table(aws, capsys, monkeyp
     key = add(capsys, "demo-dsp", "--local")
     assert main(["partners", "revoke", "demo-dsp", "--local"]) == 0
     # THEN the table has the key and API Gateway was never asked
-    assert [p["key_hash"] for p in PartnerStore(aws.partners_table).list()] == [key_hash(key)]
+    assert [p.key_hash for p in PartnerStore(aws.partners_table).list()] == [key_hash(key)]
     assert api_keys() == []

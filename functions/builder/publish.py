@@ -1,0 +1,158 @@
+"""Stage 3, publish: write the manifest, bring the membership table to the new build by
+writing only the visitors whose segment set changed, then write `latest.json` last of the
+build's S3 objects, so no reader ever sees half a build; then copy the build's catalog into
+the catalog table, where the lookup reads it, and delete builds past the newest
+`KEEP_BUILDS`.
+
+Every write is idempotent: a publish that fails is simply run again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from functions.builder.changes import needs_write, read_member_lines
+from functions.builder.plan import BuildPlan
+from functions.builder.shard import ShardResult, base_members
+from functions.builder.stores import BuildBucket, BuildStores, CatalogTable, MembershipTable
+from functions.core import layout
+from functions.core.documents import Manifest, ManifestSegment, MembershipState
+from functions.core.storage.membership import Membership
+from functions.core.times import iso
+
+# Published builds kept in the bucket (the newest included), for partners who download
+# part files and for looking back; older ones are deleted when a build is published.
+KEEP_BUILDS = 24
+# Membership changes are written in batches of this many visitors.
+APPLY_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish did; the manifest is what it wrote, without any of this."""
+
+    manifest: Manifest
+    # False when a newer build is already published: this one was written, not served.
+    published: bool
+    # True when the build was found published already (the same scheduled time again).
+    repeated: bool = False
+    membership_changes: int | None = None
+    builds_removed: int = 0
+    catalog_written: bool = False
+
+
+def publish(plan: BuildPlan, stores: BuildStores, results: list[ShardResult] | None = None) -> PublishResult:
+    bucket = stores.bucket
+    if results is None:
+        results = shard_results(bucket, plan)
+    if sorted(r.shard for r in results) != list(range(plan.shards)):
+        raise RuntimeError(f"build {plan.build_id} is missing shard results; nothing published")
+    manifest = manifest_of(plan, results)
+    bucket.put_manifest(manifest)
+    latest = bucket.latest()
+    if latest is not None and latest.build_id > plan.build_id:
+        # An older evaluation time must not roll the served build back.
+        return PublishResult(manifest, published=False)
+    # Mark the table as changing first: a crash in between leaves it marked, and the
+    # next build then compares against the table itself instead of trusting diffs.
+    bucket.put_membership_state(MembershipState(plan.build_id, complete=False))
+    if plan.base_build_id is not None and latest is not None and latest.build_id == plan.base_build_id:
+        changed = _apply_shard_changes(plan, bucket, stores.membership)
+    else:
+        changed = _update_membership_from_table(plan, bucket, stores.membership)
+    bucket.put_membership_state(MembershipState(plan.build_id, complete=True))
+    bucket.put_latest(plan.build_id)
+    # After latest.json, which stays the source of truth: a publish that fails in
+    # between is run again, finds its build latest, and so writes the item then.
+    catalog_written = publish_catalog(manifest, stores.catalog)
+    removed = remove_old_builds(bucket, keep_from=plan.build_id)
+    return PublishResult(
+        manifest, published=True, membership_changes=changed, builds_removed=removed, catalog_written=catalog_written
+    )
+
+
+def manifest_of(plan: BuildPlan, results: list[ShardResult]) -> Manifest:
+    return Manifest(
+        build_id=plan.build_id,
+        evaluated_at=iso(plan.evaluated_at),
+        shards=plan.shards,
+        segments=tuple(
+            ManifestSegment(
+                id=d.id,
+                name=d.name,
+                description=d.description,
+                destinations=tuple(d.destinations),
+                size=sum(r.sizes[d.id] for r in results),
+                files=tuple(layout.part_key(plan.build_id, d.id, shard) for shard in range(plan.shards)),
+            )
+            for d in plan.definitions
+        ),
+        visitors_scanned=sum(r.visitors_scanned for r in results),
+    )
+
+
+def republish(build_id: str, stores: BuildStores) -> PublishResult:
+    """A build found already published (the same scheduled time run again): its catalog
+    item is written all the same, so an item its publish failed to write is healed."""
+    manifest = stores.bucket.manifest(build_id)
+    catalog_written = publish_catalog(manifest, stores.catalog)
+    return PublishResult(manifest, published=True, repeated=True, catalog_written=catalog_written)
+
+
+def publish_catalog(manifest: Manifest, catalog: CatalogTable | None) -> bool:
+    """Copy the catalog of a published build into the catalog table. False when the table
+    already holds a newer build, or there is no catalog table."""
+    return catalog.put(manifest) if catalog is not None else False
+
+
+def remove_old_builds(bucket: BuildBucket, *, keep_from: str) -> int:
+    """Delete the builds older than the last `KEEP_BUILDS` up to `keep_from` (the one just
+    published): old part files would keep erased and expired visitors forever. Builds
+    newer than it (another build in progress) are left alone."""
+    older = sorted(b for b in bucket.build_ids() if b < keep_from)
+    stale = older[: max(0, len(older) - (KEEP_BUILDS - 1))]
+    for build_id in stale:
+        bucket.delete_build(build_id)
+    return len(stale)
+
+
+def shard_results(bucket: BuildBucket, plan: BuildPlan) -> list[ShardResult]:
+    results = []
+    for shard in range(plan.shards):
+        document = bucket.get_json_if_exists(layout.shard_result_key(plan.build_id, shard))
+        if document is None:
+            raise RuntimeError(f"shard {shard} of build {plan.build_id} has no result; nothing published")
+        results.append(ShardResult.from_json(document))
+    return results
+
+
+def _apply_shard_changes(plan: BuildPlan, bucket: BuildBucket, membership: MembershipTable) -> int:
+    changed = 0
+    for shard in range(plan.shards):
+        batch: dict[str, Membership | None] = {}
+        for visitor_id, current in read_member_lines(bucket.iter_lines(layout.changes_key(plan.build_id, shard))):
+            batch[visitor_id] = current
+            if len(batch) >= APPLY_BATCH:
+                membership.apply(batch, plan.build_id)
+                changed, batch = changed + len(batch), {}
+        if batch:
+            membership.apply(batch, plan.build_id)
+            changed += len(batch)
+    return changed
+
+
+def _update_membership_from_table(plan: BuildPlan, bucket: BuildBucket, membership: MembershipTable) -> int:
+    """Without a usable base build (the first build, a new shard count, or an update
+    cut short): compare the whole new membership with the table itself."""
+    current: dict[str, Membership] = {}
+    for shard in range(plan.shards):
+        current.update(base_members(bucket, plan.build_id, shard))
+    changes: dict[str, Membership | None] = {}
+    for visitor_id, stored in membership.scan():
+        now_in = current.pop(visitor_id, None)
+        if now_in is None:
+            changes[visitor_id] = None
+        elif needs_write(stored, now_in):
+            changes[visitor_id] = now_in
+    changes.update(current)
+    membership.apply(changes, plan.build_id)
+    return len(changes)

@@ -1,0 +1,111 @@
+"""Stage 2, shard: one parallel-scan segment of the events table, streamed. A visitor's
+records share a partition key, so they arrive together and in one segment only; each
+visitor is evaluated as soon as its records are complete and then forgotten. A shard owns
+its visitors, so results do not depend on the shard count.
+
+It writes one part file per segment, every member with its segments and expiry (for the
+next build to diff against), the membership changes of its visitors against the base
+build when the plan has one, and its result."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from functions.builder.changes import MembershipChanges, member_line, read_member_lines
+from functions.builder.plan import BuildPlan
+from functions.builder.stores import BuildBucket, EventSource
+from functions.core import layout
+from functions.core.engine import VisitorView, compile_segments, segments_of
+from functions.core.records import VisitorHistory, group_by_visitor
+from functions.core.storage.bucket import LinesWriter
+from functions.core.storage.membership import Membership
+
+CSV = "text/csv"
+JSON_LINES = "application/x-ndjson"
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """`builds/<build_id>/shards/part-<shard>.json`: what publish needs of a shard."""
+
+    shard: int
+    sizes: dict[str, int]
+    visitors_scanned: int
+    items_scanned: int
+    changes_base: str | None  # the build its membership changes are relative to, or None
+    changes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> ShardResult:
+        return cls(**document)
+
+
+def run_shard(plan: BuildPlan, shard: int, *, events: EventSource, bucket: BuildBucket) -> ShardResult:
+    segments = compile_segments(plan.definitions)
+    parts = {d.id: LinesWriter(header="uid") for d in plan.definitions}
+    members = LinesWriter()
+    changes = None
+    if plan.base_build_id is not None:
+        changes = MembershipChanges(dict(base_members(bucket, plan.base_build_id, shard)))
+    records = _Counting(events.scan_records(shard, plan.shards))
+    visitors = 0
+    for history in group_by_visitor(records):
+        visitors += 1
+        found = segments_of(VisitorView(history, plan.now_ms), segments)
+        expires_at = _expiry(history) if found or changes is not None else None
+        if changes is not None:
+            changes.visit(history.visitor_id, found, expires_at)
+        if found:
+            members.write(member_line(history.visitor_id, found, expires_at))
+            for segment_id in found:
+                parts[segment_id].write(history.visitor_id)
+    for segment_id, writer in parts.items():
+        bucket.upload_lines(layout.part_key(plan.build_id, segment_id, shard), writer, content_type=CSV)
+    bucket.upload_lines(layout.members_key(plan.build_id, shard), members, content_type=JSON_LINES)
+    if changes is not None:
+        bucket.upload_lines(layout.changes_key(plan.build_id, shard), changes.finish(), content_type=JSON_LINES)
+    result = ShardResult(
+        shard=shard,
+        sizes={segment_id: writer.lines for segment_id, writer in parts.items()},
+        visitors_scanned=visitors,
+        items_scanned=records.count,
+        changes_base=plan.base_build_id,
+        changes=changes.count if changes is not None else 0,
+    )
+    bucket.put_json(layout.shard_result_key(plan.build_id, shard), result.to_json())
+    return result
+
+
+def base_members(bucket: BuildBucket, build_id: str, shard: int) -> Iterator[tuple[str, Membership]]:
+    """The members of one shard of a build (the visitor ids a shard of that count owns)."""
+    for visitor_id, membership in read_member_lines(bucket.iter_lines(layout.members_key(build_id, shard))):
+        assert membership is not None  # the members file lists members only
+        yield visitor_id, membership
+
+
+def _expiry(history: VisitorHistory) -> int | None:
+    """When the last of the visitor's records expires: after that it is in no segment."""
+    expiries = [r.expires_at for r in history.events if r.expires_at is not None]
+    expiries.extend(r.expires_at for r in history.traits if r.expires_at is not None)
+    return max(expiries) if expiries else None
+
+
+T = TypeVar("T")
+
+
+class _Counting(Iterable[T]):
+    """Passes items through and counts them."""
+
+    def __init__(self, items: Iterable[T]) -> None:
+        self._items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[T]:
+        for item in self._items:
+            self.count += 1
+            yield item

@@ -1,0 +1,84 @@
+"""What the build stages need of storage, as Protocols: the storage adapters
+(`functions/core/storage/`) satisfy them in AWS and locally, and tests pass in-memory
+fakes or wrappers that fail on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from functions.core.documents import LatestPointer, Manifest, MembershipState
+from functions.core.records import EventRecord, TraitRecord
+from functions.core.storage.bucket import LinesWriter
+from functions.core.storage.membership import Membership
+
+
+class EventSource(Protocol):
+    def scan_records(self, segment: int, total_segments: int) -> Iterable[tuple[str, EventRecord | TraitRecord]]: ...
+
+
+class MembershipTable(Protocol):
+    def scan(self) -> Iterable[tuple[str, Membership]]: ...
+
+    def apply(self, changes: Mapping[str, Membership | None], build_id: str) -> int: ...
+
+
+class CatalogTable(Protocol):
+    def put(self, manifest: Manifest) -> bool: ...
+
+
+class BuildBucket(Protocol):
+    def definition_files(self) -> dict[str, str]: ...
+
+    def get_json(self, key: str) -> Any: ...
+
+    def get_json_if_exists(self, key: str) -> Any | None: ...
+
+    def put_json(self, key: str, document: Any) -> None: ...
+
+    def upload_lines(self, key: str, writer: LinesWriter, *, content_type: str) -> None: ...
+
+    def iter_lines(self, key: str) -> Iterator[str]: ...
+
+    def build_ids(self) -> list[str]: ...
+
+    def delete_build(self, build_id: str) -> int: ...
+
+    def manifest(self, build_id: str) -> Manifest: ...
+
+    def put_manifest(self, manifest: Manifest) -> None: ...
+
+    def latest(self) -> LatestPointer | None: ...
+
+    def put_latest(self, build_id: str) -> LatestPointer: ...
+
+    def membership_state(self) -> MembershipState | None: ...
+
+    def put_membership_state(self, state: MembershipState) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildStores:
+    events: EventSource
+    membership: MembershipTable
+    bucket: BuildBucket
+    # None only for a stack deployed before the catalog table existed: its lookup finds
+    # no catalog item and reads `latest.json` instead.
+    catalog: CatalogTable | None = None
+
+    @classmethod
+    def connect(cls, *, events_table: str, membership_table: str, bucket: str, catalog_table: str = "") -> BuildStores:
+        """The storage adapters of a stack's resources (no catalog table: a stack deployed
+        before it existed)."""
+        from functions.core.storage.bucket import SegmentsBucket
+        from functions.core.storage.catalog import CatalogStore
+        from functions.core.storage.events import EventStore
+        from functions.core.storage.membership import MembershipStore
+
+        return cls(
+            events=EventStore(events_table),
+            membership=MembershipStore(membership_table),
+            bucket=SegmentsBucket(bucket),
+            catalog=CatalogStore(catalog_table) if catalog_table else None,
+        )

@@ -1,0 +1,54 @@
+"""Every key of the segments bucket, in one place (the S3 layout of DESIGN.md).
+
+Public (partners and operators read them): `segments/<id>.json`, `latest.json`,
+`builds/<build_id>/manifest.json` and its part files. The rest is the builder's own
+working state between its stages, under the build's prefix so it goes with the build."""
+
+from __future__ import annotations
+
+DEFINITIONS_PREFIX = "segments/"
+BUILDS_PREFIX = "builds/"
+# The newest complete build, written last of a publish.
+LATEST_KEY = "latest.json"
+# Which build the membership table holds, and whether an update of it is under way.
+MEMBERSHIP_STATE_KEY = "membership-state.json"
+
+
+def definition_key(segment_id: str) -> str:
+    return f"{DEFINITIONS_PREFIX}{segment_id}.json"
+
+
+def build_prefix(build_id: str) -> str:
+    return f"{BUILDS_PREFIX}{build_id}/"
+
+
+def build_id_of_prefix(prefix: str) -> str:
+    """The build id of a `builds/<build_id>/` prefix."""
+    return prefix[len(BUILDS_PREFIX) :].rstrip("/")
+
+
+def manifest_key(build_id: str) -> str:
+    return f"{build_prefix(build_id)}manifest.json"
+
+
+def part_key(build_id: str, segment_id: str, shard: int) -> str:
+    """A part file: gzip CSV, header `uid`, one member of the segment per line."""
+    return f"{build_prefix(build_id)}segments/{segment_id}/part-{shard:05d}.csv.gz"
+
+
+def plan_key(build_id: str) -> str:
+    return f"{build_prefix(build_id)}plan.json"
+
+
+def shard_result_key(build_id: str, shard: int) -> str:
+    return f"{build_prefix(build_id)}shards/part-{shard:05d}.json"
+
+
+def members_key(build_id: str, shard: int) -> str:
+    """Every member of a shard with its segments and expiry, for the next build to diff against."""
+    return f"{build_prefix(build_id)}members/part-{shard:05d}.jsonl.gz"
+
+
+def changes_key(build_id: str, shard: int) -> str:
+    """A shard's membership changes against the build it was planned on."""
+    return f"{build_prefix(build_id)}changes/part-{shard:05d}.jsonl.gz"

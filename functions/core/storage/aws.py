@@ -1,0 +1,138 @@
+"""The AWS plumbing every store shares: one client factory, the lazy client, retries with
+backoff, batch writes, and DynamoDB's attribute codecs.
+
+DynamoDB and SQS clients come straight from botocore: `import boto3` alone costs a
+Lambda ~60 ms of cold start for S3's transfer manager, which only the builder uses.
+Items use DynamoDB's low-level attribute format: no serializer on the hot path.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+# Standard retry mode: exponential backoff with jitter on throttling and 5xx.
+CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+S3_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
+
+_session: botocore.session.Session | None = None
+# Clients are thread-safe, a session is not: `dmp build` runs shards on threads whose
+# stores may create their clients at the same moment.
+_session_lock = threading.Lock()
+
+
+def create_client(service: str) -> Any:
+    """A new client for `service` (region, credentials and endpoint from the environment).
+
+    S3's is boto3's, for its transfer manager (multipart uploads of large part files);
+    the others come from one botocore session shared by the adapters of a process."""
+    if service == "s3":
+        import boto3
+
+        return boto3.client("s3", config=S3_CONFIG)
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+        return _session.create_client(service, config=CONFIG)
+
+
+ClientT = TypeVar("ClientT")
+
+
+class Adapter(Generic[ClientT]):
+    """A store's client, created on first use (never at import, so the pixel's cold start
+    pays only for what it uses and tests can start moto first), or the one it was given.
+
+    `same_client_as` shares another adapter's (lazy) client: the lookup's catalog and
+    membership reads then use one client and one connection pool."""
+
+    service: str = ""
+
+    def __init__(self, client: ClientT | None = None, *, same_client_as: Adapter[ClientT] | None = None) -> None:
+        self._client = client
+        self._same_client_as = same_client_as
+
+    @property
+    def client(self) -> ClientT:
+        if self._client is None:
+            shared = self._same_client_as
+            self._client = shared.client if shared is not None else cast(ClientT, create_client(self.service))
+        return self._client
+
+
+class TableAdapter(Adapter["DynamoDBClient"]):
+    """A store of one DynamoDB table."""
+
+    service = "dynamodb"
+
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        *,
+        same_client_as: Adapter[DynamoDBClient] | None = None,
+    ) -> None:
+        super().__init__(client, same_client_as=same_client_as)
+        self.table_name = table_name
+
+
+def backoff(attempt: int) -> None:
+    time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+def error_code(error: ClientError) -> str | None:
+    return error.response.get("Error", {}).get("Code")
+
+
+class WriteIncomplete(RuntimeError):
+    """A batch write gave up; `remaining` holds every request not known to be written."""
+
+    def __init__(self, remaining: list[dict[str, Any]], cause: str) -> None:
+        super().__init__(f"{len(remaining)} write request(s) not written: {cause}")
+        self.remaining = remaining
+
+
+def batch_write(client: DynamoDBClient, table: str, requests: list[dict[str, Any]], max_attempts: int = 8) -> int:
+    """BatchWriteItem in chunks of 25, retrying unprocessed items with backoff.
+    Returns the number of BatchWriteItem calls made; raises WriteIncomplete."""
+    calls = 0
+    for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+        pending: list[Any] = list(requests[start : start + BATCH_WRITE_LIMIT])
+        attempt = 0
+        while pending:
+            try:
+                response = client.batch_write_item(RequestItems={table: pending})
+            except (ClientError, BotoCoreError) as error:  # after botocore's own retries
+                raise WriteIncomplete(pending + requests[start + BATCH_WRITE_LIMIT :], str(error)) from error
+            calls += 1
+            pending = list(response.get("UnprocessedItems", {}).get(table, []))
+            if pending:
+                attempt += 1
+                if attempt >= max_attempts:
+                    raise WriteIncomplete(
+                        pending + requests[start + BATCH_WRITE_LIMIT :], f"unprocessed after {attempt} attempts"
+                    )
+                backoff(attempt)
+    return calls
+
+
+def s(value: str) -> dict[str, str]:
+    """A DynamoDB string attribute."""
+    return {"S": value}
+
+
+def n(value: int | float) -> dict[str, str]:
+    """A DynamoDB number attribute."""
+    return {"N": str(value)}

@@ -1,0 +1,180 @@
+"""The segments bucket: segment definitions, builds (manifest, part files, the builder's
+working state) and `latest.json`. Keys come from `functions/core/layout.py`; the
+documents a publish writes are typed (`functions/core/documents.py`)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from functions.core import layout
+from functions.core.documents import LatestPointer, Manifest, MembershipState
+from functions.core.storage.aws import Adapter, error_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_MISSING = ("NoSuchKey", "404")
+
+
+class LinesWriter:
+    """Gzip text, one line at a time, spooled to a temporary file past 256 KiB, so a
+    shard's output never has to fit in memory."""
+
+    SPOOL_BYTES = 256 * 1024
+
+    def __init__(self, header: str | None = None) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_BYTES)  # noqa: SIM115 - closed by upload_lines
+        self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
+        self.lines = 0
+        if header is not None:
+            self._gzip.write(header.encode() + b"\n")
+
+    def write(self, line: str) -> None:
+        self._gzip.write(line.encode() + b"\n")
+        self.lines += 1
+
+    def finish(self) -> Any:
+        """The compressed content, rewound, to upload."""
+        self._gzip.close()
+        self._file.seek(0)
+        return self._file
+
+
+class SegmentsBucket(Adapter["S3Client"]):
+    service = "s3"
+
+    def __init__(self, bucket: str, client: S3Client | None = None) -> None:
+        super().__init__(client)
+        self.bucket = bucket
+
+    # -- objects ----------------------------------------------------------------------
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def get_json_if_exists(self, key: str) -> Any | None:
+        try:
+            return self.get_json(key)
+        except ClientError as error:
+            if error_code(error) in _MISSING:
+                return None
+            raise
+
+    def put_json(self, key: str, document: Any) -> None:
+        body = json.dumps(document, indent=2, sort_keys=True).encode()
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+
+    def upload_lines(self, key: str, writer: LinesWriter, *, content_type: str) -> None:
+        """Upload a finished LinesWriter (multipart when large, by boto3's transfer manager)."""
+        body = writer.finish()
+        try:
+            self.client.upload_fileobj(
+                body, self.bucket, key, ExtraArgs={"ContentType": content_type, "ContentEncoding": "gzip"}
+            )
+        finally:
+            body.close()
+
+    def iter_lines(self, key: str) -> Iterator[str]:
+        """The lines of a gzip text object, streamed (never the whole object in memory)."""
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        with gzip.GzipFile(fileobj=body, mode="rb") as lines:
+            for raw in lines:
+                line = raw.rstrip(b"\n").decode()
+                if line:
+                    yield line
+
+    def read_members(self, key: str) -> Iterator[str]:
+        """The visitor ids of a part file (its header skipped)."""
+        lines = self.iter_lines(key)
+        next(lines, None)
+        yield from lines
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix`, a thousand per request."""
+        deleted = 0
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys: list[Any] = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                deleted += len(keys)
+        return deleted
+
+    # -- segment definitions ------------------------------------------------------------
+    def definition_files(self) -> dict[str, str]:
+        """Every definition file under segments/ as key -> text."""
+        files: dict[str, str] = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=layout.DEFINITIONS_PREFIX
+        ):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith((".json", ".yaml", ".yml")):
+                    files[key] = self.get_bytes(key).decode("utf-8")
+        return files
+
+    def put_definition(self, segment_id: str, document: dict[str, Any]) -> None:
+        self.put_json(layout.definition_key(segment_id), document)
+
+    # -- builds -------------------------------------------------------------------------
+    def build_ids(self) -> list[str]:
+        """The ids of every build under builds/ (complete or not)."""
+        ids: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=layout.BUILDS_PREFIX, Delimiter="/"
+        ):
+            ids.extend(layout.build_id_of_prefix(p["Prefix"]) for p in page.get("CommonPrefixes", []))
+        return ids
+
+    def delete_build(self, build_id: str) -> int:
+        return self.delete_prefix(layout.build_prefix(build_id))
+
+    def manifest(self, build_id: str) -> Manifest:
+        return self.manifest_at(layout.manifest_key(build_id))
+
+    def manifest_at(self, key: str) -> Manifest:
+        return Manifest.from_json(self.get_json(key))
+
+    def put_manifest(self, manifest: Manifest) -> None:
+        self.put_json(layout.manifest_key(manifest.build_id), manifest.to_json())
+
+    def latest(self) -> LatestPointer | None:
+        document = self.get_json_if_exists(layout.LATEST_KEY)
+        return None if document is None else LatestPointer.from_json(document)
+
+    def put_latest(self, build_id: str) -> LatestPointer:
+        """Point `latest.json` at a build: the last write of its publish."""
+        pointer = LatestPointer(build_id, layout.manifest_key(build_id))
+        self.put_json(layout.LATEST_KEY, pointer.to_json())
+        return pointer
+
+    def latest_if_changed(self, etag: str | None) -> tuple[bool, str | None, LatestPointer | None]:
+        """(changed, ETag, latest.json) in one request: S3 answers 304, without a body,
+        while `latest.json` still has the ETag the caller holds."""
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": layout.LATEST_KEY}
+        if etag is not None:
+            request["IfNoneMatch"] = etag
+        try:
+            response = self.client.get_object(**request)
+        except ClientError as error:
+            code = error_code(error)
+            if code in ("304", "NotModified"):
+                return False, etag, None
+            if code in _MISSING:
+                return etag is not None, None, None
+            raise
+        return True, response["ETag"], LatestPointer.from_json(json.loads(response["Body"].read()))
+
+    def membership_state(self) -> MembershipState | None:
+        document = self.get_json_if_exists(layout.MEMBERSHIP_STATE_KEY)
+        return None if document is None else MembershipState.from_json(document)
+
+    def put_membership_state(self, state: MembershipState) -> None:
+        self.put_json(layout.MEMBERSHIP_STATE_KEY, state.to_json())

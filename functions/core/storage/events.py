@@ -1,0 +1,137 @@
+"""The events table: one item per stored hit (and per imported trait), keyed by visitor
+and event id, and the records a build reads back from it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from functions.core.hits import TrackedEvent
+from functions.core.records import EventRecord, TraitRecord
+from functions.core.storage.aws import TableAdapter, WriteIncomplete, batch_write, n, s
+from functions.core.tables import EVENTS
+
+# The table's key and TTL names, narrowed for the type checker.
+assert EVENTS.sort_key is not None and EVENTS.ttl_attribute is not None
+VISITOR_KEY: str = EVENTS.partition_key
+EVENT_KEY: str = EVENTS.sort_key
+EXPIRES_AT: str = EVENTS.ttl_attribute
+# The sort key of a trait item: `trait#<source>.<trait>`.
+TRAIT_PREFIX = "trait#"
+
+
+class EventStore(TableAdapter):
+    @staticmethod
+    def to_item(event: TrackedEvent, retention_seconds: int) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            VISITOR_KEY: s(event.visitor_id),
+            EVENT_KEY: s(event.event_id),
+            "ts": n(event.ts_ms),
+            "name": s(event.name),
+            EXPIRES_AT: n(event.ts_ms // 1000 + retention_seconds),
+        }
+        for attr in ("url", "ref", "device"):
+            value = getattr(event, attr)
+            if value:
+                item[attr] = s(value)
+        for attr in ("country", "region", "city"):
+            value = getattr(event.geo, attr)
+            if value:
+                item[attr] = s(value)
+        if event.props:
+            item["props"] = {"M": {k: s(v) for k, v in event.props.items()}}
+        if event.client_ts_ms is not None:
+            item["client_ts"] = n(event.client_ts_ms)
+        return item
+
+    def put_item(self, item: dict[str, Any]) -> bool:
+        """Store one stored-form item; False when it replaced one with the same key.
+
+        Keys are deterministic (`eid:<client event id>`, or the id a deferred hit already
+        carries), so a retried or replayed hit lands on its own key and is stored once.
+        The write is unconditional, as `/collect`'s BatchWriteItem has to be: the latest
+        copy of a retried hit wins, and `ALL_OLD` (free in write capacity) still tells a
+        repeat apart for the duplicate metric."""
+        response = self.client.put_item(TableName=self.table_name, Item=item, ReturnValues="ALL_OLD")
+        return "Attributes" not in response
+
+    def put_many(self, events: Sequence[TrackedEvent], retention_seconds: int) -> tuple[int, list[dict[str, Any]]]:
+        """Store events with BatchWriteItem (repeated keys in one call are stored once).
+        Returns how many were written and the items that could not be, for the fallback queue."""
+        unique: dict[tuple[str, str], TrackedEvent] = {}
+        for event in events:
+            unique.setdefault((event.visitor_id, event.event_id), event)
+        requests = [{"PutRequest": {"Item": self.to_item(e, retention_seconds)}} for e in unique.values()]
+        try:
+            batch_write(self.client, self.table_name, requests)
+        except WriteIncomplete as incomplete:
+            unwritten = [request["PutRequest"]["Item"] for request in incomplete.remaining]
+            return len(requests) - len(unwritten), unwritten
+        return len(requests), []
+
+    def delete_visitors(self, visitor_ids: Iterable[str]) -> int:
+        """Delete every item (events and traits) of each visitor; returns how many."""
+        keys: list[dict[str, Any]] = []
+        paginator = self.client.get_paginator("query")
+        for visitor_id in visitor_ids:
+            pages = paginator.paginate(
+                TableName=self.table_name,
+                KeyConditionExpression="#v = :v",
+                ExpressionAttributeNames={"#v": VISITOR_KEY, "#e": EVENT_KEY},
+                ExpressionAttributeValues={":v": s(visitor_id)},
+                ProjectionExpression="#v, #e",
+            )
+            for page in pages:
+                keys.extend(page.get("Items", []))
+        batch_write(self.client, self.table_name, [{"DeleteRequest": {"Key": key}} for key in keys])
+        return len(keys)
+
+    def scan(self, segment: int = 0, total_segments: int = 1) -> Iterator[dict[str, Any]]:
+        """Every item of one parallel-scan segment, page by page."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name}
+        if total_segments > 1:
+            kwargs.update(Segment=segment, TotalSegments=total_segments)
+        paginator = self.client.get_paginator("scan")
+        for page in paginator.paginate(**kwargs):
+            yield from page.get("Items", [])
+
+    def scan_records(
+        self, segment: int = 0, total_segments: int = 1
+    ) -> Iterator[tuple[str, EventRecord | TraitRecord]]:
+        """(visitor_id, record) of every item of one parallel-scan segment, in scan order:
+        DynamoDB returns a partition key's items together, so a visitor's records are
+        contiguous (see `records.group_by_visitor`)."""
+        return map(record_from_item, self.scan(segment, total_segments))
+
+
+def record_from_item(item: Mapping[str, Any]) -> tuple[str, EventRecord | TraitRecord]:
+    """(visitor_id, record) of a stored events-table item."""
+    visitor_id = item[VISITOR_KEY]["S"]
+    expires = item.get(EXPIRES_AT)
+    expires_at = int(expires["N"]) if expires else None
+    ts_ms = int(item["ts"]["N"])
+    sort_key = item[EVENT_KEY]["S"]
+    if sort_key.startswith(TRAIT_PREFIX):
+        raw = item["value"]
+        value: object = raw.get("S", raw.get("BOOL"))
+        if "N" in raw:
+            value = float(raw["N"])
+        return visitor_id, TraitRecord(sort_key[len(TRAIT_PREFIX) :], value, ts_ms, expires_at)
+
+    def text(name: str) -> str | None:
+        attr = item.get(name)
+        return attr["S"] if attr else None
+
+    props = item.get("props")
+    return visitor_id, EventRecord(
+        ts_ms=ts_ms,
+        name=item["name"]["S"],
+        url=text("url"),
+        ref=text("ref"),
+        props={k: v["S"] for k, v in props["M"].items()} if props else {},
+        country=text("country"),
+        region=text("region"),
+        city=text("city"),
+        device=text("device"),
+        expires_at=expires_at,
+    )
