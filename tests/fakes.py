@@ -1,0 +1,123 @@
+"""In-memory stores for the build stages: what `functions/builder/stores.py` asks of
+storage, held in dicts, so the stages' logic is tested without an emulator."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from functions.core import layout
+from functions.core.documents import LatestPointer, Manifest, MembershipState
+from functions.core.records import EventRecord, TraitRecord
+from functions.core.storage.bucket import LinesWriter
+from functions.core.storage.membership import Membership
+
+
+class MemoryEvents:
+    """An events table: (visitor_id, record) pairs, a visitor's records together."""
+
+    def __init__(self, records: Iterable[tuple[str, EventRecord | TraitRecord]] = ()) -> None:
+        self.records = sorted(records, key=lambda pair: pair[0])
+
+    def scan_records(
+        self, segment: int = 0, total_segments: int = 1
+    ) -> Iterator[tuple[str, EventRecord | TraitRecord]]:
+        # A visitor belongs to one segment, as a partition key does in a parallel scan.
+        return (pair for pair in self.records if zlib.crc32(pair[0].encode()) % total_segments == segment)
+
+
+class MemoryMembership:
+    def __init__(self) -> None:
+        self.items: dict[str, Membership] = {}
+        self.writes = 0
+
+    def scan(self) -> Iterator[tuple[str, Membership]]:
+        return iter(list(self.items.items()))
+
+    def apply(self, changes: Mapping[str, Membership | None], build_id: str) -> int:
+        for visitor_id, membership in changes.items():
+            self.writes += 1
+            if membership is None or not membership.segments:
+                self.items.pop(visitor_id, None)
+            else:
+                self.items[visitor_id] = membership
+        return 1 if changes else 0
+
+
+class MemoryCatalog:
+    def __init__(self) -> None:
+        self.manifest: Manifest | None = None
+
+    def put(self, manifest: Manifest) -> bool:
+        if self.manifest is not None and self.manifest.build_id > manifest.build_id:
+            return False
+        self.manifest = manifest
+        return True
+
+
+class MemoryBucket:
+    """The segments bucket as key -> bytes; gzip objects stored compressed, as in S3."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def definition_files(self) -> dict[str, str]:
+        return {k: v.decode() for k, v in self.objects.items() if k.startswith(layout.DEFINITIONS_PREFIX)}
+
+    def put_definition(self, segment_id: str, document: dict[str, Any]) -> None:
+        self.put_json(layout.definition_key(segment_id), document)
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.objects[key])
+
+    def get_json_if_exists(self, key: str) -> Any | None:
+        return self.get_json(key) if key in self.objects else None
+
+    def put_json(self, key: str, document: Any) -> None:
+        self.objects[key] = json.dumps(document, sort_keys=True).encode()
+
+    def upload_lines(self, key: str, writer: LinesWriter, *, content_type: str) -> None:
+        body = writer.finish()
+        self.objects[key] = body.read()
+        body.close()
+
+    def iter_lines(self, key: str) -> Iterator[str]:
+        return (line for line in gzip.decompress(self.objects[key]).decode().splitlines() if line)
+
+    def read_members(self, key: str) -> list[str]:
+        return list(self.iter_lines(key))[1:]
+
+    def build_ids(self) -> list[str]:
+        prefixes = {key.split("/")[1] for key in self.objects if key.startswith(layout.BUILDS_PREFIX)}
+        return sorted(prefixes)
+
+    def delete_build(self, build_id: str) -> int:
+        doomed = [key for key in self.objects if key.startswith(layout.build_prefix(build_id))]
+        for key in doomed:
+            del self.objects[key]
+        return len(doomed)
+
+    def manifest(self, build_id: str) -> Manifest:
+        return Manifest.from_json(self.get_json(layout.manifest_key(build_id)))
+
+    def put_manifest(self, manifest: Manifest) -> None:
+        self.put_json(layout.manifest_key(manifest.build_id), manifest.to_json())
+
+    def latest(self) -> LatestPointer | None:
+        document = self.get_json_if_exists(layout.LATEST_KEY)
+        return None if document is None else LatestPointer.from_json(document)
+
+    def put_latest(self, build_id: str) -> LatestPointer:
+        pointer = LatestPointer(build_id, layout.manifest_key(build_id))
+        self.put_json(layout.LATEST_KEY, pointer.to_json())
+        return pointer
+
+    def membership_state(self) -> MembershipState | None:
+        document = self.get_json_if_exists(layout.MEMBERSHIP_STATE_KEY)
+        return None if document is None else MembershipState.from_json(document)
+
+    def put_membership_state(self, state: MembershipState) -> None:
+        self.put_json(layout.MEMBERSHIP_STATE_KEY, state.to_json())
