@@ -13,19 +13,28 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from functions.builder.plan import build_id_for, evaluation_moment, is_published, plan_build
+from functions.builder.plan import BuildPlan, build_id_for, evaluation_moment, is_published, plan_build
 from functions.builder.publish import PublishResult, publish, republish
 from functions.builder.shard import run_shard
 from functions.builder.stores import BuildStores
 
 
-def build(stores: BuildStores, evaluated_at: datetime, shards: int = 1, *, parallel: int = 4) -> PublishResult:
-    """Plan, shards on a thread pool, publish: what `dmp build` runs."""
+def start(stores: BuildStores, evaluated_at: datetime, shards: int) -> BuildPlan | PublishResult:
+    """The plan of the build at `evaluated_at`; or, when that time was published before
+    (the same scheduled event delivered again), that build republished: its catalog item
+    is rewritten, so an item its publish failed to write is healed."""
     moment = evaluation_moment(evaluated_at)
     build_id = build_id_for(moment)
     if is_published(stores.bucket, build_id):
         return republish(build_id, stores)
-    plan = plan_build(stores.bucket, moment, shards)
+    return plan_build(stores.bucket, moment, shards)
+
+
+def build(stores: BuildStores, evaluated_at: datetime, shards: int = 1, *, parallel: int = 4) -> PublishResult:
+    """Plan, shards on a thread pool, publish: what `dmp build` runs."""
+    plan = start(stores, evaluated_at, shards)
+    if isinstance(plan, PublishResult):
+        return plan
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, shards))) as pool:
         results = list(
             pool.map(lambda shard: run_shard(plan, shard, events=stores.events, bucket=stores.bucket), range(shards))

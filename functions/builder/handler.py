@@ -15,9 +15,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.builder.build import build
-from functions.builder.plan import build_id_for, build_time_now, is_published, load_plan, plan_build
-from functions.builder.publish import PublishResult, publish, republish
+from functions.builder.build import build, start
+from functions.builder.plan import build_time_now, load_plan
+from functions.builder.publish import PublishResult, publish
 from functions.builder.shard import run_shard
 from functions.builder.stages import (
     BuildAnswer,
@@ -60,14 +60,11 @@ def _count(name: str, value: float = 1) -> None:
 
 
 def _plan(stage: PlanStage) -> PlanAnswer:
-    moment = parse_time(stage.time)
-    build_id = build_id_for(moment)
-    if is_published(stores.bucket, build_id):
-        republish(build_id, stores)
-        logger.info("build already published; nothing to do", build_id=build_id)
+    plan = start(stores, parse_time(stage.time), stage.shards or settings.build_shards)
+    if isinstance(plan, PublishResult):
+        logger.info("build already published; nothing to do", build_id=plan.manifest.build_id)
         _count("builds_repeated")
-        return PlanAnswer(build_id=build_id, skip=True, shards=[])
-    plan = plan_build(stores.bucket, moment, stage.shards or settings.build_shards)
+        return PlanAnswer(build_id=plan.manifest.build_id, skip=True, shards=[])
     _count("builds_planned")
     return PlanAnswer(build_id=plan.build_id, skip=False, shards=list(range(plan.shards)))
 

@@ -33,8 +33,8 @@ from functions.core.segments import (
     TraitRule,
     VisitsRule,
 )
+from functions.core.times import DAY_MS
 
-DAY_MS = 86_400_000
 VISIT_GAP_MS = 30 * 60 * 1000
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
+from pydantic import ValidationError
 
+from functions.builder.stages import PlanAnswer, PlanStage, PublishStage, ShardStage, StageEvent
+from tests.conftest import load_event
 from tests.infra.synthesis import Synthesised
 
 pytestmark = pytest.mark.slow  # synthesises the CDK app
@@ -137,3 +141,58 @@ def test_an_alarm_goes_off_when_a_build_execution_fails(prod_stack: Synthesised)
     assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/States", "ExecutionsFailed", "Sum")
     assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": prod_stack.ref(builder.state_machine)}]
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+def _resolve(parameters: dict[str, Any], state_input: dict[str, Any], item: Any = None) -> dict[str, Any]:
+    """A state's Parameters as Step Functions fills them (the simple paths this machine uses)."""
+    resolved: dict[str, Any] = {}
+    for key, value in parameters.items():
+        if not key.endswith(".$"):
+            resolved[key] = value
+        elif value == "$$.Map.Item.Value":
+            resolved[key[:-2]] = item
+        else:
+            resolved[key[:-2]] = state_input[value.removeprefix("$.")]
+    return resolved
+
+
+def test_every_stage_event_the_state_machine_sends_is_one_the_builder_accepts(prod_stack: Synthesised) -> None:
+    states = _states(prod_stack)["States"]
+    # GIVEN the schedule's event, as EventBridge starts the machine with it
+    scheduled = load_event("scheduled_build")
+    # WHEN the machine fills each stage's payload from the state before it
+    plan = StageEvent.validate_python(_resolve(states["Plan"]["Parameters"], scheduled))
+    assert isinstance(plan, PlanStage) and plan.time == scheduled["time"]
+    answer = PlanAnswer(build_id="20261128T100000Z", skip=False, shards=[0, 1]).model_dump()
+    # THEN the Choice and the Map read fields the plan's answer has
+    assert states["Published?"]["Choices"][0]["Variable"].removeprefix("$.") in answer
+    shards = states["Shards"]
+    items = answer[shards["ItemsPath"].removeprefix("$.")]
+    shard_events = [
+        StageEvent.validate_python(
+            _resolve(
+                shards["ItemProcessor"]["States"]["Shard"]["Parameters"],
+                _resolve(shards["ItemSelector"], answer, item),
+            )
+        )
+        for item in items
+    ]
+    assert shard_events == [ShardStage(stage="shard", build_id="20261128T100000Z", shard=s) for s in (0, 1)]
+    # AND publish gets the plan's answer (the Map discards its own results)
+    publish = StageEvent.validate_python(_resolve(states["Publish"]["Parameters"], answer))
+    assert publish == PublishStage(stage="publish", build_id="20261128T100000Z")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"stage": "shard", "build_id": "../../latest", "shard": 0},
+        {"stage": "shard", "build_id": "20261128T100000Z", "shard": -1},
+        {"stage": "publish"},
+        {"stage": "unpublish", "build_id": "20261128T100000Z"},
+    ],
+    ids=["build-id-not-a-time", "negative-shard", "no-build-id", "unknown-stage"],
+)
+def test_a_malformed_stage_event_is_refused_before_anything_is_read(event: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        StageEvent.validate_python(event)
