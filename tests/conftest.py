@@ -82,3 +82,20 @@ def load_handler(aws: Any) -> Any:
         return importlib.reload(importlib.import_module(f"functions.{name}.handler"))
 
     return load
+
+
+def dynamodb_item_bytes(item: dict[str, Any]) -> int:
+    """DynamoDB's size of an item in its attribute-value form: names and values in UTF-8
+    bytes, a number as about one byte per two digits plus one, a map 3 bytes plus one per
+    element (rounded up here, so the bound below is checked against the larger figure)."""
+    total = 0
+    for name, value in item.items():
+        total += len(name.encode())
+        ((kind, raw),) = value.items()
+        if kind == "S":
+            total += len(raw.encode())
+        elif kind == "N":
+            total += len(raw.lstrip("-").replace(".", "")) // 2 + 2
+        else:  # "M"
+            total += 3 + len(raw) + dynamodb_item_bytes(raw)
+    return total

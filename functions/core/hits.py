@@ -21,10 +21,19 @@ PROP_NAME = EVENT_NAME
 MAX_CLIENT_EVENT_ID = 64
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+# Limits count UTF-8 bytes, as DynamoDB does: characters would let one multi-byte event
+# store tens of KB.
 MAX_URL = 2048
 MAX_PROPS = 20
 MAX_PROP_VALUE = 256
 MAX_GEO = 64
+# A stored event is one write unit: DynamoDB bills writes per started 1 KB of the item.
+MAX_ITEM_BYTES = 1024
+# What a stored item adds beyond its text values: attribute names (at most 10 bytes
+# each, 13 of them), numbers (time, expiry, client time: at most 21 bytes each), and
+# 3 bytes for the props map. `stored_bytes` is an upper bound of the item's real size
+# (tests/unit/test_hits.py checks it against the stored form).
+_ITEM_OVERHEAD = 13 * 10 + 3 * 21 + 3
 # The device of a hit, from its user agent; segment rules name the same three.
 DeviceType = Literal["desktop", "mobile", "tablet"]
 DEVICE_TYPES: tuple[DeviceType, ...] = get_args(DeviceType)
@@ -80,13 +89,27 @@ def as_text(value: str | int | float | bool) -> str:
     return str(value)
 
 
+def utf8_length(value: str) -> int | None:
+    """The UTF-8 size of `value`; None when it has no UTF-8 form (a lone surrogate, which
+    JSON's `\\ud800` escapes can carry): DynamoDB would refuse it."""
+    if value.isascii():
+        return len(value)
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
 def _text(value: object, *, field_name: str, limit: int) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise InvalidEvent(f"invalid_{field_name}", f"{field_name} must be a string")
-    if len(value) > limit:
-        raise InvalidEvent(f"{field_name}_too_long", f"{field_name} is longer than {limit} characters")
+    size = utf8_length(value)
+    if size is None:
+        raise InvalidEvent(f"invalid_{field_name}", f"{field_name} is not valid Unicode text")
+    if size > limit:
+        raise InvalidEvent(f"{field_name}_too_long", f"{field_name} is longer than {limit} bytes (UTF-8)")
     if _CONTROL.search(value):
         raise InvalidEvent(f"invalid_{field_name}", f"{field_name} contains control characters")
     return value
@@ -94,9 +117,22 @@ def _text(value: object, *, field_name: str, limit: int) -> str | None:
 
 def clean_geo_value(value: str | None) -> str | None:
     """Geo header values are informative only: drop what is malformed rather than the hit."""
-    if not value or len(value) > MAX_GEO or _CONTROL.search(value):
+    if not value or _CONTROL.search(value):
+        return None
+    size = utf8_length(value)
+    if size is None or size > MAX_GEO:
         return None
     return value.strip() or None
+
+
+def stored_bytes(event: TrackedEvent) -> int:
+    """An upper bound of the size of `event` as a stored item (DynamoDB's measure: UTF-8
+    bytes of names and values)."""
+    texts = [event.visitor_id, event.event_id, event.name, event.url, event.ref, event.device]
+    texts += [event.geo.country, event.geo.region, event.geo.city]
+    size = _ITEM_OVERHEAD + sum(utf8_length(t) or 0 for t in texts if t)
+    # Each prop: its name and value, and a byte of the map's own overhead.
+    return size + sum(len(name) + (utf8_length(value) or 0) + 1 for name, value in event.props.items())
 
 
 def validate_event(
@@ -123,7 +159,7 @@ def validate_event(
     clean_props = validate_props(props)
     if device is not None and device not in DEVICE_TYPES:
         device = None
-    return TrackedEvent(
+    event = TrackedEvent(
         visitor_id=visitor_id,
         event_id=event_id_for(ts_ms, client_event_id),
         ts_ms=ts_ms,
@@ -135,6 +171,10 @@ def validate_event(
         device=device,
         client_ts_ms=client_ts_ms,
     )
+    size = stored_bytes(event)
+    if size > MAX_ITEM_BYTES:
+        raise InvalidEvent("event_too_large", f"the event would be {size} bytes stored; at most {MAX_ITEM_BYTES}")
+    return event
 
 
 def validate_props(props: object) -> dict[str, str]:

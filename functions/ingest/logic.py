@@ -209,6 +209,8 @@ def read_collect_body(body: bytes) -> dict[str, Any]:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise BadRequest(400, "malformed_json", "body is not valid JSON") from None
+    except RecursionError:  # JSON nested past the parser's depth: malformed for us, not a 5xx
+        raise BadRequest(400, "malformed_json", "body is nested too deeply") from None
     if not isinstance(document, dict):
         raise BadRequest(400, "invalid_body", "body must be a JSON object with an `events` list")
     events = document.get("events")

@@ -115,6 +115,11 @@ def create_api(
         )
         return refuse(errors.INVALID_REQUEST, problems or None)
 
+    @app.exception_handler(RecursionError)
+    def _nested_too_deeply(error: RecursionError) -> Response[Any]:
+        # A body nested past the JSON parser's depth: the caller's error, never a 5xx.
+        return refuse(errors.INVALID_REQUEST, "the body is nested too deeply")
+
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported_media_type(error: RequestUnsupportedContentType) -> Response[Any]:
         return refuse(errors.UNSUPPORTED_MEDIA_TYPE)

@@ -29,26 +29,13 @@ from tests.bench.common import (
     moto_server,
     quiet_stdout,
 )
-from tests.conftest import FakeContext, load_event
+from tests.conftest import FakeContext, dynamodb_item_bytes, load_event
 
 TABLE_ENV = {
     "EVENTS_TABLE": "bench-events",
     "RETENTION_DAYS": "90",
     "FALLBACK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench-fallback",
 }
-
-
-def item_bytes(item: dict[str, Any]) -> int:
-    """DynamoDB's item size: attribute names plus values (numbers as their text, roughly)."""
-    total = 0
-    for name, value in item.items():
-        total += len(name.encode())
-        ((kind, raw),) = value.items()
-        if kind == "M":
-            total += 3 + item_bytes(raw)
-        else:
-            total += len(str(raw).encode())
-    return total
 
 
 def run(repeat: int = 300) -> dict[str, float]:
@@ -100,7 +87,7 @@ def run(repeat: int = 300) -> dict[str, float]:
         results["ingest_overhead_ratio"] = medians["hit"] / medians["put"]
         results["writes_per_hit"] = sum(1 for c in counter.calls if c in ("PutItem", "BatchWriteItem")) / 50
         stored = client.scan(TableName=TABLE_ENV["EVENTS_TABLE"], Limit=1)["Items"][0]
-        results["stored_item_bytes"] = item_bytes(stored)
+        results["stored_item_bytes"] = dynamodb_item_bytes(stored)
         json.dumps(stored)
 
     env = {**BASE_ENV, **TABLE_ENV}

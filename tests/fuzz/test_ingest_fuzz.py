@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 
 from functions.core.tables import EVENTS
 from functions.ingest.logic import GIF, NO_STORE
-from tests.conftest import FakeContext, load_event
+from tests.conftest import FakeContext, dynamodb_item_bytes, load_event
 from tests.unit.tcf_builder import publisher_tc_segment, tc_string
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -104,12 +104,12 @@ def assert_well_formed(item: dict[str, Any], request_text: str) -> None:
         assert 1 <= len(event_id) - 4 <= MAX_EID, f"client event id longer than {MAX_EID}: {event_id!r}"
     for attribute in ("url", "ref"):
         if attribute in item:
-            assert len(item[attribute]["S"]) <= MAX_URL, f"{attribute} longer than {MAX_URL} stored"
+            assert len(item[attribute]["S"].encode()) <= MAX_URL, f"{attribute} longer than {MAX_URL} bytes stored"
     props = item.get("props", {}).get("M", {})
     assert len(props) <= MAX_PROPS, f"{len(props)} props stored"
     for name, value in props.items():
         assert NAME.fullmatch(name), f"malformed prop name stored: {name!r}"
-        assert len(value["S"]) <= MAX_PROP_VALUE, f"prop {name} longer than {MAX_PROP_VALUE} stored"
+        assert len(value["S"].encode()) <= MAX_PROP_VALUE, f"prop {name} longer than {MAX_PROP_VALUE} bytes stored"
     if "device" in item:
         assert item["device"]["S"] in ("desktop", "mobile", "tablet")
     for name, value in item.items():
@@ -119,6 +119,8 @@ def assert_well_formed(item: dict[str, Any], request_text: str) -> None:
             assert is_dynamodb_number(value["N"]), f"{name}={value['N']} is not a number DynamoDB can store"
     if SOURCE_IP not in request_text:
         assert SOURCE_IP not in json.dumps(item), "the raw IP was stored"
+    size = dynamodb_item_bytes(item)
+    assert size <= 1024, f"a stored item of {size} bytes is over one write unit"
 
 
 # --- the handler on moto -------------------------------------------------------------

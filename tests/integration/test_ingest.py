@@ -168,6 +168,7 @@ def test_collect_retry_of_the_same_batch_stores_nothing_new(ingest, aws, lambda_
     ("body", "status", "code"),
     [
         ("{not json", 400, "malformed_json"),
+        ('{"events": ' + "[" * 30_000 + "]" * 30_000 + "}", 400, "malformed_json"),
         ("[1, 2]", 400, "invalid_body"),
         ('{"events": []}', 400, "invalid_events"),
         (json.dumps({"events": [{"e": "page_view"}] * 51}), 413, "too_many_events"),

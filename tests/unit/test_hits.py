@@ -8,9 +8,12 @@ import string
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from functions.core.hits import (
     InvalidEvent,
+    clean_geo_value,
     device_type,
     is_bot,
     is_visitor_id,
@@ -18,6 +21,7 @@ from functions.core.hits import (
     validate_event,
     validate_props,
 )
+from tests.conftest import dynamodb_item_bytes
 
 VISITOR = "visitor-0001"
 TS = 1_717_200_000_000
@@ -81,16 +85,39 @@ def test_event_of_a_malformed_visitor_id_is_rejected():
 
 
 @pytest.mark.parametrize("field", ["url", "ref"])
-def test_url_and_ref_of_2048_characters_are_kept(field):
-    value = "https://example.com/" + "a" * (2048 - len("https://example.com/"))
-    assert len(value) == 2048
+def test_a_long_url_or_ref_that_keeps_the_item_within_a_write_unit_is_kept(field):
+    value = "https://example.com/" + "a" * (700 - len("https://example.com/"))
     assert getattr(track(**{field: value}), field) == value
 
 
 @pytest.mark.parametrize("field", ["url", "ref"])
-def test_url_and_ref_longer_than_2048_characters_are_rejected(field):
+def test_url_and_ref_longer_than_2048_bytes_are_rejected(field):
     value = "https://example.com/" + "a" * (2049 - len("https://example.com/"))
     assert rejection(**{field: value}) == f"{field}_too_long"
+
+
+@pytest.mark.parametrize("field", ["url", "ref"])
+def test_url_and_ref_limits_count_utf8_bytes_not_characters(field):
+    # 700 characters, 2100 bytes: within 2048 characters, over 2048 bytes
+    value = "https://example.com/" + "\u20ac" * 700
+    assert rejection(**{field: value}) == f"{field}_too_long"
+
+
+def test_an_event_whose_stored_item_would_pass_1_kb_is_rejected():
+    # GIVEN fields each within their own limit, together over one write unit
+    fields = {"url": "https://example.com/" + "a" * 600, "ref": "https://example.com/" + "b" * 600}
+    # THEN the event is refused whole, saying why
+    assert rejection(**fields) == "event_too_large"
+
+
+def test_twenty_props_of_multibyte_text_cannot_store_tens_of_kb():
+    props = {f"p{i}": "\u00e9" * 128 for i in range(20)}  # each 256 bytes: within its limit
+    assert rejection(props=props) == "event_too_large"
+
+
+@pytest.mark.parametrize("field", ["url", "ref"])
+def test_text_that_has_no_utf8_form_is_rejected(field):
+    assert rejection(**{field: "https://example.com/\ud800"}) == f"invalid_{field}"
 
 
 @pytest.mark.parametrize("field", ["url", "ref"])
@@ -173,12 +200,13 @@ def test_prop_names_outside_the_contract_pattern_are_rejected(name):
     assert rejection(props={name: "v"}) == "invalid_prop_name"
 
 
-def test_prop_value_of_256_characters_is_kept():
+def test_prop_value_of_256_bytes_is_kept():
     assert track(props={"note": "v" * 256}).props == {"note": "v" * 256}
 
 
-def test_prop_value_longer_than_256_characters_is_rejected():
+def test_prop_value_longer_than_256_bytes_is_rejected():
     assert rejection(props={"note": "v" * 257}) == "prop_value_too_long"
+    assert rejection(props={"note": "\u00e9" * 129}) == "prop_value_too_long"  # 129 characters, 258 bytes
 
 
 @pytest.mark.parametrize("control", ["\x00", "\x1b", "\x7f"])
@@ -386,3 +414,41 @@ def test_unreadable_timestamps_are_rejected(value):
     with pytest.raises(InvalidEvent) as caught:
         to_epoch_ms(value)
     assert caught.value.reason == "invalid_ts"
+
+
+# --- the stored item's size -------------------------------------------------------------
+
+
+PRINTABLE = st.characters(exclude_categories=("Cc", "Cs"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    url=st.text(PRINTABLE, max_size=300),
+    ref=st.text(PRINTABLE, max_size=300),
+    eid=st.text(alphabet=string.ascii_letters, max_size=64),
+    props=st.dictionaries(
+        st.from_regex(r"[a-z0-9_]{1,40}", fullmatch=True), st.text(PRINTABLE, max_size=40), max_size=20
+    ),
+    city=st.text(PRINTABLE, max_size=64),
+)
+def test_the_size_bound_is_never_below_the_stored_items_size(url, ref, eid, props, city):
+    from functions.core.hits import Geo, stored_bytes
+    from functions.core.storage.events import EventStore
+
+    try:
+        event = validate_event(
+            visitor_id="visitor-0001",
+            ts_ms=TS,
+            url=url,
+            ref=ref,
+            eid=eid,
+            props=props,
+            geo=Geo("GB", "ENG", clean_geo_value(city)),
+            device="desktop",
+            client_ts_ms=TS,
+        )
+    except InvalidEvent:
+        return
+    item = EventStore.to_item(event, 90 * 86_400)
+    assert dynamodb_item_bytes(item) <= stored_bytes(event) <= 1024

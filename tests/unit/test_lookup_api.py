@@ -136,11 +136,12 @@ def test_batch_answers_in_request_order_with_one_read(metrics):
         (user_event("short"), 400, "invalid_request"),
         (user_event(query={"format": "xml"}), 400, "invalid_request"),
         (batch_event("not json"), 400, "invalid_request"),
+        (batch_event('{"uids": ' + "[" * 100_000 + "]" * 100_000 + "}"), 400, "invalid_request"),
         (batch_event(json.dumps({"uids": []})), 400, "invalid_request"),
         (batch_event(json.dumps({"uids": [VISITOR], "extra": 1})), 400, "invalid_request"),
         (batch_event("uid\nvisitor-1\n", content_type="text/csv"), 415, "unsupported_media_type"),
     ],
-    ids=["uid-chars", "uid-length", "format", "json", "empty-batch", "extra-field", "csv"],
+    ids=["uid-chars", "uid-length", "format", "json", "json-nested-too-deep", "empty-batch", "extra-field", "csv"],
 )
 def test_bad_requests_are_refused_in_the_api_error_shape(metrics, event, status, code):
     answer_status, body, headers = call(make_api(metrics), event)
