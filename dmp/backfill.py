@@ -1,4 +1,4 @@
-"""`dmp ingest` and `dmp erase`: bulk operations on a stack's stored events."""
+"""`dmp ingest` and `dmp replay`: bulk writes of a stack's events."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from functions.core.hits import (
 from functions.core.identity import VISITOR_ID_CHARS, is_visitor_id
 from functions.core.storage.events import EventStore
 from functions.core.storage.fallback import FallbackQueue
-from functions.core.storage.membership import MembershipStore
 from functions.core.times import DAY_SECONDS
 from functions.replay.logic import replay_message
 
@@ -115,18 +114,6 @@ def _write(store: EventStore, batch: list[TrackedEvent], retention_seconds: int)
 def ingest_file(path: Path, target: StackTarget, retention_days: int | None = None) -> IngestReport:
     with path.open(encoding="utf-8", errors="replace") as lines:
         return ingest_lines(lines, EventStore(target.events_table), retention_days or target.retention_days)
-
-
-def erase_visitors(visitor_ids: Iterable[str], target: StackTarget) -> int:
-    """Delete every events-table item and the membership of each visitor."""
-    ids = list(visitor_ids)
-    bad = [v for v in ids if not is_visitor_id(v)]
-    if bad:
-        raise ValueError(f"not visitor ids: {', '.join(bad)}")
-    events = EventStore(target.events_table)
-    erased = events.delete_visitors(ids)
-    MembershipStore(target.membership_table).apply(dict.fromkeys(ids), build_id="erased")
-    return erased
 
 
 def replay_deferred(target: StackTarget) -> tuple[int, int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -139,7 +140,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     target = resolve(args.local, args.stack)
     at = parse_time(args.at) if args.at else build_time_now()
     try:
-        result = build(target.build_stores(), at, args.shards)
+        result = build(target.build_stores(), at, args.shards, retention_seconds=target.retention_seconds)
     except DefinitionErrors as errors:
         for problem in errors.problems:
             print(problem, file=sys.stderr)
@@ -232,15 +233,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from dmp.backfill import erase_visitors
+    from dmp.privacy import PrivacyError, erase
 
     target = resolve(args.local, args.stack)
     try:
-        erased = erase_visitors(args.uids, target)
-    except ValueError as error:
+        records = erase(args.uids, target)
+    except PrivacyError as error:
         print(error, file=sys.stderr)
         return 2
-    print(f"erased {erased} stored item(s) of {len(args.uids)} visitor(s)")
+    for record in records:
+        deleted = ", ".join(f"{name} {count}" for name, count in record.deleted.items())
+        print(f"erased {record.visitor_sha256[:12]}…: {deleted}")
+    print(f"erased {len(records)} visitor(s); suppressed for good; audit records under audit/")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from dmp.privacy import audit_records
+    from functions.core.times import parse_time
+
+    target = resolve(args.local, args.stack)
+    since = parse_time(args.since) if args.since else None
+    for record in audit_records(target, since):
+        print(json.dumps(record, sort_keys=True))
+    return 0
+
+
+def cmd_visitor_show(args: argparse.Namespace) -> int:
+    from dmp.privacy import PrivacyError, print_json, visitor_report
+
+    target = resolve(args.local, args.stack)
+    try:
+        print_json(visitor_report(args.uid, target))
+    except PrivacyError as error:
+        print(error, file=sys.stderr)
+        return 2
     return 0
 
 
@@ -302,10 +329,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(replay)
     replay.set_defaults(func=cmd_replay)
 
-    erase = commands.add_parser("erase", help="delete every stored event and membership of visitors")
+    erase = commands.add_parser(
+        "erase", help="erase visitors everywhere (events, traits, membership, builds, old versions) and suppress them"
+    )
     erase.add_argument("uids", nargs="+", metavar="UID")
     _add_target(erase)
     erase.set_defaults(func=cmd_erase)
+
+    audit = commands.add_parser(
+        "audit", help="the audit records of opt-outs and erasures, oldest first, one JSON a line"
+    )
+    audit.add_argument("--since", metavar="ISO8601", help="only records at or after this time")
+    _add_target(audit)
+    audit.set_defaults(func=cmd_audit)
+
+    visitor = commands.add_parser("visitor", help="a visitor's data").add_subparsers(
+        dest="visitor_command", required=True
+    )
+    show = visitor.add_parser("show", help="everything held about a visitor, as JSON (a subject access request)")
+    show.add_argument("uid", metavar="UID")
+    _add_target(show)
+    show.set_defaults(func=cmd_visitor_show)
     return parser
 
 

@@ -195,7 +195,7 @@ def _run(visitors: int, seed: int, out: Any) -> int:
             f"{stored} events stored (the crawler's were not)."
         )
 
-        manifest = build(target.build_stores(), now, shards=2).manifest
+        manifest = build(target.build_stores(), now, shards=2, retention_seconds=target.retention_seconds).manifest
         out(f"\nBuild {manifest.build_id} evaluated at {manifest.evaluated_at} (2 shards):")
         for segment in manifest.segments:
             out(f"  {segment.id:<36} {segment.size:>5} visitors  -> {', '.join(segment.destinations)}")

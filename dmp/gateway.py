@@ -25,7 +25,13 @@ from dmp.lambda_context import LocalContext
 from functions.lookup import routes
 from functions.lookup.errors import FORBIDDEN, UNAUTHORIZED
 
-INGEST_ROUTES = {("GET", "/p.gif"), ("POST", "/collect"), ("OPTIONS", "/collect"), ("GET", "/tag.js")}
+INGEST_ROUTES = {
+    ("GET", "/p.gif"),
+    ("POST", "/collect"),
+    ("OPTIONS", "/collect"),
+    ("GET", "/tag.js"),
+    ("GET", "/optout"),
+}
 SIMULATED_TIME_HEADER = "x-dmp-simulated-time"
 MAX_BODY = 1024 * 1024  # API Gateway's own limits are larger; the handlers enforce theirs
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from functions.core.config import Env
-from functions.core.tables import ALL_TABLES, CATALOG, EVENTS, MEMBERSHIP, PARTNERS, TableDefinition
+from functions.core.tables import ALL_TABLES, CATALOG, EVENTS, MEMBERSHIP, PARTNERS, SUPPRESSION, TableDefinition
+from functions.core.times import DAY_SECONDS
 
 if TYPE_CHECKING:
     from functions.builder.stores import BuildStores
@@ -27,6 +28,7 @@ RESOURCE_NAMES = {
     MEMBERSHIP.logical_id: "dmp-local-membership",
     PARTNERS.logical_id: "dmp-local-partners",
     CATALOG.logical_id: "dmp-local-catalog",
+    SUPPRESSION.logical_id: "dmp-local-suppression",
 }
 BUCKET = "dmp-local-segments"
 FALLBACK_QUEUE = "dmp-local-fallback"
@@ -51,6 +53,8 @@ class StackTarget:
     bucket: str
     # Empty for a deployed stack older than the catalog table (no `CatalogTableName` output).
     catalog_table: str = ""
+    # Empty for a deployed stack older than the suppression list.
+    suppression_table: str = ""
     fallback_queue_url: str = ""
     aws_endpoint_url: str | None = None
     gateway_url: str | None = None
@@ -66,7 +70,12 @@ class StackTarget:
             membership_table=self.membership_table,
             bucket=self.bucket,
             catalog_table=self.catalog_table,
+            suppression_table=self.suppression_table,
         )
+
+    @property
+    def retention_seconds(self) -> int:
+        return self.retention_days * DAY_SECONDS
 
     def environment(self) -> dict[str, str]:
         """The functions' environment for this stack."""
@@ -76,6 +85,7 @@ class StackTarget:
             Env.MEMBERSHIP_TABLE: self.membership_table,
             Env.PARTNERS_TABLE: self.partners_table,
             Env.CATALOG_TABLE: self.catalog_table,
+            Env.SUPPRESSION_TABLE: self.suppression_table,
             Env.SEGMENTS_BUCKET: self.bucket,
             Env.FALLBACK_QUEUE_URL: self.fallback_queue_url,
             Env.RETENTION_DAYS: str(self.retention_days),
@@ -113,6 +123,8 @@ def create_resources(endpoint_url: str | None, region: str = REGION, retention_d
         s3.create_bucket(Bucket=BUCKET)
     else:
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
+    # Versioned, as the CDK stack's bucket is: erasure must reach earlier versions too.
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     queue_url = boto3.client("sqs", region_name=region, endpoint_url=endpoint_url).create_queue(
         QueueName=FALLBACK_QUEUE
     )["QueueUrl"]
@@ -123,6 +135,7 @@ def create_resources(endpoint_url: str | None, region: str = REGION, retention_d
         membership_table=RESOURCE_NAMES[MEMBERSHIP.logical_id],
         partners_table=RESOURCE_NAMES[PARTNERS.logical_id],
         catalog_table=RESOURCE_NAMES[CATALOG.logical_id],
+        suppression_table=RESOURCE_NAMES[SUPPRESSION.logical_id],
         bucket=BUCKET,
         aws_endpoint_url=endpoint_url,
         retention_days=retention_days,
@@ -192,6 +205,7 @@ class LocalStack:
             "membership_table": self.target.membership_table,
             "partners_table": self.target.partners_table,
             "catalog_table": self.target.catalog_table,
+            "suppression_table": self.target.suppression_table,
             "bucket": self.target.bucket,
             "fallback_queue_url": self.target.fallback_queue_url,
             "retention_days": self.retention_days,

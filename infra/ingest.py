@@ -1,4 +1,4 @@
-"""Collection: the ingest function behind a public HTTP API (`/p.gif`, `/collect`, `/tag.js`),
+"""Collection: the ingest function behind a public HTTP API (`/p.gif`, `/collect`, `/tag.js`, `/optout`),
 served to browsers through CloudFront, which adds the viewer's location (DESIGN.md: geo
 comes from CloudFront's viewer headers).
 
@@ -34,6 +34,7 @@ ROUTES = (
     (apigwv2.HttpMethod.GET, "/p.gif"),
     (apigwv2.HttpMethod.POST, "/collect"),
     (apigwv2.HttpMethod.GET, "/tag.js"),
+    (apigwv2.HttpMethod.GET, "/optout"),
 )
 # Stage-wide limits: well above one site's page views, well below the account's 10k rps,
 # so a flood on the pixel cannot starve the partner API of the account's capacity.
@@ -72,7 +73,7 @@ ORIGIN_REQUEST_HEADERS = (
     "Access-Control-Request-Method",
 )
 # Paths whose every request must reach the function: a cached hit is a lost event.
-UNCACHED_PATHS = ("/p.gif", "/collect")
+UNCACHED_PATHS = ("/p.gif", "/collect", "/optout")
 TAG_PATH = "/tag.js"
 
 
@@ -84,6 +85,8 @@ class Ingest(Construct):
         *,
         packaging: LambdaPackaging,
         events_table: dynamodb.ITable,
+        membership_table: dynamodb.ITable,
+        suppression_table: dynamodb.ITable,
         fallback_queue_url: str,
         retention_days: int,
         tcf_vendor_id: int,
@@ -109,6 +112,8 @@ class Ingest(Construct):
             timeout=Duration.seconds(10),
             environment={
                 Env.EVENTS_TABLE: events_table.table_name,
+                Env.MEMBERSHIP_TABLE: membership_table.table_name,
+                Env.SUPPRESSION_TABLE: suppression_table.table_name,
                 Env.FALLBACK_QUEUE_URL: fallback_queue_url,
                 Env.RETENTION_DAYS: str(retention_days),
                 Env.TCF_VENDOR_ID: str(tcf_vendor_id),

@@ -52,6 +52,8 @@ class DmpStack(Stack):
             "Ingest",
             packaging=packaging,
             events_table=self.storage.events_table,
+            membership_table=self.storage.membership_table,
+            suppression_table=self.storage.suppression_table,
             fallback_queue_url=self.replay.queue.queue_url,
             retention_days=settings.retention_days,
             tcf_vendor_id=settings.tcf_vendor_id,
@@ -67,6 +69,7 @@ class DmpStack(Stack):
             events_table=self.storage.events_table,
             membership_table=self.storage.membership_table,
             catalog_table=self.storage.catalog_table,
+            suppression_table=self.storage.suppression_table,
             bucket=self.storage.bucket,
             retention_days=settings.retention_days,
             build_shards=settings.build_shards,
@@ -99,9 +102,16 @@ class DmpStack(Stack):
         storage = self.storage
         storage.events_table.grant_write_data(self.ingest.function)
         self.replay.queue.grant_send_messages(self.ingest.function)
+        # A visitor who says no is suppressed in the request: its record, and a tombstone
+        # in place of its membership.
+        storage.suppression_table.grant(self.ingest.function, "dynamodb:PutItem")
+        storage.membership_table.grant(self.ingest.function, "dynamodb:PutItem")
         storage.events_table.grant_write_data(self.replay.function)
 
+        # Reads events to build; deletes them to finish the erasures opt-outs left pending.
         storage.events_table.grant_read_data(self.builder.function)
+        storage.events_table.grant(self.builder.function, "dynamodb:BatchWriteItem")
+        storage.suppression_table.grant_read_write_data(self.builder.function)
         storage.membership_table.grant_read_write_data(self.builder.function)
         storage.catalog_table.grant_read_write_data(self.builder.function)
         storage.bucket.grant_read_write(self.builder.function)
@@ -148,6 +158,7 @@ class DmpStack(Stack):
             "MembershipTableName": storage.membership_table.table_name,
             "PartnersTableName": storage.partners_table.table_name,
             "CatalogTableName": storage.catalog_table.table_name,
+            "SuppressionTableName": storage.suppression_table.table_name,
             "BucketName": storage.bucket.bucket_name,
             "BuilderFunctionName": self.builder.function.function_name,
             "BuildStateMachineArn": self.builder.state_machine.state_machine_arn,

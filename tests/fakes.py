@@ -30,8 +30,11 @@ class MemoryEvents:
 
 
 class MemoryMembership:
+    """The membership table; a tombstoned visitor's item is never written over."""
+
     def __init__(self) -> None:
         self.items: dict[str, Membership] = {}
+        self.tombstones: set[str] = set()
         self.writes = 0
 
     def scan(self) -> Iterator[tuple[str, Membership]]:
@@ -39,12 +42,30 @@ class MemoryMembership:
 
     def apply(self, changes: Mapping[str, Membership | None], build_id: str) -> int:
         for visitor_id, membership in changes.items():
+            if visitor_id in self.tombstones:
+                continue
             self.writes += 1
             if membership is None or not membership.segments:
                 self.items.pop(visitor_id, None)
             else:
                 self.items[visitor_id] = membership
         return 1 if changes else 0
+
+    def suppress(self, visitor_ids: Iterable[str], expires_at: int) -> None:
+        for visitor_id in visitor_ids:
+            self.items.pop(visitor_id, None)
+            self.tombstones.add(visitor_id)
+
+
+class MemorySuppression:
+    def __init__(self, visitor_ids: Iterable[str] = ()) -> None:
+        self.ids = set(visitor_ids)
+
+    def suppressed(self, visitor_ids: Iterable[str]) -> set[str]:
+        return self.ids.intersection(visitor_ids)
+
+    def visitor_ids(self) -> frozenset[str]:
+        return frozenset(self.ids)
 
 
 class MemoryCatalog:

@@ -11,18 +11,29 @@ The stores each stage needs are Protocols (`stores.py`), passed in."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 
 from functions.builder.plan import BuildPlan, build_id_for, evaluation_moment, is_published, plan_build
 from functions.builder.publish import PublishResult, publish, republish
-from functions.builder.shard import run_shard
+from functions.builder.shard import ShardResult, run_shard
 from functions.builder.stores import BuildStores
+from functions.core.erasure import erase_pending
+from functions.core.times import iso
 
 
-def start(stores: BuildStores, evaluated_at: datetime, shards: int) -> BuildPlan | PublishResult:
+def start(
+    stores: BuildStores, evaluated_at: datetime, shards: int, *, retention_seconds: int
+) -> BuildPlan | PublishResult:
     """The plan of the build at `evaluated_at`; or, when that time was published before
     (the same scheduled event delivered again), that build republished: its catalog item
-    is rewritten, so an item its publish failed to write is healed."""
+    is rewritten, so an item its publish failed to write is healed.
+
+    Either way the erasures that opt-outs left pending are finished first."""
+    if stores.erasure is not None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        erase_pending(
+            at=iso(now), at_s=int(now.timestamp()), retention_seconds=retention_seconds, stores=stores.erasure
+        )
     moment = evaluation_moment(evaluated_at)
     build_id = build_id_for(moment)
     if is_published(stores.bucket, build_id):
@@ -30,13 +41,18 @@ def start(stores: BuildStores, evaluated_at: datetime, shards: int) -> BuildPlan
     return plan_build(stores.bucket, moment, shards)
 
 
-def build(stores: BuildStores, evaluated_at: datetime, shards: int = 1, *, parallel: int = 4) -> PublishResult:
+def build(
+    stores: BuildStores, evaluated_at: datetime, shards: int = 1, *, retention_seconds: int, parallel: int = 4
+) -> PublishResult:
     """Plan, shards on a thread pool, publish: what `dmp build` runs."""
-    plan = start(stores, evaluated_at, shards)
+    plan = start(stores, evaluated_at, shards, retention_seconds=retention_seconds)
     if isinstance(plan, PublishResult):
         return plan
+    suppressed = stores.suppressed_visitors()
+
+    def shard(number: int) -> ShardResult:
+        return run_shard(plan, number, events=stores.events, bucket=stores.bucket, suppressed=suppressed)
+
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, shards))) as pool:
-        results = list(
-            pool.map(lambda shard: run_shard(plan, shard, events=stores.events, bucket=stores.bucket), range(shards))
-        )
+        results = list(pool.map(shard, range(shards)))
     return publish(plan, stores, results)

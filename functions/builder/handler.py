@@ -41,6 +41,7 @@ stores = BuildStores.connect(
     membership_table=settings.membership_table,
     bucket=settings.bucket,
     catalog_table=settings.catalog_table,
+    suppression_table=settings.suppression_table,
 )
 
 
@@ -60,7 +61,12 @@ def _count(name: str, value: float = 1) -> None:
 
 
 def _plan(stage: PlanStage) -> PlanAnswer:
-    plan = start(stores, parse_time(stage.time), stage.shards or settings.build_shards)
+    plan = start(
+        stores,
+        parse_time(stage.time),
+        stage.shards or settings.build_shards,
+        retention_seconds=settings.retention_seconds,
+    )
     if isinstance(plan, PublishResult):
         logger.info("build already published; nothing to do", build_id=plan.manifest.build_id)
         _count("builds_repeated")
@@ -71,7 +77,9 @@ def _plan(stage: PlanStage) -> PlanAnswer:
 
 def _shard(stage: ShardStage) -> ShardAnswer:
     plan = load_plan(stores.bucket, stage.build_id)
-    result = run_shard(plan, stage.shard, events=stores.events, bucket=stores.bucket)
+    result = run_shard(
+        plan, stage.shard, events=stores.events, bucket=stores.bucket, suppressed=stores.suppressed_visitors()
+    )
     _count("shard_items_scanned", result.items_scanned)
     return ShardAnswer(build_id=stage.build_id, shard=result.shard, visitors=result.visitors_scanned)
 
@@ -88,7 +96,7 @@ def _summary(result: PublishResult) -> BuildAnswer:
 def run(event: dict[str, Any]) -> PlanAnswer | ShardAnswer | BuildAnswer:
     if "stage" not in event:
         shards = int(event.get("shards", settings.build_shards))
-        return _summary(build(stores, evaluation_time(event), shards))
+        return _summary(build(stores, evaluation_time(event), shards, retention_seconds=settings.retention_seconds))
     stage = StageEvent.validate_python(event)
     if isinstance(stage, PlanStage):
         return _plan(stage)

@@ -8,12 +8,13 @@ Every write is idempotent: a publish that fails is simply run again."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from functions.builder.changes import needs_write, read_member_lines
 from functions.builder.plan import BuildPlan
 from functions.builder.shard import ShardResult, base_members
-from functions.builder.stores import BuildBucket, BuildStores, CatalogTable, MembershipTable
+from functions.builder.stores import BuildBucket, BuildStores, CatalogTable
 from functions.core import layout
 from functions.core.documents import Manifest, ManifestSegment, MembershipState
 from functions.core.storage.membership import Membership
@@ -56,9 +57,9 @@ def publish(plan: BuildPlan, stores: BuildStores, results: list[ShardResult] | N
     # next build then compares against the table itself instead of trusting diffs.
     bucket.put_membership_state(MembershipState(plan.build_id, complete=False))
     if plan.base_build_id is not None and latest is not None and latest.build_id == plan.base_build_id:
-        changed = _apply_shard_changes(plan, bucket, stores.membership)
+        changed = _apply_shard_changes(plan, stores)
     else:
-        changed = _update_membership_from_table(plan, bucket, stores.membership)
+        changed = _update_membership_from_table(plan, stores)
     bucket.put_membership_state(MembershipState(plan.build_id, complete=True))
     bucket.put_latest(plan.build_id)
     # After latest.json, which stays the source of truth: a publish that fails in
@@ -125,34 +126,47 @@ def shard_results(bucket: BuildBucket, plan: BuildPlan) -> list[ShardResult]:
     return results
 
 
-def _apply_shard_changes(plan: BuildPlan, bucket: BuildBucket, membership: MembershipTable) -> int:
+def _write(stores: BuildStores, changes: dict[str, Membership | None], build_id: str) -> int:
+    """Write membership changes, leaving suppressed visitors out: those suppressed before
+    now are dropped here, and a suppression that lands meanwhile wins over the write
+    (each write is conditional on the visitor having no tombstone)."""
+    changes = stores.without_suppressed(changes)
+    if changes:
+        stores.membership.apply(changes, build_id)
+    return len(changes)
+
+
+def _apply_shard_changes(plan: BuildPlan, stores: BuildStores) -> int:
     changed = 0
     for shard in range(plan.shards):
         batch: dict[str, Membership | None] = {}
-        for visitor_id, current in read_member_lines(bucket.iter_lines(layout.changes_key(plan.build_id, shard))):
+        lines = stores.bucket.iter_lines(layout.changes_key(plan.build_id, shard))
+        for visitor_id, current in read_member_lines(lines):
             batch[visitor_id] = current
             if len(batch) >= APPLY_BATCH:
-                membership.apply(batch, plan.build_id)
-                changed, batch = changed + len(batch), {}
+                changed, batch = changed + _write(stores, batch, plan.build_id), {}
         if batch:
-            membership.apply(batch, plan.build_id)
-            changed += len(batch)
+            changed += _write(stores, batch, plan.build_id)
     return changed
 
 
-def _update_membership_from_table(plan: BuildPlan, bucket: BuildBucket, membership: MembershipTable) -> int:
+def _update_membership_from_table(plan: BuildPlan, stores: BuildStores) -> int:
     """Without a usable base build (the first build, a new shard count, or an update
     cut short): compare the whole new membership with the table itself."""
     current: dict[str, Membership] = {}
     for shard in range(plan.shards):
-        current.update(base_members(bucket, plan.build_id, shard))
+        current.update(base_members(stores.bucket, plan.build_id, shard))
     changes: dict[str, Membership | None] = {}
-    for visitor_id, stored in membership.scan():
+    for visitor_id, stored in stores.membership.scan():
         now_in = current.pop(visitor_id, None)
         if now_in is None:
             changes[visitor_id] = None
         elif needs_write(stored, now_in):
             changes[visitor_id] = now_in
     changes.update(current)
-    membership.apply(changes, plan.build_id)
-    return len(changes)
+    return sum(_write(stores, dict(batch), plan.build_id) for batch in _chunks(list(changes.items()), APPLY_BATCH))
+
+
+def _chunks(items: list[tuple[str, Membership | None]], size: int) -> Iterator[list[tuple[str, Membership | None]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

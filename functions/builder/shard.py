@@ -45,7 +45,16 @@ class ShardResult:
         return cls(**document)
 
 
-def run_shard(plan: BuildPlan, shard: int, *, events: EventSource, bucket: BuildBucket) -> ShardResult:
+def run_shard(
+    plan: BuildPlan,
+    shard: int,
+    *,
+    events: EventSource,
+    bucket: BuildBucket,
+    suppressed: frozenset[str] = frozenset(),
+) -> ShardResult:
+    """Evaluate one shard's visitors; `suppressed` visitors are in no segment, whatever
+    their records (data stored before their erasure completes is never used)."""
     segments = compile_segments(plan.definitions)
     parts = {d.id: LinesWriter(header="uid") for d in plan.definitions}
     members = LinesWriter()
@@ -56,7 +65,10 @@ def run_shard(plan: BuildPlan, shard: int, *, events: EventSource, bucket: Build
     visitors = 0
     for history in group_by_visitor(records):
         visitors += 1
-        found = segments_of(VisitorView(history, plan.now_ms), segments)
+        if history.visitor_id in suppressed:
+            found: list[str] = []
+        else:
+            found = segments_of(VisitorView(history, plan.now_ms), segments)
         expires_at = _expiry(history) if found or changes is not None else None
         if changes is not None:
             changes.visit(history.visitor_id, found, expires_at)

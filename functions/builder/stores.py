@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from functions.core.documents import LatestPointer, Manifest, MembershipState
+from functions.core.erasure import ErasureStores
 from functions.core.records import EventRecord, TraitRecord
 from functions.core.storage.bucket import LinesWriter
 from functions.core.storage.membership import Membership
@@ -26,6 +27,12 @@ class MembershipTable(Protocol):
 
 class CatalogTable(Protocol):
     def put(self, manifest: Manifest) -> bool: ...
+
+
+class SuppressionList(Protocol):
+    def suppressed(self, visitor_ids: Iterable[str]) -> set[str]: ...
+
+    def visitor_ids(self) -> frozenset[str]: ...
 
 
 class BuildBucket(Protocol):
@@ -66,19 +73,51 @@ class BuildStores:
     # None only for a stack deployed before the catalog table existed: its lookup finds
     # no catalog item and reads `latest.json` instead.
     catalog: CatalogTable | None = None
+    # None only for a stack deployed before the suppression list existed.
+    suppression: SuppressionList | None = None
+    # The same stores as erasure uses them: a build's plan stage finishes the erasures
+    # opt-outs left pending.
+    erasure: ErasureStores | None = None
+
+    def suppressed_visitors(self) -> frozenset[str]:
+        return self.suppression.visitor_ids() if self.suppression is not None else frozenset()
+
+    def without_suppressed(self, changes: dict[str, Membership | None]) -> dict[str, Membership | None]:
+        """`changes` less the suppressed visitors: their tombstones stay as they are."""
+        if self.suppression is None or not changes:
+            return changes
+        suppressed = self.suppression.suppressed(changes)
+        return {v: m for v, m in changes.items() if v not in suppressed} if suppressed else changes
 
     @classmethod
-    def connect(cls, *, events_table: str, membership_table: str, bucket: str, catalog_table: str = "") -> BuildStores:
-        """The storage adapters of a stack's resources (no catalog table: a stack deployed
-        before it existed)."""
+    def connect(
+        cls,
+        *,
+        events_table: str,
+        membership_table: str,
+        bucket: str,
+        catalog_table: str = "",
+        suppression_table: str = "",
+    ) -> BuildStores:
+        """The storage adapters of a stack's resources (no catalog or suppression table: a
+        stack deployed before it existed)."""
         from functions.core.storage.bucket import SegmentsBucket
         from functions.core.storage.catalog import CatalogStore
         from functions.core.storage.events import EventStore
         from functions.core.storage.membership import MembershipStore
+        from functions.core.storage.suppression import SuppressionStore
 
+        events, membership, segments = (
+            EventStore(events_table),
+            MembershipStore(membership_table),
+            SegmentsBucket(bucket),
+        )
+        suppression = SuppressionStore(suppression_table) if suppression_table else None
         return cls(
-            events=EventStore(events_table),
-            membership=MembershipStore(membership_table),
-            bucket=SegmentsBucket(bucket),
+            events=events,
+            membership=membership,
+            bucket=segments,
             catalog=CatalogStore(catalog_table) if catalog_table else None,
+            suppression=suppression,
+            erasure=ErasureStores(events, membership, suppression, segments) if suppression is not None else None,
         )

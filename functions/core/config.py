@@ -21,6 +21,7 @@ class Env:
     MEMBERSHIP_TABLE = "MEMBERSHIP_TABLE"
     PARTNERS_TABLE = "PARTNERS_TABLE"
     CATALOG_TABLE = "CATALOG_TABLE"
+    SUPPRESSION_TABLE = "SUPPRESSION_TABLE"
     SEGMENTS_BUCKET = "SEGMENTS_BUCKET"
     FALLBACK_QUEUE_URL = "FALLBACK_QUEUE_URL"
     RETENTION_DAYS = "RETENTION_DAYS"
@@ -65,6 +66,7 @@ class Settings:
     membership_table: str = ""
     partners_table: str = ""
     catalog_table: str = ""
+    suppression_table: str = ""
     bucket: str = ""
     fallback_queue_url: str = ""
     retention_days: int = 90
@@ -92,6 +94,7 @@ class Settings:
             membership_table=env.get(Env.MEMBERSHIP_TABLE, ""),
             partners_table=env.get(Env.PARTNERS_TABLE, ""),
             catalog_table=env.get(Env.CATALOG_TABLE, ""),
+            suppression_table=env.get(Env.SUPPRESSION_TABLE, ""),
             bucket=env.get(Env.SEGMENTS_BUCKET, ""),
             fallback_queue_url=env.get(Env.FALLBACK_QUEUE_URL, ""),
             retention_days=_int(env, Env.RETENTION_DAYS, 90, minimum=1),

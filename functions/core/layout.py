@@ -12,6 +12,8 @@ BUILDS_PREFIX = "builds/"
 LATEST_KEY = "latest.json"
 # Which build the membership table holds, and whether an update of it is under way.
 MEMBERSHIP_STATE_KEY = "membership-state.json"
+# One record per opt-out and erasure: `audit/<YYYY-MM-DD>/<time>-<sha256 of the visitor id>.json`.
+AUDIT_PREFIX = "audit/"
 
 
 def definition_key(segment_id: str) -> str:
@@ -47,6 +49,16 @@ def shard_result_key(build_id: str, shard: int) -> str:
 def members_key(build_id: str, shard: int) -> str:
     """Every member of a shard with its segments and expiry, for the next build to diff against."""
     return f"{build_prefix(build_id)}members/part-{shard:05d}.jsonl.gz"
+
+
+def audit_key(at: str, visitor_sha256: str) -> str:
+    """`at` is an ISO 8601 UTC time (`2026-11-28T10:00:00Z`): keys sort by time."""
+    return f"{AUDIT_PREFIX}{at[:10]}/{at}-{visitor_sha256}.json"
+
+
+def lists_visitors(key: str) -> bool:
+    """Whether an object of a build names visitors (part files, members, changes)."""
+    return key.startswith(BUILDS_PREFIX) and key.endswith((".csv.gz", ".jsonl.gz"))
 
 
 def changes_key(build_id: str, shard: int) -> str:

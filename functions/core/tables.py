@@ -29,7 +29,9 @@ class TableDefinition:
 # all of a visitor's records in one parallel-scan segment, so a build shard owns them.
 EVENTS = TableDefinition("EventsTable", partition_key="visitor_id", sort_key="event_id", ttl_attribute="expires_at")
 # One item per visitor who is in at least one segment: a lookup is one GetItem. It
-# expires with the visitor's data (the TTL is the latest expiry of its events).
+# expires with the visitor's data (the TTL is the latest expiry of its events). A
+# suppressed visitor's item is a tombstone (`suppressed`, no segments), which no build
+# overwrites: the lookup answers nothing from the moment of the opt-out, in its one read.
 MEMBERSHIP = TableDefinition("MembershipTable", partition_key="visitor_id", ttl_attribute="expires_at")
 # One item per partner key, addressed by the key's SHA-256 so the key itself is never stored.
 PARTNERS = TableDefinition("PartnersTable", partition_key="key_hash")
@@ -39,5 +41,8 @@ PARTNERS = TableDefinition("PartnersTable", partition_key="key_hash")
 # with the DynamoDB client it already has, so its cold start never creates an S3 client.
 CATALOG = TableDefinition("CatalogTable", partition_key="name")
 CATALOG_ITEM_NAME = "latest"
+# One item per visitor who opted out or was erased, kept at least as long as the
+# retention, so nothing replayed, built or imported later brings the visitor back.
+SUPPRESSION = TableDefinition("SuppressionTable", partition_key="visitor_id", ttl_attribute="expires_at")
 
-ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS, CATALOG)
+ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS, CATALOG, SUPPRESSION)

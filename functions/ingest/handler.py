@@ -1,4 +1,4 @@
-"""Ingest: `GET /p.gif`, `POST /collect` and `GET /tag.js` behind an HTTP API.
+"""Ingest: `GET /p.gif`, `POST /collect`, `GET /tag.js` and `GET /optout` behind an HTTP API.
 
 The pixel answers the same GIF whatever happens, so it can never break a page; what it
 could not store is counted by reason. Kept light on purpose: it runs on every page view.
@@ -17,19 +17,25 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.core import erasure
 from functions.core.config import Settings, initialised_ahead_of_requests
 from functions.core.hits import load_user_agent_rules
 from functions.core.storage.events import EventStore
 from functions.core.storage.fallback import FallbackQueue
+from functions.core.storage.membership import MembershipStore
+from functions.core.storage.suppression import SuppressionStore
 from functions.ingest import logic
 
-settings = Settings.from_env(require=("events_table", "fallback_queue_url"))
+settings = Settings.from_env(require=("events_table", "fallback_queue_url", "membership_table", "suppression_table"))
 logger = Logger(service="ingest")
 metrics = Metrics(service="ingest")
 # No Powertools Tracer here: importing the X-Ray SDK alone costs ~100 ms of every cold
 # start on the pixel path. Lambda's active tracing still records each invocation.
 events = EventStore(settings.events_table)
 fallback = FallbackQueue(settings.fallback_queue_url)
+# Written only when a visitor says no (opt-out, GPC, consent refused): one client for all.
+suppression = SuppressionStore(settings.suppression_table, same_client_as=events)
+membership = MembershipStore(settings.membership_table, same_client_as=events)
 if initialised_ahead_of_requests():
     # Initialised ahead of requests: the user-agent rules load now, not on the first hit.
     load_user_agent_rules()
@@ -89,7 +95,28 @@ def _visitor_cookies(outcome: logic.Outcome) -> list[Cookie]:
     ]
 
 
-def _record(outcome: logic.Outcome) -> None:
+def _suppress(visitor_id: str, reason: str, received_ms: int) -> None:
+    """From now on nothing is stored, built or served for the visitor; the next build
+    erases what is stored. A failure is logged and counted, never the page's problem."""
+    try:
+        erasure.suppress(
+            [visitor_id],
+            reason=reason,
+            at_s=received_ms // 1000,
+            retention_seconds=settings.retention_seconds,
+            suppression=suppression,
+            membership=membership,
+        )
+    except (ClientError, BotoCoreError):
+        logger.exception("visitor not suppressed", reason=reason)
+        _count("suppression_failed")
+        return
+    _count(f"suppressed_{reason}")
+
+
+def _record(outcome: logic.Outcome, received_ms: int) -> None:
+    if outcome.suppress_visitor_id and outcome.refused:
+        _suppress(outcome.suppress_visitor_id, outcome.refused, received_ms)
     if outcome.refused:
         _count(f"refused_{outcome.refused}")
     for _index, error in outcome.rejected:
@@ -117,8 +144,9 @@ def _store(item: dict[str, Any]) -> None:
 def pixel() -> Response:
     cookies: list[Cookie] = []
     try:
-        outcome = logic.pixel(_request(), app.current_event.raw_query_string or "", settings.tcf_vendor_id)
-        _record(outcome)
+        request = _request()
+        outcome = logic.pixel(request, app.current_event.raw_query_string or "", settings.tcf_vendor_id)
+        _record(outcome, request.received_ms)
         for event in outcome.events:
             _store(events.to_item(event, settings.retention_seconds))
         cookies = _visitor_cookies(outcome)
@@ -165,7 +193,7 @@ def _bad_request(error: logic.BadRequest) -> Response:
 def collect() -> Response:
     request = _request()
     outcome = logic.collect(request, logic.read_collect_body(_raw_body()), settings.tcf_vendor_id)
-    _record(outcome)
+    _record(outcome, request.received_ms)
     if outcome.events:
         written, unwritten = events.put_many(outcome.events, settings.retention_seconds)
         metrics.add_metric(name="hits_stored", unit=MetricUnit.Count, value=written)
@@ -188,6 +216,58 @@ def collect() -> Response:
         body=body,
         headers={"Cache-Control": logic.NO_STORE},
         cookies=_visitor_cookies(outcome),
+    )
+
+
+@app.get("/optout")
+def optout() -> Response:
+    """The visitor opts out: suppressed at once (lookups answer no segments from now on,
+    the next build erases what is stored), `dmp_optout=1` for five years, `dmp_uid` gone.
+    Answers the GIF, or with `format=html` a short page to link to from a privacy notice."""
+    try:
+        request = _request()
+        visitor_id = logic.known_visitor(request)
+        if visitor_id is not None:
+            _suppress(visitor_id, "optout", request.received_ms)
+        _count("optouts")
+    except Exception:  # like the pixel, it answers whatever failed
+        logger.exception("opt-out not recorded")
+        _count("optouts_failed")
+    cookies = [
+        Cookie(
+            name=logic.OPTOUT_COOKIE,
+            value="1",
+            path="/",
+            secure=True,
+            http_only=True,
+            max_age=logic.OPTOUT_COOKIE_MAX_AGE,
+            same_site=SameSite.NONE_MODE,
+        ),
+        Cookie(
+            name=logic.VISITOR_COOKIE,
+            value="",
+            path="/",
+            secure=True,
+            http_only=True,
+            max_age=0,
+            same_site=SameSite.NONE_MODE,
+        ),
+    ]
+    query = app.current_event.query_string_parameters or {}
+    if query.get("format") == "html":
+        return Response(
+            status_code=200,
+            content_type="text/html; charset=utf-8",
+            body=logic.OPTOUT_PAGE,
+            headers={"Cache-Control": logic.NO_STORE},
+            cookies=cookies,
+        )
+    return Response(
+        status_code=200,
+        content_type="image/gif",
+        body=logic.GIF,
+        headers={"Cache-Control": logic.NO_STORE},
+        cookies=cookies,
     )
 
 

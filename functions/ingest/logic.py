@@ -21,6 +21,7 @@ from functions.core.hits import (
 )
 from functions.core.identity import is_visitor_id, new_visitor_id
 from functions.core.tcf import InvalidTCString, decode_core
+from functions.core.times import DAY_SECONDS
 
 GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
@@ -29,6 +30,21 @@ GIF = (
 NO_STORE = "no-store, no-cache, must-revalidate, max-age=0"
 VISITOR_COOKIE = "dmp_uid"
 OPTOUT_COOKIE = "dmp_optout"
+OPTOUT_COOKIE_MAX_AGE = 5 * 365 * DAY_SECONDS
+# Refusals in which the visitor says no to tracking (not a crawler, not a malformed
+# string): a known visitor id that comes with one is suppressed, so what is already
+# stored and published about it stops being used too.
+SUPPRESSING_REFUSALS = frozenset({"optout", "gpc", "gdpr_no_consent", "gpp_optout"})
+OPTOUT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>You have opted out</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 36em; margin: 3em auto; line-height: 1.5">
+<h1>You have opted out</h1>
+<p>This browser is no longer tracked for audience segments. What was collected about it is
+no longer used and is being erased. A cookie named <code>dmp_optout</code> remembers your
+choice for five years; clearing your cookies removes it, and with it the opt-out.</p>
+</body></html>
+"""
 MAX_QUERY = 16 * 1024
 MAX_BODY = 64 * 1024
 MAX_BATCH = 50
@@ -64,6 +80,7 @@ class Outcome:
     rejected: list[tuple[int, InvalidEvent]] = field(default_factory=list)
     new_visitor_id: str | None = None  # set a cookie for this id
     refused: str | None = None  # why nothing may be stored (consent, bot, opt-out)
+    suppress_visitor_id: str | None = None  # a known visitor who said no: suppress it
 
 
 def parse_cookies(headers: Mapping[str, str], cookie_list: list[str] | None = None) -> dict[str, str]:
@@ -118,6 +135,21 @@ def refusal(request: Request, gdpr: str | None, consent: str | None, vendor_id: 
         except InvalidTCString:
             return "gdpr_invalid_consent"
     return None
+
+
+def known_visitor(request: Request, uid: object = None) -> str | None:
+    """The visitor a request names, if any: a valid cookie, else a valid `uid`."""
+    cookie = request.cookies.get(VISITOR_COOKIE)
+    if is_visitor_id(cookie):
+        return str(cookie)
+    return str(uid) if is_visitor_id(uid) else None
+
+
+def refused(request: Request, reason: str, uid: object) -> Outcome:
+    """Nothing stored; the visitor suppressed when the refusal is its own no."""
+    return Outcome(
+        refused=reason, suppress_visitor_id=known_visitor(request, uid) if reason in SUPPRESSING_REFUSALS else None
+    )
 
 
 def resolve_visitor(request: Request, uid: object) -> tuple[str, bool]:
@@ -188,9 +220,9 @@ def pixel(request: Request, raw_query: str, vendor_id: int) -> Outcome:
         gdpr = _gdpr_flag(params.get("gdpr"))
     except InvalidEvent as error:
         return Outcome(rejected=[(0, error)])
-    refused = refusal(request, gdpr, params.get("gdpr_consent"), vendor_id)
-    if refused:
-        return Outcome(refused=refused)
+    reason = refusal(request, gdpr, params.get("gdpr_consent"), vendor_id)
+    if reason:
+        return refused(request, reason, params.get("uid"))
     visitor_id, is_new = resolve_visitor(request, params.get("uid"))
     props = {name[2:]: value for name, value in params.items() if name.startswith("p.")}
     outcome = Outcome(new_visitor_id=visitor_id if is_new else None)
@@ -228,9 +260,9 @@ def collect(request: Request, document: Mapping[str, Any], vendor_id: int) -> Ou
     except InvalidEvent as error:
         raise BadRequest(400, error.reason, str(error)) from None
     consent = document.get("gdpr_consent")
-    refused = refusal(request, gdpr, consent if isinstance(consent, str) else None, vendor_id)
-    if refused:
-        return Outcome(refused=refused)
+    reason = refusal(request, gdpr, consent if isinstance(consent, str) else None, vendor_id)
+    if reason:
+        return refused(request, reason, document.get("uid"))
     visitor_id, is_new = resolve_visitor(request, document.get("uid"))
     outcome = Outcome(new_visitor_id=visitor_id if is_new else None)
     for index, fields in enumerate(document["events"]):

@@ -105,12 +105,12 @@ def run() -> dict[str, float]:
             stores.bucket.put_definition(
                 definition.id, definition.model_dump(mode="json", by_alias=True, exclude_none=True)
             )
-        build(stores, NOW, shards=2)
+        build(stores, NOW, shards=2, retention_seconds=90 * DAY_SECONDS)
         counter = RequestCounter()
         counter.attach(stores.membership.client)  # type: ignore[attr-defined]
-        build(stores, NOW.replace(hour=11), shards=2)
+        build(stores, NOW.replace(hour=11), shards=2, retention_seconds=90 * DAY_SECONDS)
         results["rebuild_membership_writes"] = sum(
-            1 for call in counter.calls if call in ("BatchWriteItem", "PutItem", "DeleteItem")
+            1 for call in counter.calls if call in ("BatchWriteItem", "PutItem", "DeleteItem", "TransactWriteItems")
         )
         boto3.client("s3")
     return results

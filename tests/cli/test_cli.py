@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ dmp = run_dmp
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
     """`dmp serve --port 0` in a fresh directory; yields (cwd, .dmp/local.json)."""
     cwd = tmp_path_factory.mktemp("serve")
-    with dmp_serve(cwd) as state:
+    # Lookups check the catalog on every request, so each test sees the build it just ran.
+    with dmp_serve(cwd, {"CATALOG_REFRESH_SECONDS": "0"}) as state:
         yield cwd, state
     assert not (cwd / ".dmp" / "local.json").exists(), "dmp serve stopped by SIGTERM must remove its state file"
 
@@ -118,13 +121,67 @@ def test_build_at_a_given_time_names_the_build_after_it(served):
     assert "build 20261201T080000Z evaluated at 2026-12-01T08:00:00Z" in result.stdout
 
 
-def test_erase_deletes_a_visitors_events(served, tmp_path):
+def test_visitor_show_erase_and_audit_answer_a_data_subject(served, tmp_path):
     cwd, _ = served
+    visitor = "erase-me-0001"
     backfill = tmp_path / "one.jsonl"
-    backfill.write_text(json.dumps({"uid": "erase-me-0001", "ts": int(time.time() * 1000), "e": "page_view"}) + "\n")
+    backfill.write_text(json.dumps({"uid": visitor, "ts": int(time.time() * 1000), "e": "page_view"}) + "\n")
     dmp(cwd, "ingest", str(backfill), "--local")
-    assert "erased 1 stored item(s)" in dmp(cwd, "erase", "erase-me-0001", "--local").stdout
-    assert "erased 0 stored item(s)" in dmp(cwd, "erase", "erase-me-0001", "--local").stdout
+    # GIVEN a visitor with one event: a subject access request shows it
+    shown = json.loads(dmp(cwd, "visitor", "show", visitor, "--local").stdout)
+    assert [e["name"] for e in shown["events"]] == ["page_view"]
+    assert shown["suppression"] is None
+    # WHEN the operator erases the visitor
+    erased = dmp(cwd, "erase", visitor, "--local").stdout
+    assert "events_and_traits 1" in erased and "erased 1 visitor(s)" in erased
+    # THEN nothing is held about it but its suppression
+    shown = json.loads(dmp(cwd, "visitor", "show", visitor, "--local").stdout)
+    assert shown["events"] == [] and shown["membership"]["suppressed"] is True
+    assert shown["suppression"]["reason"] == "erase" and shown["suppression"]["erased_at"] is not None
+    # AND the audit lists the erasure, by the CLI, under the id's hash
+    records = [json.loads(line) for line in dmp(cwd, "audit", "--local").stdout.splitlines()]
+    assert [r["by"] for r in records if r["visitor_sha256"] == hashlib.sha256(visitor.encode()).hexdigest()] == ["cli"]
+    assert visitor not in dmp(cwd, "audit", "--local").stdout
+    assert dmp(cwd, "audit", "--local", "--since", "2999-01-01T00:00:00Z").stdout == ""
+    # AND a malformed id changes nothing and says why
+    refused = dmp(cwd, "erase", "bad id", "--local", check=False)
+    assert refused.returncode == 2 and "not visitor ids" in refused.stderr
+
+
+def test_optout_through_the_gateway_empties_the_visitors_lookups(served):
+    cwd, state = served
+    gateway = state["gateway_url"]
+    key = dmp(cwd, "partners", "add", "optout-dsp", "--local").stdout.strip().splitlines()[-1]
+    # GIVEN a visitor whose hits made it a member of a published segment
+    request = urllib.request.Request(
+        f"{gateway}/p.gif?e=page_view&url=https%3A%2F%2Fshop.example%2F&uid=optout-visitor-1"
+    )
+    request.add_header("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0")
+    urllib.request.urlopen(request, timeout=30).read()
+    definition = tmp_segment(cwd, "optout-all", "optout-dsp")
+    dmp(cwd, "segments", "push", str(definition), "--local")
+    # after every build of this module (one is dated 2026-12-01), so this one is published
+    at = max(datetime.now(UTC), datetime(2026, 12, 1, 8, tzinfo=UTC)) + timedelta(hours=1)
+    dmp(cwd, "build", "--local", "--at", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    status, body = call(f"{gateway}/v1/users/optout-visitor-1/segments", key)
+    assert "optout-all" in [s["id"] for s in body["segments"]]
+    # WHEN the browser opts out
+    optout = urllib.request.Request(f"{gateway}/optout?format=html", headers={"Cookie": "dmp_uid=optout-visitor-1"})
+    with urllib.request.urlopen(optout, timeout=30) as response:
+        cookies = response.headers.get_all("Set-Cookie")
+        page = response.read().decode()
+    # THEN it is told so, remembered, and no partner sees a segment of it any more
+    assert "opted out" in page and any(c.startswith("dmp_optout=1") for c in cookies)
+    status, body = call(f"{gateway}/v1/users/optout-visitor-1/segments", key)
+    assert (status, body["segments"]) == (200, [])
+
+
+def tmp_segment(cwd: Path, segment_id: str, partner: str) -> Path:
+    path = cwd / f"{segment_id}.yaml"
+    path.write_text(
+        f"id: {segment_id}\nname: Everyone\ndestinations: [{partner}]\nrule: {{last_seen: {{within_days: 30}}}}\n"
+    )
+    return path
 
 
 def test_commands_without_a_stack_say_how_to_get_one(tmp_path):

@@ -28,6 +28,7 @@ def test_builder_function_is_configured_from_context(prod_stack: Synthesised) ->
         "EVENTS_TABLE": prod_stack.ref(storage.events_table),
         "MEMBERSHIP_TABLE": prod_stack.ref(storage.membership_table),
         "CATALOG_TABLE": prod_stack.ref(storage.catalog_table),
+        "SUPPRESSION_TABLE": prod_stack.ref(storage.suppression_table),
         "SEGMENTS_BUCKET": prod_stack.ref(storage.bucket),
         "RETENTION_DAYS": "30",
         "BUILD_SHARDS": "8",

@@ -12,7 +12,7 @@ from tests.infra.synthesis import Synthesised, as_list, role_statements
 
 pytestmark = pytest.mark.slow  # synthesises the CDK app
 
-ROUTE_KEYS = {"GET /p.gif", "POST /collect", "GET /tag.js"}
+ROUTE_KEYS = {"GET /p.gif", "POST /collect", "GET /tag.js", "GET /optout"}
 # AWS's managed CachingDisabled policy (the same id in every account).
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 GEO_HEADERS = {"CloudFront-Viewer-Country", "CloudFront-Viewer-Country-Region", "CloudFront-Viewer-City"}
@@ -42,6 +42,8 @@ def test_ingest_function_is_configured_from_context(prod_stack: Synthesised) -> 
         "POWERTOOLS_SERVICE_NAME": "ingest",
         "POWERTOOLS_METRICS_NAMESPACE": "DMP",
         "EVENTS_TABLE": prod_stack.ref(prod_stack.stack.storage.events_table),
+        "MEMBERSHIP_TABLE": prod_stack.ref(prod_stack.stack.storage.membership_table),
+        "SUPPRESSION_TABLE": prod_stack.ref(prod_stack.stack.storage.suppression_table),
         "FALLBACK_QUEUE_URL": prod_stack.ref(prod_stack.stack.replay.queue),
         "RETENTION_DAYS": "30",
         "TCF_VENDOR_ID": "755",
@@ -50,7 +52,7 @@ def test_ingest_function_is_configured_from_context(prod_stack: Synthesised) -> 
     }
 
 
-def test_http_api_has_exactly_the_three_public_routes(prod_stack: Synthesised) -> None:
+def test_http_api_has_exactly_the_public_routes(prod_stack: Synthesised) -> None:
     routes = prod_stack.template.find_resources(
         "AWS::ApiGatewayV2::Route", {"Properties": {"ApiId": prod_stack.ref(prod_stack.stack.ingest.http_api)}}
     )

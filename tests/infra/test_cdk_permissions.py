@@ -39,6 +39,7 @@ def access(synthesised: Synthesised, function: lambda_.Function) -> dict[str, se
         synthesised.logical_id(storage.membership_table): "membership",
         synthesised.logical_id(storage.partners_table): "partners",
         synthesised.logical_id(storage.catalog_table): "catalog",
+        synthesised.logical_id(storage.suppression_table): "suppression",
         synthesised.logical_id(storage.bucket): "bucket",
         synthesised.logical_id(synthesised.stack.builder.dead_letter_queue): "dead_letters",
         synthesised.logical_id(synthesised.stack.replay.queue): "fallback",
@@ -60,11 +61,13 @@ def s3_writes(actions: set[str]) -> set[str]:
     return {action for action in actions if action.startswith(S3_WRITE_PREFIXES) or action == "s3:*"}
 
 
-def test_ingest_may_only_write_events_and_defer_to_the_fallback_queue(prod_stack: Synthesised) -> None:
+def test_ingest_may_only_write_events_defer_them_and_suppress_a_visitor(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.ingest.function)
-    assert set(granted) == {"events", "fallback", "logs", "*"}
+    assert set(granted) == {"events", "fallback", "suppression", "membership", "logs", "*"}
     assert "dynamodb:PutItem" in granted["events"]
     assert granted["events"] <= DYNAMODB_WRITES | DESCRIBE
+    # a visitor who says no: its suppression record and membership tombstone, one put each
+    assert granted["suppression"] == granted["membership"] == {"dynamodb:PutItem"}
     assert "sqs:SendMessage" in granted["fallback"]
     assert granted["fallback"] <= SQS_SEND
     assert granted["logs"] == OWN_LOGS
@@ -84,9 +87,11 @@ def test_replay_consumes_the_fallback_queue_and_only_writes_events(prod_stack: S
 
 def test_builder_reads_events_and_maintains_membership_catalog_and_builds(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.builder.function)
-    assert set(granted) == {"events", "membership", "catalog", "bucket", "logs", "*"}
+    assert set(granted) == {"events", "membership", "catalog", "suppression", "bucket", "logs", "*"}
     assert "dynamodb:Scan" in granted["events"]
-    assert granted["events"] <= DYNAMODB_READS | DESCRIBE
+    # reads, and deletes (BatchWriteItem) of a suppressed visitor's events; never updates
+    assert granted["events"] <= DYNAMODB_READS | DESCRIBE | {"dynamodb:BatchWriteItem"}
+    assert {"dynamodb:Scan", "dynamodb:UpdateItem"} <= granted["suppression"]
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"} <= granted["membership"]
     assert {"dynamodb:GetItem", "dynamodb:PutItem"} <= granted["catalog"]
     assert {"s3:GetObject*", "s3:PutObject"} <= granted["bucket"]

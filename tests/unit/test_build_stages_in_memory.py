@@ -19,9 +19,10 @@ from functions.core.documents import LatestPointer, Manifest, MembershipState
 from functions.core.records import EventRecord
 from functions.core.storage.membership import Membership
 from functions.core.times import DAY_SECONDS
-from tests.fakes import MemoryBucket, MemoryCatalog, MemoryEvents, MemoryMembership
+from tests.fakes import MemoryBucket, MemoryCatalog, MemoryEvents, MemoryMembership, MemorySuppression
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+RETENTION = 90 * DAY_SECONDS
 DEFINITIONS = {
     "london": "id: london\nname: Londoners\ndestinations: [demo-dsp]\nrule: {geo: {city: London}}\n",
     "pricing": "id: pricing\nname: Pricing viewers\nrule: {event: {url_contains: /pricing, within_days: 7}}\n",
@@ -47,7 +48,7 @@ def stores_with(records: list[tuple[str, EventRecord]]) -> BuildStores:
     bucket = MemoryBucket()
     for segment_id, text in DEFINITIONS.items():
         bucket.objects[layout.definition_key(segment_id).replace(".json", ".yaml")] = text.encode()
-    return BuildStores(MemoryEvents(records), MemoryMembership(), bucket, MemoryCatalog())
+    return BuildStores(MemoryEvents(records), MemoryMembership(), bucket, MemoryCatalog(), MemorySuppression())
 
 
 def members(stores: BuildStores, manifest: Manifest, segment_id: str) -> set[str]:
@@ -61,7 +62,7 @@ def test_a_build_publishes_the_same_audiences_whatever_the_shard_count(shards: i
     # GIVEN four visitors' events
     stores = stores_with(TRAFFIC)
     # WHEN a build runs with that many shards
-    result = build(stores, NOW, shards)
+    result = build(stores, NOW, shards, retention_seconds=RETENTION)
     # THEN the manifest, the part files, the membership and the catalog agree on the members
     manifest = result.manifest
     assert result.published and manifest.shards == shards
@@ -78,20 +79,20 @@ def test_a_build_publishes_the_same_audiences_whatever_the_shard_count(shards: i
 
 def test_a_rebuild_with_no_new_events_writes_no_membership() -> None:
     stores = stores_with(TRAFFIC)
-    build(stores, NOW, 2)
+    build(stores, NOW, 2, retention_seconds=RETENTION)
     assert isinstance(stores.membership, MemoryMembership)
     stores.membership.writes = 0
     # WHEN the next hour's build finds the same events
-    result = build(stores, NOW + timedelta(hours=1), 2)
+    result = build(stores, NOW + timedelta(hours=1), 2, retention_seconds=RETENTION)
     # THEN it diffs against the published build and writes nothing
     assert result.membership_changes == 0 and stores.membership.writes == 0
 
 
 def test_a_visitor_who_left_every_segment_is_deleted_from_the_membership() -> None:
     stores = stores_with(TRAFFIC)
-    build(stores, NOW, 2)
+    build(stores, NOW, 2, retention_seconds=RETENTION)
     # WHEN a week later both pricing visits have left the 7-day window
-    result = build(stores, NOW + timedelta(days=7), 2)
+    result = build(stores, NOW + timedelta(days=7), 2, retention_seconds=RETENTION)
     # THEN the Parisian, in no segment now, is deleted; the Londoner keeps only London
     assert isinstance(stores.membership, MemoryMembership)
     assert "visitor-paris-01" not in stores.membership.items
@@ -106,7 +107,7 @@ class UnreachableMembership(MemoryMembership):
 
 def test_a_publish_cut_short_leaves_the_previous_build_and_finishes_when_run_again() -> None:
     stores = stores_with(TRAFFIC)
-    first = build(stores, NOW, 1).manifest
+    first = build(stores, NOW, 1, retention_seconds=RETENTION).manifest
     # GIVEN a later build whose membership update fails
     plan = plan_build(stores.bucket, NOW + timedelta(days=7), 1)
     results = [run_shard(plan, 0, events=stores.events, bucket=stores.bucket)]
@@ -127,9 +128,9 @@ def test_a_publish_cut_short_leaves_the_previous_build_and_finishes_when_run_aga
 
 def test_an_older_build_is_written_but_never_replaces_the_published_one() -> None:
     stores = stores_with(TRAFFIC)
-    newer = build(stores, NOW + timedelta(hours=1), 1).manifest
+    newer = build(stores, NOW + timedelta(hours=1), 1, retention_seconds=RETENTION).manifest
     # WHEN an older evaluation time is built after it
-    older = build(stores, NOW, 1)
+    older = build(stores, NOW, 1, retention_seconds=RETENTION)
     # THEN its manifest is written, but latest.json and the catalog keep the newer build
     assert older.published is False
     assert stores.bucket.manifest(older.manifest.build_id) == older.manifest
@@ -140,17 +141,48 @@ def test_an_older_build_is_written_but_never_replaces_the_published_one() -> Non
 
 def test_the_same_time_built_twice_is_one_build() -> None:
     stores = stores_with(TRAFFIC)
-    first = build(stores, NOW, 2)
-    again = build(stores, NOW, 2)
+    first = build(stores, NOW, 2, retention_seconds=RETENTION)
+    again = build(stores, NOW, 2, retention_seconds=RETENTION)
     assert again.repeated and again.manifest == first.manifest
     assert stores.bucket.build_ids() == [first.manifest.build_id]
 
 
 def test_membership_of_a_member_expires_with_its_last_event() -> None:
     stores = stores_with(TRAFFIC)
-    build(stores, NOW, 1)
+    build(stores, NOW, 1, retention_seconds=RETENTION)
     assert isinstance(stores.membership, MemoryMembership)
     _, record = TRAFFIC[0]
     assert stores.membership.items["visitor-london-1"] == Membership(
         frozenset({"london", "pricing"}), record.expires_at
     )
+
+
+# -- suppression -------------------------------------------------------------------------
+
+
+def test_a_suppressed_visitor_is_in_no_part_file_and_gets_no_membership() -> None:
+    # GIVEN a Londoner who opted out, whose events are still stored (erasure pending)
+    stores = stores_with(TRAFFIC)
+    assert isinstance(stores.suppression, MemorySuppression) and isinstance(stores.membership, MemoryMembership)
+    stores.suppression.ids.add("visitor-london-1")
+    # WHEN a build runs
+    manifest = build(stores, NOW, 2, retention_seconds=RETENTION).manifest
+    # THEN the visitor is in no segment, no part file and not in the membership table
+    assert members(stores, manifest, "london") == {"visitor-london-2"}
+    assert members(stores, manifest, "pricing") == {"visitor-paris-01"}
+    assert "visitor-london-1" not in stores.membership.items
+
+
+def test_an_opt_out_between_shards_and_publish_is_never_undone_by_the_publish() -> None:
+    stores = stores_with(TRAFFIC)
+    assert isinstance(stores.suppression, MemorySuppression) and isinstance(stores.membership, MemoryMembership)
+    # GIVEN a build whose shards ran while the Parisian was not suppressed
+    plan = plan_build(stores.bucket, NOW, 2)
+    results = [run_shard(plan, s, events=stores.events, bucket=stores.bucket) for s in range(2)]
+    # WHEN the Parisian opts out (suppressed, membership tombstoned) before publish
+    stores.suppression.ids.add("visitor-paris-01")
+    stores.membership.suppress(["visitor-paris-01"], expires_at=0)
+    publish(plan, stores, results)
+    # THEN publish wrote everyone else, and left the Parisian's tombstone alone
+    assert set(stores.membership.items) == {"visitor-london-1", "visitor-london-2"}
+    assert "visitor-paris-01" in stores.membership.tombstones

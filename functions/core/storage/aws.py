@@ -32,6 +32,16 @@ _session: botocore.session.Session | None = None
 _session_lock = threading.Lock()
 
 
+def session() -> botocore.session.Session:
+    """The botocore session the DynamoDB and SQS clients of this process come from (its
+    event hooks see every request they make)."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+        return _session
+
+
 def create_client(service: str) -> Any:
     """A new client for `service` (region, credentials and endpoint from the environment).
 
@@ -41,11 +51,9 @@ def create_client(service: str) -> Any:
         import boto3
 
         return boto3.client("s3", config=S3_CONFIG)
-    global _session
+    current = session()
     with _session_lock:
-        if _session is None:
-            _session = botocore.session.get_session()
-        return _session.create_client(service, config=CONFIG)
+        return current.create_client(service, config=CONFIG)
 
 
 ClientT = TypeVar("ClientT")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -97,6 +97,44 @@ class SegmentsBucket(Adapter["S3Client"]):
         next(lines, None)
         yield from lines
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from (obj["Key"] for obj in page.get("Contents", []))
+
+    def rewrite_lines(self, key: str, keep: Callable[[str], bool], *, content_type: str) -> int:
+        """Rewrite a gzip text object without the lines `keep` refuses, streamed and read
+        once; returns how many went. An object that loses nothing is not written."""
+        writer = LinesWriter()
+        dropped = 0
+        for line in self.iter_lines(key):
+            if keep(line):
+                writer.write(line)
+            else:
+                dropped += 1
+        if dropped:
+            self.upload_lines(key, writer, content_type=content_type)
+        else:
+            writer.finish().close()
+        return dropped
+
+    def purge_noncurrent_versions(self, prefix: str) -> int:
+        """Delete every earlier version and delete marker under `prefix` (a versioned
+        bucket keeps them for 30 days): what erasure removed must not live on in them.
+        Data versions go first, markers last, so no deleted object reappears meanwhile."""
+        versions: list[Any] = []
+        markers: list[Any] = []
+        for page in self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=prefix):
+            versions += [
+                {"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) if not v["IsLatest"]
+            ]
+            markers += [{"Key": m["Key"], "VersionId": m["VersionId"]} for m in page.get("DeleteMarkers", [])]
+        doomed = versions + markers
+        for start in range(0, len(doomed), 1000):
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
+            )
+        return len(doomed)
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix`, a thousand per request."""
         deleted = 0
@@ -130,7 +168,11 @@ class SegmentsBucket(Adapter["S3Client"]):
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=layout.BUILDS_PREFIX, Delimiter="/"
         ):
-            ids.extend(layout.build_id_of_prefix(p["Prefix"]) for p in page.get("CommonPrefixes", []))
+            for prefix in page.get("CommonPrefixes", []):
+                # A build whose objects are all deleted leaves delete markers in the versioned
+                # bucket, which some S3 implementations still list as a prefix.
+                if self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix["Prefix"], MaxKeys=1).get("KeyCount"):
+                    ids.append(layout.build_id_of_prefix(prefix["Prefix"]))
         return ids
 
     def delete_build(self, build_id: str) -> int:

@@ -86,6 +86,18 @@ class EventStore(TableAdapter):
         batch_write(self.client, self.table_name, [{"DeleteRequest": {"Key": key}} for key in keys])
         return len(keys)
 
+    def records_of(self, visitor_id: str) -> list[EventRecord | TraitRecord]:
+        """Every stored record of one visitor (a subject access request)."""
+        records: list[EventRecord | TraitRecord] = []
+        for page in self.client.get_paginator("query").paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="#v = :v",
+            ExpressionAttributeNames={"#v": VISITOR_KEY},
+            ExpressionAttributeValues={":v": s(visitor_id)},
+        ):
+            records.extend(record_from_item(item)[1] for item in page.get("Items", []))
+        return records
+
     def scan(self, segment: int = 0, total_segments: int = 1) -> Iterator[dict[str, Any]]:
         """Every item of one parallel-scan segment, page by page."""
         kwargs: dict[str, Any] = {"TableName": self.table_name}

@@ -1,18 +1,27 @@
 """The membership table: the segments each visitor is in, for one-read lookups. An item
-expires with the visitor's data (its TTL is the latest expiry of the visitor's records)."""
+expires with the visitor's data (its TTL is the latest expiry of the visitor's records).
+
+A suppressed visitor's item is a tombstone (`suppressed`, no segments): lookups answer no
+segments from the moment it is written, and no build writes over it, as every membership
+write is conditional on its absence."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from functions.core.storage.aws import BATCH_GET_LIMIT, TableAdapter, backoff, batch_write, n, s
+from botocore.exceptions import ClientError
+
+from functions.core.storage.aws import BATCH_GET_LIMIT, TableAdapter, backoff, batch_write, error_code, n, s
 from functions.core.tables import MEMBERSHIP
 
 VISITOR_KEY = MEMBERSHIP.partition_key
 EXPIRES_AT = MEMBERSHIP.ttl_attribute or "expires_at"
+SUPPRESSED = "suppressed"
+_NOT_SUPPRESSED = f"attribute_not_exists({SUPPRESSED})"
+TRANSACTION_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -25,10 +34,13 @@ class Membership:
 
 
 def _live_segments(item: Mapping[str, Any], now_s: float) -> list[str]:
+    segments = item.get("segments")
+    if segments is None:  # a suppressed visitor's tombstone
+        return []
     expires = item.get(EXPIRES_AT)
     if expires is not None and int(expires["N"]) <= now_s:
         return []
-    return sorted(item["segments"]["SS"])
+    return sorted(segments["SS"])
 
 
 class MembershipStore(TableAdapter):
@@ -76,18 +88,23 @@ class MembershipStore(TableAdapter):
         return found
 
     def scan(self) -> Iterator[tuple[str, Membership]]:
+        """Every visitor's membership (tombstones left out: they are no membership)."""
         paginator = self.client.get_paginator("scan")
         for page in paginator.paginate(TableName=self.table_name):
             for item in page.get("Items", []):
+                if "segments" not in item:
+                    continue
                 expires = item.get(EXPIRES_AT)
                 yield (
                     item[VISITOR_KEY]["S"],
                     Membership(frozenset(item["segments"]["SS"]), int(expires["N"]) if expires else None),
                 )
 
-    def apply(self, changes: Mapping[str, Membership | None], build_id: str) -> int:
+    def apply(self, changes: Mapping[str, Membership | None], build_id: str, max_attempts: int = 8) -> int:
         """Write the new membership of each changed visitor (None or no segments deletes
-        the visitor). Returns the number of BatchWriteItem calls."""
+        the visitor), never over a suppressed visitor's tombstone: every write is
+        conditional on its absence, in transactions of 100, and a write refused for a
+        tombstone is dropped. Returns the number of TransactWriteItems calls."""
         requests: list[dict[str, Any]] = []
         for visitor_id, membership in sorted(changes.items()):
             key = {VISITOR_KEY: s(visitor_id)}
@@ -95,7 +112,57 @@ class MembershipStore(TableAdapter):
                 item = {**key, "segments": {"SS": sorted(membership.segments)}, "build_id": s(build_id)}
                 if membership.expires_at is not None:
                     item[EXPIRES_AT] = n(membership.expires_at)
-                requests.append({"PutRequest": {"Item": item}})
+                requests.append(
+                    {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": _NOT_SUPPRESSED}}
+                )
             else:
-                requests.append({"DeleteRequest": {"Key": key}})
-        return batch_write(self.client, self.table_name, requests)
+                requests.append(
+                    {"Delete": {"TableName": self.table_name, "Key": key, "ConditionExpression": _NOT_SUPPRESSED}}
+                )
+        calls = 0
+        for start in range(0, len(requests), TRANSACTION_LIMIT):
+            pending = requests[start : start + TRANSACTION_LIMIT]
+            attempt = 0
+            while pending:
+                calls += 1
+                try:
+                    self.client.transact_write_items(TransactItems=pending)  # type: ignore[arg-type]
+                    break
+                except ClientError as error:
+                    if error_code(error) != "TransactionCanceledException":
+                        raise
+                    reasons = error.response.get("CancellationReasons", [])  # type: ignore[typeddict-item]
+                    tombstoned = {
+                        i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"
+                    }
+                    if not tombstoned:  # a conflict with a concurrent write: try again
+                        attempt += 1
+                        if attempt >= max_attempts:
+                            raise
+                        backoff(attempt)
+                    pending = [request for i, request in enumerate(pending) if i not in tombstoned]
+        return calls
+
+    def suppress(self, visitor_ids: Iterable[str], expires_at: int) -> None:
+        """Replace each visitor's membership with a tombstone, kept until `expires_at`."""
+        items: list[dict[str, Any]] = [
+            {VISITOR_KEY: s(visitor_id), SUPPRESSED: {"BOOL": True}, EXPIRES_AT: n(expires_at)}
+            for visitor_id in dict.fromkeys(visitor_ids)
+        ]
+        if len(items) == 1:
+            self.client.put_item(TableName=self.table_name, Item=items[0])
+        else:
+            batch_write(self.client, self.table_name, [{"PutRequest": {"Item": item}} for item in items])
+
+    def describe(self, visitor_id: str) -> dict[str, Any] | None:
+        """The visitor's stored item as plain values (for a subject access request)."""
+        item = self.client.get_item(TableName=self.table_name, Key={VISITOR_KEY: s(visitor_id)}).get("Item")
+        if item is None:
+            return None
+        expires = item.get(EXPIRES_AT)
+        return {
+            "segments": sorted(item["segments"]["SS"]) if "segments" in item else [],
+            "build_id": item["build_id"]["S"] if "build_id" in item else None,
+            "expires_at": int(expires["N"]) if expires else None,
+            "suppressed": SUPPRESSED in item,
+        }

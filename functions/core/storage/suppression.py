@@ -1,0 +1,106 @@
+"""The suppression table: visitors who opted out or were erased. Every path honours it:
+ingest and imports store nothing for them, builds leave them out, publishes never write
+their membership, lookups answer no segments (through the membership tombstone written
+with it). An item outlives the retention, so nothing older can bring the visitor back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from functions.core.storage.aws import BATCH_GET_LIMIT, TableAdapter, backoff, batch_write, n, s
+from functions.core.tables import SUPPRESSION
+
+VISITOR_KEY = SUPPRESSION.partition_key
+EXPIRES_AT = SUPPRESSION.ttl_attribute or "expires_at"
+
+
+@dataclass(frozen=True)
+class Suppression:
+    visitor_id: str
+    reason: str  # optout, erase, gpc, dnt, consent
+    suppressed_at: int  # epoch seconds
+    expires_at: int
+    # When the visitor's stored data was erased; None while that is still to do (an
+    # opt-out suppresses at once, and the next build erases what is stored).
+    erased_at: int | None = None
+
+
+class SuppressionStore(TableAdapter):
+    def suppress(self, visitor_ids: Iterable[str], *, reason: str, at_s: int, keep_seconds: int) -> None:
+        """Suppress each visitor from `at_s` on; its data is still to be erased."""
+        items = [
+            {
+                VISITOR_KEY: s(visitor_id),
+                "reason": s(reason),
+                "suppressed_at": n(at_s),
+                EXPIRES_AT: n(at_s + keep_seconds),
+            }
+            for visitor_id in dict.fromkeys(visitor_ids)
+        ]
+        if len(items) == 1:
+            self.client.put_item(TableName=self.table_name, Item=items[0])
+        else:
+            batch_write(self.client, self.table_name, [{"PutRequest": {"Item": item}} for item in items])
+
+    def mark_erased(self, visitor_id: str, at_s: int) -> None:
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={VISITOR_KEY: s(visitor_id)},
+            UpdateExpression="SET erased_at = :t",
+            ConditionExpression="attribute_exists(#v)",
+            ExpressionAttributeNames={"#v": VISITOR_KEY},
+            ExpressionAttributeValues={":t": n(at_s)},
+        )
+
+    def get(self, visitor_id: str) -> Suppression | None:
+        item = self.client.get_item(TableName=self.table_name, Key={VISITOR_KEY: s(visitor_id)}).get("Item")
+        return None if item is None else _suppression(item)
+
+    def suppressed(self, visitor_ids: Iterable[str], max_attempts: int = 8) -> set[str]:
+        """Which of `visitor_ids` are suppressed: BatchGetItem per 100 ids."""
+        unique = list(dict.fromkeys(visitor_ids))
+        found: set[str] = set()
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            keys: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [{VISITOR_KEY: s(v)} for v in unique[start : start + BATCH_GET_LIMIT]],
+                    "ProjectionExpression": "#v",
+                    "ExpressionAttributeNames": {"#v": VISITOR_KEY},
+                }
+            }
+            attempt = 0
+            while keys:
+                response = self.client.batch_get_item(RequestItems=keys)
+                found.update(item[VISITOR_KEY]["S"] for item in response.get("Responses", {}).get(self.table_name, []))
+                keys = response.get("UnprocessedKeys") or {}
+                if keys:
+                    attempt += 1
+                    if attempt >= max_attempts:
+                        raise RuntimeError("suppression keys still unprocessed")
+                    backoff(attempt)
+        return found
+
+    def scan(self, *, pending_only: bool = False) -> Iterator[Suppression]:
+        """Every suppression; with `pending_only`, those whose data is still to be erased."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name}
+        if pending_only:
+            kwargs["FilterExpression"] = "attribute_not_exists(erased_at)"
+        for page in self.client.get_paginator("scan").paginate(**kwargs):
+            for item in page.get("Items", []):
+                yield _suppression(item)
+
+    def visitor_ids(self) -> frozenset[str]:
+        return frozenset(suppression.visitor_id for suppression in self.scan())
+
+
+def _suppression(item: Mapping[str, Any]) -> Suppression:
+    erased = item.get("erased_at")
+    return Suppression(
+        visitor_id=item[VISITOR_KEY]["S"],
+        reason=item["reason"]["S"],
+        suppressed_at=int(item["suppressed_at"]["N"]),
+        expires_at=int(item[EXPIRES_AT]["N"]),
+        erased_at=int(erased["N"]) if erased else None,
+    )
