@@ -33,6 +33,9 @@ from tests.conftest import FakeContext, dynamodb_item_bytes, load_event
 
 TABLE_ENV = {
     "EVENTS_TABLE": "bench-events",
+    # Written only when a visitor says no, which no benchmarked hit does.
+    "MEMBERSHIP_TABLE": "bench-membership",
+    "SUPPRESSION_TABLE": "bench-suppression",
     "RETENTION_DAYS": "90",
     "FALLBACK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench-fallback",
 }

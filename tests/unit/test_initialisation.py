@@ -18,6 +18,7 @@ FUNCTION_ENV = {
     "EVENTS_TABLE": "events",
     "FALLBACK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/fallback",
     "MEMBERSHIP_TABLE": "membership",
+    "SUPPRESSION_TABLE": "suppression",
     "CATALOG_TABLE": "catalog",
     "SEGMENTS_BUCKET": "segments",
 }
