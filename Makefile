@@ -28,8 +28,18 @@ demo: install
 serve: install
 	$(BIN)/dmp serve
 
-test: install browser-deps
+test: install browser-deps iab-deps
 	$(BIN)/pytest
+
+# The official IAB consent libraries (pinned in its package-lock.json) for
+# tests/reference/test_consent_matches_iab.py, which fails (not skips) without them.
+IAB_REFERENCE := tests/reference/iab
+.PHONY: iab-deps
+iab-deps: $(IAB_REFERENCE)/node_modules
+
+$(IAB_REFERENCE)/node_modules: $(IAB_REFERENCE)/package-lock.json
+	cd $(IAB_REFERENCE) && npm ci --no-audit --no-fund
+	touch $@
 
 # Debian's Chromium for tests/browser, which fail (not skip) without it. Needs root.
 .PHONY: browser-deps

@@ -10,6 +10,7 @@ from secrets import compare_digest
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from functions.core.consent import consent_refusal
 from functions.core.hits import (
     Geo,
     InvalidEvent,
@@ -20,7 +21,6 @@ from functions.core.hits import (
     validate_event,
 )
 from functions.core.identity import is_visitor_id, new_visitor_id
-from functions.core.tcf import InvalidTCString, decode_core
 from functions.core.times import DAY_SECONDS
 
 GIF = (
@@ -116,7 +116,15 @@ def geo_from_headers(headers: Mapping[str, str]) -> Geo:
     )
 
 
-def refusal(request: Request, gdpr: str | None, consent: str | None, vendor_id: int) -> str | None:
+def refusal(
+    request: Request,
+    gdpr: str | None,
+    consent: str | None,
+    vendor_id: int,
+    *,
+    gpp: str | None = None,
+    gpp_sid: str | None = None,
+) -> str | None:
     """Why nothing may be stored for this request, or None when storing is allowed."""
     if request.cookies.get(OPTOUT_COOKIE) == "1":
         return "optout"
@@ -126,15 +134,7 @@ def refusal(request: Request, gdpr: str | None, consent: str | None, vendor_id: 
         return "dnt"
     if is_bot(request.headers.get("user-agent")):
         return "bot"
-    if gdpr == "1":
-        if not consent:
-            return "gdpr_no_consent"
-        try:
-            if not decode_core(consent).allows_storage(vendor_id):
-                return "gdpr_no_consent"
-        except InvalidTCString:
-            return "gdpr_invalid_consent"
-    return None
+    return consent_refusal(gdpr=gdpr, tc_string=consent, gpp=gpp, gpp_sid=gpp_sid, vendor_id=vendor_id)
 
 
 def known_visitor(request: Request, uid: object = None) -> str | None:
@@ -189,6 +189,10 @@ def _client_ts(value: object) -> int | None:
     return None
 
 
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _gdpr_flag(value: object) -> str | None:
     """The flag as "1" (GDPR applies), "0" (it does not) or None (unsaid). JSON callers may send a
     CMP's `gdprApplies` as it is: true/false, or 1/0 as a number of any form."""
@@ -220,7 +224,9 @@ def pixel(request: Request, raw_query: str, vendor_id: int) -> Outcome:
         gdpr = _gdpr_flag(params.get("gdpr"))
     except InvalidEvent as error:
         return Outcome(rejected=[(0, error)])
-    reason = refusal(request, gdpr, params.get("gdpr_consent"), vendor_id)
+    reason = refusal(
+        request, gdpr, params.get("gdpr_consent"), vendor_id, gpp=params.get("gpp"), gpp_sid=params.get("gpp_sid")
+    )
     if reason:
         return refused(request, reason, params.get("uid"))
     visitor_id, is_new = resolve_visitor(request, params.get("uid"))
@@ -259,8 +265,8 @@ def collect(request: Request, document: Mapping[str, Any], vendor_id: int) -> Ou
         gdpr = _gdpr_flag(document.get("gdpr"))
     except InvalidEvent as error:
         raise BadRequest(400, error.reason, str(error)) from None
-    consent = document.get("gdpr_consent")
-    reason = refusal(request, gdpr, consent if isinstance(consent, str) else None, vendor_id)
+    consent, gpp, gpp_sid = (_string(document.get(name)) for name in ("gdpr_consent", "gpp", "gpp_sid"))
+    reason = refusal(request, gdpr, consent, vendor_id, gpp=gpp, gpp_sid=gpp_sid)
     if reason:
         return refused(request, reason, document.get("uid"))
     visitor_id, is_new = resolve_visitor(request, document.get("uid"))

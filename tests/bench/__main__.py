@@ -8,13 +8,14 @@ import json
 import sys
 from pathlib import Path
 
-from tests.bench import bench_builder, bench_ingest, bench_lookup, bench_shard
+from tests.bench import bench_builder, bench_consent, bench_ingest, bench_lookup, bench_shard
 
 SUITES = {
     "ingest": bench_ingest.run,
     "lookup": bench_lookup.run,
     "shard": bench_shard.run,
     "builder": bench_builder.run,
+    "consent": bench_consent.run,
 }
 
 

@@ -281,13 +281,14 @@ CRAWLERS = (
 )
 user_agents = st.sampled_from(BROWSERS + CRAWLERS) | hostile_text
 
-# TC strings whose consent we know: granting means purpose 1 for OUR_VENDOR.
+# TC strings whose consent we know: granting means purposes 1, 3 and 4 for OUR_VENDOR.
 GRANTING = (
-    tc_string(purposes_consent={1}, vendors={OUR_VENDOR}),
+    tc_string(purposes_consent={1, 3, 4}, vendors={OUR_VENDOR}),
     tc_string(purposes_consent=set(range(1, 25)), vendor_ranges=[(700, 800)]),
-    tc_string(publisher_tc_segment(), purposes_consent={1, 2, 7}, vendor_ranges=[3, OUR_VENDOR]),
+    tc_string(publisher_tc_segment(), purposes_consent={1, 2, 3, 4, 7}, vendor_ranges=[3, OUR_VENDOR]),
 )
 REFUSING = (
+    tc_string(purposes_consent={1}, vendors={OUR_VENDOR}),  # storage alone: no ad profile
     tc_string(purposes_consent={2, 3, 4, 7}, vendors={OUR_VENDOR}),
     tc_string(purposes_consent=set(range(2, 25)), vendor_ranges=[(1, 3000)]),
     tc_string(purposes_consent={1}, vendors={OUR_VENDOR - 1, OUR_VENDOR + 1}),

@@ -9,8 +9,10 @@ from typing import Any
 import boto3
 import pytest
 
+from functions.core.gpp import US_SECTIONS
 from functions.ingest.logic import GIF, NO_STORE
 from tests.conftest import load_event
+from tests.unit.gpp_builder import gpp_string, us_section
 
 
 @pytest.fixture
@@ -87,6 +89,10 @@ def test_existing_cookie_is_kept_and_not_reissued(ingest, aws, lambda_context):
     assert stored_items(aws.events_table)[0]["visitor_id"]["S"] == "5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e"
 
 
+# A US national section (id 7) in which the visitor opted out of the sale of its data.
+GPP_US_SALE_OPT_OUT = gpp_string([(7, us_section(US_SECTIONS[7].fields, {"SaleOptOut": 1}, version=1))])
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -99,6 +105,8 @@ def test_existing_cookie_is_kept_and_not_reissued(ingest, aws, lambda_context):
             "bot",
         ),
         ({"cookies": ["dmp_optout=1"]}, "opt-out cookie"),
+        ({"query": f"&gpp={GPP_US_SALE_OPT_OUT}&gpp_sid=7"}, "GPP: a US opt-out of sale"),
+        ({"query": "&gpp=DBABMA~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA&gpp_sid=x"}, "GPP: malformed"),
     ],
 )
 def test_refused_hits_store_nothing_and_set_no_cookie_but_answer_the_gif(ingest, aws, lambda_context, change, reason):

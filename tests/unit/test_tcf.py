@@ -1,47 +1,51 @@
-"""Decoding of the core segment of IAB TCF v2 TC strings (functions/core/tcf.py).
+"""Reading IAB TCF v2 TC strings for one vendor (functions/core/tcf.py).
 
-Every TC string is built here, field by field, by tests/unit/tcf_builder.py.
+Every TC string is built here, field by field, by tests/unit/tcf_builder.py. The official
+decoder's answers on a large corpus are checked in tests/reference.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from functions.core.tcf import InvalidTCString, decode_core
-from tests.unit.tcf_builder import CoreSegment, publisher_tc_segment, tc_string
+from functions.core.tcf import (
+    MAX_TC_STRING,
+    InvalidTCString,
+    RestrictionType,
+    VendorSignals,
+    decode_core,
+    read_vendor_signals,
+)
+from tests.unit.gpp_builder import base64url_of_bits
+from tests.unit.tcf_builder import CoreSegment, Restriction, publisher_tc_segment, tc_string, vendors_segment
 
 OUR_VENDOR = 755
 
 
-# --- purposes -----------------------------------------------------------------------
+def signals(*segments: str, **fields: object) -> VendorSignals:
+    """What a string with core segment `fields` and then `segments` says about our vendor."""
+    return read_vendor_signals(tc_string(*segments, **fields), OUR_VENDOR)
 
 
-def test_purposes_consented_are_decoded_from_the_purposes_consent_field():
-    # GIVEN consent for purposes 1, 3, 10 and 24 (and legitimate interest for all 24)
-    tc = tc_string(purposes_consent={1, 3, 10, 24}, purposes_li_transparency=set(range(1, 25)))
-
-    # WHEN it is decoded
-    consent = decode_core(tc)
-
-    # THEN exactly the consented purposes are reported, not the legitimate-interest ones
-    assert consent.purposes == {1, 3, 10, 24}
-    assert consent.version == 2
+# --- purposes and header -------------------------------------------------------------
 
 
-def test_no_purposes_consented_decodes_to_no_purposes():
-    assert decode_core(tc_string(purposes_consent=set(), vendors={1, 2})).purposes == frozenset()
+def test_purposes_consented_are_read_from_the_purposes_consent_field():
+    # GIVEN consent for purposes 1, 3, 10 and 24, and legitimate interest for 2 and 7
+    read = signals(purposes_consent={1, 3, 10, 24}, purposes_li_transparency={2, 7})
 
-
-def test_all_purposes_consented_decodes_to_all_24():
-    assert decode_core(tc_string(purposes_consent=set(range(1, 25)))).purposes == set(range(1, 25))
+    # THEN the two fields are read apart
+    assert read.purposes_consent == {1, 3, 10, 24}
+    assert read.purposes_legitimate_interest == {2, 7}
+    assert read.version == 2
 
 
 def test_purposes_do_not_depend_on_the_header_fields_before_them():
     # GIVEN two strings that differ only in the fields before the purposes
-    plain = CoreSegment(purposes_consent={2, 7}, vendors={5})
+    plain = CoreSegment(purposes_consent={2, 7}, vendors={OUR_VENDOR})
     noisy = CoreSegment(
         purposes_consent={2, 7},
-        vendors={5},
+        vendors={OUR_VENDOR},
         created_ds=2**36 - 1,
         last_updated_ds=2**36 - 1,
         cmp_id=4095,
@@ -53,156 +57,315 @@ def test_purposes_do_not_depend_on_the_header_fields_before_them():
         special_feature_opt_ins=set(range(1, 13)),
     )
 
-    # THEN both decode to the same purposes and vendors
+    # THEN both read the same
     for segment in (plain, noisy):
-        consent = decode_core(segment.encode())
-        assert consent.purposes == {2, 7}
-        assert consent.vendors == {5}
+        read = read_vendor_signals(segment.encode(), OUR_VENDOR)
+        assert read.purposes_consent == {2, 7}
+        assert read.vendor_consent is True
 
 
-# --- vendors ------------------------------------------------------------------------
+def test_purpose_one_treatment_and_publisher_country_are_read():
+    read = signals(purpose_one_treatment=1, publisher_cc="DE")
+    assert read.purpose_one_treatment is True
+    assert read.publisher_cc == "DE"
+    assert signals(purpose_one_treatment=0).purpose_one_treatment is False
 
 
-def test_vendors_in_a_bitfield_are_decoded():
-    # GIVEN a bitfield vendor section with vendors 1, 2, 8, 9 and 755 consented
-    tc = tc_string(purposes_consent={1}, vendors={1, 2, 8, 9, OUR_VENDOR})
-
-    # THEN exactly those vendors are consented
-    assert decode_core(tc).vendors == {1, 2, 8, 9, OUR_VENDOR}
+# --- the vendor consent section ------------------------------------------------------
 
 
-def test_bitfield_with_max_vendor_beyond_the_last_consented_vendor():
-    tc = tc_string(purposes_consent={1}, vendors={3}, max_vendor_id=1000)
-    assert decode_core(tc).vendors == {3}
+@pytest.mark.parametrize(
+    ("vendors", "max_vendor_id", "consented"),
+    [
+        ({OUR_VENDOR}, None, True),
+        ({1, 2, 8, 9, OUR_VENDOR, 1200}, None, True),
+        ({OUR_VENDOR - 1, OUR_VENDOR + 1}, None, False),
+        ({3}, OUR_VENDOR, False),
+        ({OUR_VENDOR}, OUR_VENDOR, True),
+        ({3}, OUR_VENDOR - 1, False),
+        (set(), 0, False),
+    ],
+)
+def test_our_vendor_in_a_bitfield_is_one_bit(vendors, max_vendor_id, consented):
+    assert signals(vendors=vendors, max_vendor_id=max_vendor_id).vendor_consent is consented
 
 
-def test_bitfield_with_max_vendor_zero_has_no_vendors():
-    tc = tc_string(purposes_consent={1}, vendors=set(), max_vendor_id=0)
-    assert decode_core(tc).vendors == frozenset()
+@pytest.mark.parametrize(
+    ("ranges", "consented"),
+    [
+        ([OUR_VENDOR], True),
+        ([4, OUR_VENDOR, 1000], True),
+        ([(OUR_VENDOR, OUR_VENDOR)], True),
+        ([(700, OUR_VENDOR)], True),
+        ([(OUR_VENDOR, 800)], True),
+        ([2, (10, 12), (750, 760)], True),
+        ([(1, OUR_VENDOR - 1), (OUR_VENDOR + 1, 900)], False),
+        ([OUR_VENDOR - 1, OUR_VENDOR + 1], False),
+        ([], False),
+    ],
+)
+def test_our_vendor_in_range_entries(ranges, consented):
+    assert signals(vendor_ranges=ranges).vendor_consent is consented
 
 
-def test_vendors_as_single_id_range_entries_are_decoded():
-    # GIVEN a range-encoded vendor section of single ids
-    tc = tc_string(purposes_consent={1}, vendor_ranges=[4, OUR_VENDOR, 1000])
-
-    # THEN exactly those ids are consented
-    assert decode_core(tc).vendors == {4, OUR_VENDOR, 1000}
+def test_a_range_ending_before_it_starts_holds_no_vendor():
+    # GIVEN a range from 760 down to 750, as the official decoder reads it: empty
+    assert signals(vendor_ranges=[(760, 750)], max_vendor_id=800).vendor_consent is False
+    assert signals(vendor_ranges=[(760, 750), OUR_VENDOR]).vendor_consent is True
 
 
-def test_vendors_as_inclusive_ranges_are_decoded():
-    # GIVEN ranges 10-12 and 750-760 and the single id 2
-    tc = tc_string(purposes_consent={1}, vendor_ranges=[(10, 12), 2, (750, 760)])
-
-    # THEN both ends of each range are included
-    assert decode_core(tc).vendors == {2, 10, 11, 12, *range(750, 761)}
+def test_a_range_beyond_max_vendor_id_still_counts():
+    # GIVEN MaxVendorId 10 and a range naming our vendor (the official decoder reads it)
+    assert signals(vendor_ranges=[(700, 800)], max_vendor_id=10).vendor_consent is True
 
 
-def test_range_encoding_with_no_entries_has_no_vendors():
-    tc = tc_string(purposes_consent={1}, vendor_ranges=[], max_vendor_id=500)
-    assert decode_core(tc).vendors == frozenset()
-
-
-def test_range_whose_end_is_before_its_start_is_rejected():
+@pytest.mark.parametrize("ranges", [[0], [(0, OUR_VENDOR)], [OUR_VENDOR, (0, 3)]])
+def test_a_vendor_range_starting_at_0_is_malformed(ranges):
     with pytest.raises(InvalidTCString):
-        decode_core(tc_string(purposes_consent={1}, vendor_ranges=[(20, 10)], max_vendor_id=30))
+        signals(vendor_ranges=ranges)
 
 
-def test_range_beyond_max_vendor_id_is_rejected():
-    with pytest.raises(InvalidTCString):
-        decode_core(tc_string(purposes_consent={1}, vendor_ranges=[(10, 40)], max_vendor_id=30))
+# --- the vendor legitimate interest section ------------------------------------------
 
 
-def test_segments_after_the_core_segment_are_ignored():
-    # GIVEN a core segment followed by a publisher TC segment
-    core_only = tc_string(purposes_consent={1, 2}, vendors={OUR_VENDOR})
-    with_more = tc_string(publisher_tc_segment(), purposes_consent={1, 2}, vendors={OUR_VENDOR})
-    assert with_more != core_only
+def test_legitimate_interest_is_read_apart_from_consent():
+    # GIVEN our vendor with legitimate interest only
+    read = signals(vendors={1}, li_vendors={OUR_VENDOR})
 
-    # THEN the result is that of the core segment alone
-    assert decode_core(with_more).purposes == {1, 2}
-    assert decode_core(with_more).vendors == {OUR_VENDOR}
+    # THEN it has no consent
+    assert read.vendor_consent is False
+    assert read.vendor_legitimate_interest is True
 
 
-# --- allows_storage -----------------------------------------------------------------
-
-
-def test_storage_allowed_with_purpose_one_and_our_vendor_in_a_bitfield():
-    consent = decode_core(tc_string(purposes_consent={1, 2}, vendors={OUR_VENDOR}))
-    assert consent.allows_storage(OUR_VENDOR) is True
-
-
-def test_storage_allowed_with_purpose_one_and_our_vendor_inside_a_range():
-    consent = decode_core(tc_string(purposes_consent={1}, vendor_ranges=[(700, 800)]))
-    assert consent.allows_storage(OUR_VENDOR) is True
-
-
-def test_storage_refused_without_purpose_one_even_for_our_vendor():
-    # GIVEN every purpose but 1 consented (and purpose 1 only as legitimate interest)
-    consent = decode_core(
-        tc_string(purposes_consent=set(range(2, 25)), purposes_li_transparency={1}, vendors={OUR_VENDOR})
+def test_legitimate_interest_ranges_are_read_to_reach_the_restrictions():
+    # GIVEN a range-encoded legitimate interest section, then a restriction naming us
+    read = signals(
+        vendors={OUR_VENDOR},
+        li_vendor_ranges=[(1, 100), OUR_VENDOR, (2000, 3000)],
+        restrictions=[Restriction(3, 0, [OUR_VENDOR])],
     )
-    assert consent.allows_storage(OUR_VENDOR) is False
+
+    # THEN the restriction after it is found
+    assert read.vendor_legitimate_interest is True
+    assert read.restrictions == {(3, RestrictionType.NOT_ALLOWED)}
 
 
-def test_storage_refused_when_our_vendor_is_missing():
-    # GIVEN purpose 1 consented to the neighbours of our vendor id only
-    consent = decode_core(tc_string(purposes_consent={1}, vendors={OUR_VENDOR - 1, OUR_VENDOR + 1}))
-    assert consent.allows_storage(OUR_VENDOR) is False
+def test_a_legitimate_interest_range_starting_at_0_is_malformed():
+    with pytest.raises(InvalidTCString):
+        signals(vendors={OUR_VENDOR}, li_vendor_ranges=[(0, 5)])
 
 
-def test_storage_refused_when_our_vendor_is_just_outside_a_range():
-    consent = decode_core(tc_string(purposes_consent={1}, vendor_ranges=[(1, OUR_VENDOR - 1), (OUR_VENDOR + 1, 900)]))
-    assert consent.allows_storage(OUR_VENDOR) is False
+# --- publisher restrictions ----------------------------------------------------------
 
 
-# --- malformed strings --------------------------------------------------------------
+@pytest.mark.parametrize("kind", list(RestrictionType))
+@pytest.mark.parametrize("entries", [[OUR_VENDOR], [(700, 800)], [1, (OUR_VENDOR, OUR_VENDOR)]])
+def test_a_restriction_naming_our_vendor_is_reported_with_its_purpose_and_type(kind, entries):
+    read = signals(vendors={OUR_VENDOR}, restrictions=[Restriction(4, kind, entries)])
+    assert read.restrictions == {(4, kind)}
+    assert read.restriction_types(4) == {kind}
+    assert read.restriction_types(1) == frozenset()
+
+
+def test_restrictions_naming_other_vendors_are_not_reported():
+    read = signals(
+        vendors={OUR_VENDOR},
+        restrictions=[Restriction(1, 0, [OUR_VENDOR - 1, (OUR_VENDOR + 1, 65535)]), Restriction(3, 2, [])],
+    )
+    assert read.restrictions == frozenset()
+
+
+def test_every_restriction_naming_our_vendor_is_reported():
+    read = signals(
+        vendors={OUR_VENDOR},
+        restrictions=[
+            Restriction(1, 1, [OUR_VENDOR]),
+            Restriction(2, 0, [(1, 10)]),
+            Restriction(3, 2, [(1, 65535)]),
+            Restriction(1, 0, [(OUR_VENDOR, 900)]),
+        ],
+    )
+    assert read.restrictions == {
+        (1, RestrictionType.REQUIRE_CONSENT),
+        (3, RestrictionType.REQUIRE_LEGITIMATE_INTEREST),
+        (1, RestrictionType.NOT_ALLOWED),
+    }
+
+
+def test_a_restriction_may_name_vendor_0():
+    assert signals(vendors={OUR_VENDOR}, restrictions=[Restriction(3, 1, [0])]).restrictions == frozenset()
+
+
+@pytest.mark.parametrize(
+    "restriction",
+    [
+        Restriction(3, 0, [(OUR_VENDOR + 10, OUR_VENDOR)]),  # ends before it starts
+        Restriction(0, 0, [OUR_VENDOR]),  # purpose 0
+        Restriction(1, 3, [12]),  # restriction type 3
+    ],
+)
+def test_malformed_restrictions_make_the_string_malformed(restriction):
+    with pytest.raises(InvalidTCString):
+        signals(vendors={OUR_VENDOR}, restrictions=[restriction])
+
+
+@pytest.mark.parametrize("restriction", [Restriction(0, 0, []), Restriction(1, 3, [])])
+def test_a_restriction_without_entries_is_not_read(restriction):
+    assert signals(vendors={OUR_VENDOR}, restrictions=[restriction]).restrictions == frozenset()
+
+
+# --- segments after the core one -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "segments",
+    [
+        [vendors_segment(1, vendors={1, 2, OUR_VENDOR})],
+        [vendors_segment(2, ranges=[(1, 65535)])],
+        [publisher_tc_segment()],
+        [publisher_tc_segment(custom_purposes=5)],
+        [vendors_segment(1, vendors={OUR_VENDOR}), publisher_tc_segment(2), vendors_segment(2)],
+    ],
+)
+def test_other_segments_are_checked_but_change_nothing(segments):
+    # GIVEN the same core segment with and without further segments
+    core_only = read_vendor_signals(tc_string(purposes_consent={1, 2}, vendors={OUR_VENDOR}), OUR_VENDOR)
+    with_more = read_vendor_signals(tc_string(*segments, purposes_consent={1, 2}, vendors={OUR_VENDOR}), OUR_VENDOR)
+
+    # THEN they read the same
+    assert with_more == core_only
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        "",  # a trailing "."
+        publisher_tc_segment(custom_purposes=5)[:8],  # truncated
+        vendors_segment(1, vendors={1200})[:4],
+        vendors_segment(1, ranges=[0]),  # vendor 0
+        "gAAA",  # SegmentType 4
+        "_AAA",  # SegmentType 7
+        "CAAA",  # SegmentType 0: a second core segment
+        "YA%A",  # not base64url
+    ],
+)
+def test_a_malformed_other_segment_makes_the_string_malformed(segment):
+    with pytest.raises(InvalidTCString):
+        signals(segment, vendors={OUR_VENDOR})
+
+
+def test_a_string_of_only_other_segments_is_malformed():
+    with pytest.raises(InvalidTCString):
+        read_vendor_signals("." + publisher_tc_segment(), OUR_VENDOR)
+
+
+# --- malformed strings ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", [0, 1, 3, 63])
-def test_versions_other_than_2_are_rejected(version):
+def test_versions_other_than_2_are_malformed(version):
     with pytest.raises(InvalidTCString):
-        decode_core(tc_string(version=version, purposes_consent={1}, vendors={OUR_VENDOR}))
+        signals(version=version, vendors={OUR_VENDOR})
 
 
-def test_string_truncated_inside_the_purposes_is_rejected():
-    # GIVEN a valid string cut off before its purposes end (bit 176 = character 29)
-    tc = tc_string(purposes_consent={1}, vendors={OUR_VENDOR})
+@pytest.mark.parametrize("cmp_id", [0, 1])
+def test_cmp_ids_below_2_are_malformed_as_the_official_decoder_has_it(cmp_id):
     with pytest.raises(InvalidTCString):
-        decode_core(tc[:28])
+        signals(cmp_id=cmp_id)
 
 
-def test_string_truncated_inside_the_vendor_bitfield_is_rejected():
-    # GIVEN a bitfield of 755 vendors cut off half-way through
-    tc = tc_string(purposes_consent={1}, vendors={OUR_VENDOR})
+def test_publisher_country_letters_past_z_in_ascii_are_malformed():
+    # GIVEN letters written as 6 bits from "A": 57 is "z", 58 is "{"
+    def with_country(first: int) -> str:
+        bits = CoreSegment(vendors={OUR_VENDOR}).bits().bit_string()
+        return base64url_of_bits(bits[:201] + format(first, "06b") + bits[207:])
+
+    assert read_vendor_signals(with_country(57), OUR_VENDOR).publisher_cc.startswith("z")
     with pytest.raises(InvalidTCString):
-        decode_core(tc[: len(tc) // 2 // 4 * 4])
+        read_vendor_signals(with_country(58), OUR_VENDOR)
 
 
-def test_string_truncated_inside_the_vendor_ranges_is_rejected():
-    # GIVEN a range section announcing more entries than it holds
-    # (cut to whole base64 quanta, so what is left is valid base64url of fewer bits)
-    tc = tc_string(purposes_consent={1}, vendor_ranges=[(1, 10), 20, (30, 40)])
+def test_a_string_truncated_anywhere_is_malformed():
+    # GIVEN a string with every section in use, and the number of bits it needs
+    core = CoreSegment(
+        vendors={OUR_VENDOR},
+        li_vendor_ranges=[(1, 100), (2000, 3000)],
+        restrictions=[Restriction(2, 1, [(1, 400), 9])],
+    )
+    tc, needed = core.encode(), len(core.bits().bit_string())
+
+    # THEN a cut losing any of those bits is refused, and one keeping them all is not
+    # (base64url carries 6 bits a character; what follows the last field is padding)
+    for cut in range(1, len(tc) + 1):
+        if 6 * cut < needed:
+            with pytest.raises(InvalidTCString):
+                read_vendor_signals(tc[:cut], OUR_VENDOR)
+        else:
+            assert read_vendor_signals(tc[:cut], OUR_VENDOR).vendor_consent is True
+
+
+@pytest.mark.parametrize(
+    "garbage", ["not a tc string!", "!!!!", "%%%%%%%%", "Ünïcödé-консент", "\x00\x01\x02", "CPzHq4A==", ""]
+)
+def test_non_base64url_or_empty_strings_are_malformed(garbage):
     with pytest.raises(InvalidTCString):
-        decode_core(tc[: (len(tc) - 1) // 4 * 4])
+        read_vendor_signals(garbage, OUR_VENDOR)
 
 
-def test_header_only_string_is_rejected():
-    # GIVEN only the first 8 characters (48 bits: version and part of Created)
+def test_strings_longer_than_the_limit_are_malformed():
+    # GIVEN a well-formed string padded past MAX_TC_STRING by a long bitfield
+    tc = tc_string(vendors={OUR_VENDOR}, max_vendor_id=6 * MAX_TC_STRING)
+    assert len(tc) > MAX_TC_STRING
+
     with pytest.raises(InvalidTCString):
-        decode_core(tc_string(purposes_consent={1}, vendors={1})[:8])
+        read_vendor_signals(tc, OUR_VENDOR)
 
 
-@pytest.mark.parametrize("garbage", ["not a tc string!", "!!!!", "%%%%%%%%", "Ünïcödé-консент", "\x00\x01\x02"])
-def test_non_base64_garbage_is_rejected(garbage):
+# --- bounded work --------------------------------------------------------------------
+
+
+def test_the_most_ranges_that_fit_are_answered_without_building_the_vendor_set():
+    # GIVEN as many ranges of nearly all of 1..65535 as fit in MAX_TC_STRING, none naming us
+    around_us = [(1, OUR_VENDOR - 1), (OUR_VENDOR + 1, 65535)]
+    entries = around_us * 368
+    crafted = tc_string(purposes_consent=set(range(1, 25)), vendor_ranges=entries)
+    assert len(crafted) <= MAX_TC_STRING
+
+    # THEN our vendor is not in any; and once one range names it, it is found
+    assert read_vendor_signals(crafted, OUR_VENDOR).vendor_consent is False
+    named = tc_string(vendor_ranges=[*entries[:367], (OUR_VENDOR, OUR_VENDOR), *entries[367:-1]])
+    assert len(named) <= MAX_TC_STRING
+    assert read_vendor_signals(named, OUR_VENDOR).vendor_consent is True
+    assert read_vendor_signals(named, 1).vendor_consent is True
+    assert read_vendor_signals(named, 65535).vendor_consent is True
+
+
+def test_the_most_restrictions_that_fit_are_all_read():
+    # GIVEN as many one-vendor restrictions as fit, the last one naming us
+    restrictions = [Restriction(1 + i % 24, 0, [1 + i]) for i in range(600)]
+    restrictions.append(Restriction(4, 2, [OUR_VENDOR]))
+    crafted = tc_string(vendors={OUR_VENDOR}, restrictions=restrictions)
+    assert len(crafted) <= MAX_TC_STRING
+
+    # THEN the last restriction is found
+    assert read_vendor_signals(crafted, OUR_VENDOR).restrictions == {(4, RestrictionType.REQUIRE_LEGITIMATE_INTEREST)}
+
+
+# --- decode_core, until the ingest path calls consent.consent_refusal ----------------
+
+
+def test_decode_core_reads_the_purposes_and_allows_storage_for_a_consented_vendor():
+    consent = decode_core(tc_string(purposes_consent={1, 2}, vendor_ranges=[(700, 800)]))
+    assert consent.purposes == {1, 2}
+    assert consent.allows_storage(OUR_VENDOR) is True
+    assert consent.allows_storage(900) is False
+
+
+def test_decode_core_refuses_storage_without_purpose_one():
+    consent = decode_core(tc_string(purposes_consent=set(range(2, 25)), vendors={OUR_VENDOR}))
+    assert consent.allows_storage(OUR_VENDOR) is False
+
+
+def test_decode_core_raises_on_malformed_strings():
     with pytest.raises(InvalidTCString):
-        decode_core(garbage)
-
-
-def test_empty_string_is_rejected():
-    with pytest.raises(InvalidTCString):
-        decode_core("")
-
-
-def test_string_of_only_other_segments_is_rejected():
-    with pytest.raises(InvalidTCString):
-        decode_core("." + publisher_tc_segment())
+        decode_core(tc_string(version=1, purposes_consent={1}, vendors={OUR_VENDOR}))

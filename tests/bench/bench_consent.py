@@ -1,0 +1,147 @@
+"""Consent decoding benchmarks (issue: a crafted consent string must cost no more than an
+ordinary one; the old decoder spent ~1.6 s of CPU on a 4 KB string of vendor ranges).
+
+- tcf_worst_case_ratio: `consent_refusal` on the costliest TC string we can write within
+  MAX_TC_STRING (the slowest of several shapes: the most vendor ranges, the most single
+  ids, the most publisher restrictions or restriction ranges, none naming our vendor) /
+  on a typical CMP string (a few hundred vendors consented, legitimate interests, two
+  restrictions, the disclosed-vendors segment).
+- gpp_worst_case_ratio: the same for GPP strings: the costliest TC string as the TCF EU
+  section (judged twice over: `gdpr=1` without `gdpr_consent`), every US section, the
+  rest of MAX_GPP_STRING as padding in a section that is read / a typical EU + US string
+  (a TCF EU section and a usnat section).
+Medians of interleaved repeats.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from functions.core import gpp
+from functions.core.consent import consent_refusal
+from functions.core.tcf import MAX_TC_STRING
+from tests.bench.common import interleaved_medians
+from tests.unit.gpp_builder import gpp_string, us_section
+from tests.unit.tcf_builder import CoreSegment, Restriction, vendors_segment
+
+OUR_VENDOR = 755
+
+
+def typical_tc_string() -> str:
+    """As a CMP writes it after "accept all" on a list of ~1200 vendor ids."""
+    rng = random.Random(7)
+    listed = sorted(rng.sample(range(1, 1200), 700))
+    consented = set(rng.sample(listed, 300)) | {OUR_VENDOR}
+    core = CoreSegment(
+        purposes_consent=set(range(1, 11)),
+        purposes_li_transparency={2, 7, 8, 9, 10},
+        purpose_one_treatment=0,
+        vendors=consented,
+        li_vendors=set(rng.sample(listed, 150)),
+        restrictions=[Restriction(2, 1, [(10, 40)]), Restriction(7, 0, [90, 91])],
+    )
+    return core.encode(vendors_segment(1, vendors=set(listed)))
+
+
+def _longest(make: Callable[[int], str]) -> str:
+    """The longest string `make(n)` writes within MAX_TC_STRING, n entries or restrictions."""
+    low, high = 0, 4096
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(make(middle)) <= MAX_TC_STRING:
+            low = middle
+        else:
+            high = middle - 1
+    return make(low)
+
+
+def _around_our_vendor(i: int) -> tuple[int, int]:
+    return (1, OUR_VENDOR - 1) if i % 2 else (OUR_VENDOR + 1, 65535)
+
+
+def crafted_tc_strings() -> dict[str, str]:
+    """Shapes that make a decoder work hardest, each as long as the limit allows and each
+    granting (our vendor consented last), so that the whole decision is taken."""
+    granting = {"purposes_consent": set(range(1, 25)), "purpose_one_treatment": 0}
+    return {
+        "vendor_ranges": _longest(
+            lambda n: CoreSegment(
+                **granting, vendor_ranges=[*(_around_our_vendor(i) for i in range(n)), OUR_VENDOR]
+            ).encode()
+        ),
+        "vendor_single_ids": _longest(
+            lambda n: CoreSegment(**granting, vendor_ranges=[*(1 + i % 700 for i in range(n)), OUR_VENDOR]).encode()
+        ),
+        "restriction_ranges": _longest(
+            lambda n: CoreSegment(
+                **granting,
+                vendors={OUR_VENDOR},
+                restrictions=[Restriction(1, 0, [_around_our_vendor(i) for i in range(n)])],
+            ).encode()
+        ),
+        "restrictions": _longest(
+            lambda n: CoreSegment(
+                **granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1 + i % 24, 0, [1]) for i in range(n)]
+            ).encode()
+        ),
+        "empty_restrictions": _longest(
+            lambda n: CoreSegment(
+                **granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1 + i % 24, 0, []) for i in range(n)]
+            ).encode()
+        ),
+    }
+
+
+def typical_gpp_string(tc_string: str) -> str:
+    """A TCF EU section and a usnat section with notices given and no opt-out."""
+    usnat = us_section(
+        gpp.US_SECTIONS[7].fields,
+        {"SaleOptOutNotice": 1, "SaleOptOut": 2, "SharingOptOut": 2, "TargetedAdvertisingOptOut": 2},
+        gpc=False,
+        version=2,
+    )
+    return gpp_string([(2, tc_string), (7, usnat)])
+
+
+def crafted_gpp_string(tc_string: str) -> str:
+    """`tc_string` as the TCF EU section, US Privacy and every US section, the first of
+    them padded so that the whole string is MAX_GPP_STRING characters."""
+    sections = [(2, tc_string), (6, "1NNN")]
+    sections += [
+        (section_id, us_section(section.fields, {}, gpc=False if section.second is gpp.SecondSegment.GPC else None))
+        for section_id, section in gpp.US_SECTIONS.items()
+    ]
+    text = gpp_string(sections)
+    first_us = sections[2][1]
+    core, gpc = first_us.split(".")
+    padded = core + "A" * (gpp.MAX_GPP_STRING - len(text)) + "." + gpc
+    return text.replace(first_us, padded, 1)
+
+
+def _decide_tc(tc_string: str) -> Callable[[], object]:
+    return lambda: consent_refusal(gdpr="1", tc_string=tc_string, gpp=None, gpp_sid=None, vendor_id=OUR_VENDOR)
+
+
+def _decide_gpp(gpp_string: str) -> Callable[[], object]:
+    return lambda: consent_refusal(gdpr="1", tc_string=None, gpp=gpp_string, gpp_sid=None, vendor_id=OUR_VENDOR)
+
+
+def run(repeat: int = 300) -> dict[str, float]:
+    typical = typical_tc_string()
+    crafted = crafted_tc_strings()
+    tcf = interleaved_medians(
+        {"typical": _decide_tc(typical), **{name: _decide_tc(tc) for name, tc in crafted.items()}}, repeat=repeat
+    )
+    worst_tc = max(crafted, key=lambda name: tcf[name])
+    gpp_times = interleaved_medians(
+        {
+            "typical": _decide_gpp(typical_gpp_string(typical)),
+            "crafted": _decide_gpp(crafted_gpp_string(crafted[worst_tc])),
+        },
+        repeat=repeat,
+    )
+    return {
+        "tcf_worst_case_ratio": tcf[worst_tc] / tcf["typical"],
+        "gpp_worst_case_ratio": gpp_times["crafted"] / gpp_times["typical"],
+    }
