@@ -22,6 +22,12 @@ class MemoryEvents:
     def __init__(self, records: Iterable[tuple[str, EventRecord | TraitRecord]] = ()) -> None:
         self.records = sorted(records, key=lambda pair: pair[0])
 
+    def delete_visitors(self, visitor_ids: Iterable[str]) -> int:
+        doomed = set(visitor_ids)
+        before = len(self.records)
+        self.records = [pair for pair in self.records if pair[0] not in doomed]
+        return before - len(self.records)
+
     def scan_records(
         self, segment: int = 0, total_segments: int = 1
     ) -> Iterator[tuple[str, EventRecord | TraitRecord]]:

@@ -53,8 +53,10 @@ def run_shard(
     bucket: BuildBucket,
     suppressed: frozenset[str] = frozenset(),
 ) -> ShardResult:
-    """Evaluate one shard's visitors; `suppressed` visitors are in no segment, whatever
-    their records (data stored before their erasure completes is never used)."""
+    """Evaluate one shard's visitors. `suppressed` visitors are in no segment, whatever
+    their records, and the records met are deleted: whatever reached the table after an
+    erasure (a replayed deferred hit, an app's hit naming the id) is never used and
+    does not outlive the next build."""
     segments = compile_segments(plan.definitions)
     parts = {d.id: LinesWriter(header="uid") for d in plan.definitions}
     members = LinesWriter()
@@ -63,9 +65,11 @@ def run_shard(
         changes = MembershipChanges(dict(base_members(bucket, plan.base_build_id, shard)))
     records = _Counting(events.scan_records(shard, plan.shards))
     visitors = 0
+    met_suppressed: list[str] = []
     for history in group_by_visitor(records):
         visitors += 1
         if history.visitor_id in suppressed:
+            met_suppressed.append(history.visitor_id)
             found: list[str] = []
         else:
             found = segments_of(VisitorView(history, plan.now_ms), segments)
@@ -76,6 +80,8 @@ def run_shard(
             members.write(member_line(history.visitor_id, found, expires_at))
             for segment_id in found:
                 parts[segment_id].write(history.visitor_id)
+    if met_suppressed:
+        events.delete_visitors(met_suppressed)
     for segment_id, writer in parts.items():
         bucket.upload_lines(layout.part_key(plan.build_id, segment_id, shard), writer, content_type=CSV)
     bucket.upload_lines(layout.members_key(plan.build_id, shard), members, content_type=JSON_LINES)

@@ -117,10 +117,13 @@ def test_dmp_erase_reaches_every_copy_at_once_and_a_later_build_never_brings_the
     event["rawQueryString"] = f"e=page_view&url=https%3A%2F%2Fshop.example%2Fpricing&uid={visitor}"
     event["requestContext"]["timeEpoch"] = int(BUILD_TIME.timestamp() * 1000)
     ingest.handler(event, lambda_context)
+    assert len(EventStore(aws.events_table).records_of(visitor)) == 1
     result = build(load_handler, lambda_context, {"at": "2026-11-28T12:00:00Z"})
     assert result["sizes"]["london-pricing"] == 1  # the returning Londoner alone
     assert segments_of(load_handler, lambda_context, visitor) == []
     assert visitor not in dict(MembershipStore(aws.membership_table).scan())
+    # AND the build that met the hit deleted it
+    assert EventStore(aws.events_table).records_of(visitor) == []
 
 
 def test_a_refused_hit_from_a_known_visitor_suppresses_it(traffic, load_handler, aws, lambda_context):

@@ -171,6 +171,13 @@ def test_a_suppressed_visitor_is_in_no_part_file_and_gets_no_membership() -> Non
     assert members(stores, manifest, "london") == {"visitor-london-2"}
     assert members(stores, manifest, "pricing") == {"visitor-paris-01"}
     assert "visitor-london-1" not in stores.membership.items
+    # AND the records the build met are gone, the others kept
+    assert isinstance(stores.events, MemoryEvents)
+    assert {visitor for visitor, _ in stores.events.records} == {
+        "visitor-london-2",
+        "visitor-paris-01",
+        "visitor-berlin-1",
+    }
 
 
 def test_an_opt_out_between_shards_and_publish_is_never_undone_by_the_publish() -> None:
