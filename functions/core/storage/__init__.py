@@ -7,6 +7,7 @@ One module per store, and the AWS plumbing they share written once in `aws.py`:
 - `membership`: the membership table (the segments each visitor is in)
 - `partners`: the partners table (partner keys, stored as hashes)
 - `catalog`: the catalog table (the published build, as the lookup serves it)
+- `suppression`: the suppression table (visitors who opted out or were erased)
 - `bucket`: the segments bucket (definitions, builds and their documents)
 - `fallback`: the SQS queue of hits DynamoDB would not take
 
