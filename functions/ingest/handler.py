@@ -17,7 +17,6 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.core import erasure
 from functions.core.config import Settings, initialised_ahead_of_requests
 from functions.core.hits import load_user_agent_rules
 from functions.core.storage.events import EventStore
@@ -97,7 +96,10 @@ def _visitor_cookies(outcome: logic.Outcome) -> list[Cookie]:
 
 def _suppress(visitor_id: str, reason: str, received_ms: int) -> None:
     """From now on nothing is stored, built or served for the visitor; the next build
-    erases what is stored. A failure is logged and counted, never the page's problem."""
+    erases what is stored. A failure is logged and counted, never the page's problem.
+    Erasure is imported here: only a refusal needs it, not a cold start."""
+    from functions.core import erasure
+
     try:
         erasure.suppress(
             [visitor_id],

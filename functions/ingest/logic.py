@@ -10,7 +10,6 @@ from secrets import compare_digest
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from functions.core.consent import consent_refusal
 from functions.core.hits import (
     Geo,
     InvalidEvent,
@@ -134,6 +133,11 @@ def refusal(
         return "dnt"
     if is_bot(request.headers.get("user-agent")):
         return "bot"
+    if gdpr != "1" and not gpp:
+        return None
+    # The decoders load with the first hit that carries consent, not with every cold start.
+    from functions.core.consent import consent_refusal
+
     return consent_refusal(gdpr=gdpr, tc_string=consent, gpp=gpp, gpp_sid=gpp_sid, vendor_id=vendor_id)
 
 
