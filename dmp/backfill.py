@@ -21,6 +21,7 @@ from functions.core.hits import (
 from functions.core.identity import VISITOR_ID_CHARS, is_visitor_id
 from functions.core.storage.events import EventStore
 from functions.core.storage.fallback import FallbackQueue
+from functions.core.storage.suppression import SuppressionStore
 from functions.core.times import DAY_SECONDS
 from functions.replay.logic import replay_message
 
@@ -117,13 +118,15 @@ def ingest_file(path: Path, target: StackTarget, retention_days: int | None = No
 
 
 def replay_deferred(target: StackTarget) -> tuple[int, int, int]:
-    """Drain the fallback queue: (hits written, hits already stored, messages)."""
+    """Drain the fallback queue: (hits written, hits already stored, messages). Hits of
+    visitors suppressed since they were deferred are dropped."""
     queue = FallbackQueue(target.fallback_queue_url)
     store = EventStore(target.events_table)
+    suppression = SuppressionStore(target.suppression_table) if target.suppression_table else None
     written = duplicates = handled = 0
     while messages := queue.receive():
         for message in messages:
-            new, seen = replay_message(message["Body"], store)
+            replayed = replay_message(message["Body"], store, suppression)
             queue.delete(message["ReceiptHandle"])  # only once its items are written
-            written, duplicates, handled = written + new, duplicates + seen, handled + 1
+            written, duplicates, handled = written + replayed.written, duplicates + replayed.duplicates, handled + 1
     return written, duplicates, handled

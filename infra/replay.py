@@ -25,7 +25,13 @@ BATCH_SIZE = 10
 
 class Replay(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, packaging: LambdaPackaging, events_table_name: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        packaging: LambdaPackaging,
+        events_table_name: str,
+        suppression_table_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letter_queue = dead_letter_queue(
@@ -49,7 +55,7 @@ class Replay(Construct):
             description="DMP replay: writes the hits deferred to the fallback queue, each exactly once",
             memory_size=256,
             timeout=TIMEOUT,
-            environment={Env.EVENTS_TABLE: events_table_name},
+            environment={Env.EVENTS_TABLE: events_table_name, Env.SUPPRESSION_TABLE: suppression_table_name},
         )
         # Partial batch responses: one bad message is retried alone, not its whole batch.
         self.function.add_event_source(

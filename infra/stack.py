@@ -45,7 +45,11 @@ class DmpStack(Stack):
             self, "Packaging", root=root, log_retention=LOG_RETENTION, removal_policy=removal_policy
         )
         self.replay = Replay(
-            self, "Replay", packaging=packaging, events_table_name=self.storage.events_table.table_name
+            self,
+            "Replay",
+            packaging=packaging,
+            events_table_name=self.storage.events_table.table_name,
+            suppression_table_name=self.storage.suppression_table.table_name,
         )
         self.ingest = Ingest(
             self,
@@ -107,6 +111,8 @@ class DmpStack(Stack):
         storage.suppression_table.grant(self.ingest.function, "dynamodb:PutItem")
         storage.membership_table.grant(self.ingest.function, "dynamodb:PutItem")
         storage.events_table.grant_write_data(self.replay.function)
+        # A deferred hit of a visitor suppressed meanwhile is dropped, not replayed.
+        storage.suppression_table.grant(self.replay.function, "dynamodb:BatchGetItem")
 
         # Reads events to build; deletes them to finish the erasures opt-outs left pending.
         storage.events_table.grant_read_data(self.builder.function)

@@ -3,7 +3,8 @@ DynamoDB would not take them. Triggered by SQS; each message is one deferred req
 
 Every accepted hit ends up stored exactly once: each deferred item carries the key chosen
 at ingest (`eid:<client event id>`, or a unique one), so a message delivered twice writes
-the same item onto itself, and a repeat is counted as a duplicate. A message that fails is reported
+the same item onto itself, and a repeat is counted as a duplicate. A hit of a visitor
+suppressed since it was deferred (opt-out, erasure) is dropped. A message that fails is reported
 back to SQS alone (partial batch response) and retried, then dead-lettered."""
 
 from __future__ import annotations
@@ -18,19 +19,22 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.core.config import Settings
 from functions.core.storage.events import EventStore
+from functions.core.storage.suppression import SuppressionStore
 from functions.replay.logic import replay_message
 
-settings = Settings.from_env(require=("events_table",))
+settings = Settings.from_env(require=("events_table", "suppression_table"))
 logger = Logger(service="replay")
 metrics = Metrics(service="replay")
 events = EventStore(settings.events_table)
+suppression = SuppressionStore(settings.suppression_table, same_client_as=events)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def _record(record: SQSRecord) -> None:
-    written, duplicates = replay_message(record.body, events)
-    metrics.add_metric(name="hits_replayed", unit=MetricUnit.Count, value=written)
-    metrics.add_metric(name="hits_duplicate", unit=MetricUnit.Count, value=duplicates)
+    replayed = replay_message(record.body, events, suppression)
+    metrics.add_metric(name="hits_replayed", unit=MetricUnit.Count, value=replayed.written)
+    metrics.add_metric(name="hits_duplicate", unit=MetricUnit.Count, value=replayed.duplicates)
+    metrics.add_metric(name="hits_suppressed", unit=MetricUnit.Count, value=replayed.suppressed)
 
 
 @logger.inject_lambda_context

@@ -76,7 +76,8 @@ def test_ingest_may_only_write_events_defer_them_and_suppress_a_visitor(prod_sta
 
 def test_replay_consumes_the_fallback_queue_and_only_writes_events(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.replay.function)
-    assert set(granted) == {"events", "fallback", "logs", "*"}
+    assert set(granted) == {"events", "fallback", "suppression", "logs", "*"}
+    assert granted["suppression"] == {"dynamodb:BatchGetItem"}
     assert "dynamodb:PutItem" in granted["events"]
     assert granted["events"] <= DYNAMODB_WRITES | DESCRIBE
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= granted["fallback"]

@@ -116,6 +116,28 @@ def test_when_retries_are_spent_the_hit_is_deferred_and_replay_stores_it_once(
     assert item["url"]["S"] == "https://shop.example/"
 
 
+def test_a_hit_deferred_before_its_visitor_opted_out_is_not_replayed(
+    ingest, load_handler, aws, lambda_context, monkeypatch
+):
+    # GIVEN a hit deferred to the fallback queue while DynamoDB refused it
+    outage = Throttle(monkeypatch, "put_item", failures=100)
+    ingest.handler(pixel_event("deferred-2"), lambda_context)
+    (message,) = queued(aws.fallback_queue_url)
+    outage.failures = 0
+    # AND the visitor opts out before the replay
+    optout = load_event("optout_get")
+    optout["cookies"] = ["dmp_uid=5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e"]
+    ingest.handler(optout, lambda_context)
+    # WHEN `dmp replay` drains the queue
+    from dmp.backfill import replay_deferred
+
+    written, duplicates, messages = replay_deferred(aws)
+    # THEN the message is consumed and nothing of the visitor is written
+    assert (written, duplicates, messages) == (0, 0, 1)
+    assert stored(aws.events_table) == []
+    assert queued(aws.fallback_queue_url) == []
+
+
 def test_collect_defers_the_chunks_dynamodb_refused_and_replay_completes_the_batch(
     ingest, aws, lambda_context, monkeypatch
 ):
