@@ -78,20 +78,18 @@ def _request() -> logic.Request:
     )
 
 
+def _cookie(name: str, value: str, max_age: int) -> Cookie:
+    """Our cookies: site-wide, HTTPS only, out of scripts' reach, sent cross-site (the
+    pixel sits on other sites' pages). Max-Age 0 removes one."""
+    return Cookie(
+        name=name, value=value, path="/", secure=True, http_only=True, max_age=max_age, same_site=SameSite.NONE_MODE
+    )
+
+
 def _visitor_cookies(outcome: logic.Outcome) -> list[Cookie]:
     if outcome.new_visitor_id is None or not outcome.events:
         return []
-    return [
-        Cookie(
-            name=logic.VISITOR_COOKIE,
-            value=outcome.new_visitor_id,
-            path="/",
-            secure=True,
-            http_only=True,
-            max_age=settings.retention_seconds,
-            same_site=SameSite.NONE_MODE,
-        )
-    ]
+    return [_cookie(logic.VISITOR_COOKIE, outcome.new_visitor_id, settings.retention_seconds)]
 
 
 def _suppress(visitor_id: str, reason: str, received_ms: int) -> None:
@@ -235,26 +233,7 @@ def optout() -> Response:
     except Exception:  # like the pixel, it answers whatever failed
         logger.exception("opt-out not recorded")
         _count("optouts_failed")
-    cookies = [
-        Cookie(
-            name=logic.OPTOUT_COOKIE,
-            value="1",
-            path="/",
-            secure=True,
-            http_only=True,
-            max_age=logic.OPTOUT_COOKIE_MAX_AGE,
-            same_site=SameSite.NONE_MODE,
-        ),
-        Cookie(
-            name=logic.VISITOR_COOKIE,
-            value="",
-            path="/",
-            secure=True,
-            http_only=True,
-            max_age=0,
-            same_site=SameSite.NONE_MODE,
-        ),
-    ]
+    cookies = [_cookie(logic.OPTOUT_COOKIE, "1", logic.OPTOUT_COOKIE_MAX_AGE), _cookie(logic.VISITOR_COOKIE, "", 0)]
     query = app.current_event.query_string_parameters or {}
     if query.get("format") == "html":
         return Response(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import botocore.session
@@ -134,6 +135,40 @@ def batch_write(client: DynamoDBClient, table: str, requests: list[dict[str, Any
                     )
                 backoff(attempt)
     return calls
+
+
+def batch_get(
+    client: DynamoDBClient,
+    table: str,
+    key_name: str,
+    key_values: Iterable[str],
+    *,
+    names: dict[str, str],
+    max_attempts: int = 8,
+) -> Iterator[dict[str, Any]]:
+    """The items of `table` whose key `key_name` is one of `key_values` (each asked for
+    once), with the attributes `names` (`{"#placeholder": attribute}`, the key included):
+    BatchGetItem per 100 keys, unprocessed keys retried with backoff."""
+    unique = list(dict.fromkeys(key_values))
+    projection = ", ".join(names)
+    for start in range(0, len(unique), BATCH_GET_LIMIT):
+        keys: dict[str, Any] = {
+            table: {
+                "Keys": [{key_name: s(v)} for v in unique[start : start + BATCH_GET_LIMIT]],
+                "ProjectionExpression": projection,
+                "ExpressionAttributeNames": names,
+            }
+        }
+        attempt = 0
+        while keys:
+            response = client.batch_get_item(RequestItems=keys)
+            yield from response.get("Responses", {}).get(table, [])
+            keys = response.get("UnprocessedKeys") or {}
+            if keys:
+                attempt += 1
+                if attempt >= max_attempts:
+                    raise RuntimeError(f"{table}: keys still unprocessed after {attempt} attempts")
+                backoff(attempt)
 
 
 def s(value: str) -> dict[str, str]:

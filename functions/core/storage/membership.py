@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.core.storage.aws import BATCH_GET_LIMIT, TableAdapter, backoff, batch_write, error_code, n, s
+from functions.core.storage.aws import TableAdapter, backoff, batch_get, batch_write, error_code, n, s
 from functions.core.tables import MEMBERSHIP
 
 VISITOR_KEY = MEMBERSHIP.partition_key
@@ -56,35 +56,16 @@ class MembershipStore(TableAdapter):
         item = response.get("Item")
         return _live_segments(item, time.time() if now_s is None else now_s) if item else []
 
-    def get_many(
-        self, visitor_ids: Sequence[str], max_attempts: int = 8, now_s: float | None = None
-    ) -> dict[str, list[str]]:
+    def get_many(self, visitor_ids: Sequence[str], now_s: float | None = None) -> dict[str, list[str]]:
         """Segments of each visitor (absent and expired ones left out): BatchGetItem per
         100 ids, unprocessed keys retried with backoff."""
         now_s = time.time() if now_s is None else now_s
         found: dict[str, list[str]] = {}
-        unique = list(dict.fromkeys(visitor_ids))
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            keys: dict[str, Any] = {
-                self.table_name: {
-                    "Keys": [{VISITOR_KEY: s(v)} for v in unique[start : start + BATCH_GET_LIMIT]],
-                    "ProjectionExpression": "#v, #s, #t",
-                    "ExpressionAttributeNames": {"#v": VISITOR_KEY, "#s": "segments", "#t": EXPIRES_AT},
-                }
-            }
-            attempt = 0
-            while keys:
-                response = self.client.batch_get_item(RequestItems=keys)
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    segments = _live_segments(item, now_s)
-                    if segments:
-                        found[item[VISITOR_KEY]["S"]] = segments
-                keys = response.get("UnprocessedKeys") or {}
-                if keys:
-                    attempt += 1
-                    if attempt >= max_attempts:
-                        raise RuntimeError("membership lookup keys still unprocessed")
-                    backoff(attempt)
+        names = {"#v": VISITOR_KEY, "#s": "segments", "#t": EXPIRES_AT}
+        for item in batch_get(self.client, self.table_name, VISITOR_KEY, visitor_ids, names=names):
+            segments = _live_segments(item, now_s)
+            if segments:
+                found[item[VISITOR_KEY]["S"]] = segments
         return found
 
     def scan(self) -> Iterator[tuple[str, Membership]]:

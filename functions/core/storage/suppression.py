@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from functions.core.storage.aws import BATCH_GET_LIMIT, TableAdapter, backoff, batch_write, n, s
+from functions.core.storage.aws import TableAdapter, batch_get, batch_write, n, s
 from functions.core.tables import SUPPRESSION
 
 VISITOR_KEY = SUPPRESSION.partition_key
@@ -58,29 +58,10 @@ class SuppressionStore(TableAdapter):
         item = self.client.get_item(TableName=self.table_name, Key={VISITOR_KEY: s(visitor_id)}).get("Item")
         return None if item is None else _suppression(item)
 
-    def suppressed(self, visitor_ids: Iterable[str], max_attempts: int = 8) -> set[str]:
+    def suppressed(self, visitor_ids: Iterable[str]) -> set[str]:
         """Which of `visitor_ids` are suppressed: BatchGetItem per 100 ids."""
-        unique = list(dict.fromkeys(visitor_ids))
-        found: set[str] = set()
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            keys: dict[str, Any] = {
-                self.table_name: {
-                    "Keys": [{VISITOR_KEY: s(v)} for v in unique[start : start + BATCH_GET_LIMIT]],
-                    "ProjectionExpression": "#v",
-                    "ExpressionAttributeNames": {"#v": VISITOR_KEY},
-                }
-            }
-            attempt = 0
-            while keys:
-                response = self.client.batch_get_item(RequestItems=keys)
-                found.update(item[VISITOR_KEY]["S"] for item in response.get("Responses", {}).get(self.table_name, []))
-                keys = response.get("UnprocessedKeys") or {}
-                if keys:
-                    attempt += 1
-                    if attempt >= max_attempts:
-                        raise RuntimeError("suppression keys still unprocessed")
-                    backoff(attempt)
-        return found
+        items = batch_get(self.client, self.table_name, VISITOR_KEY, visitor_ids, names={"#v": VISITOR_KEY})
+        return {item[VISITOR_KEY]["S"] for item in items}
 
     def scan(self, *, pending_only: bool = False) -> Iterator[Suppression]:
         """Every suppression; with `pending_only`, those whose data is still to be erased."""
