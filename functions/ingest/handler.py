@@ -153,6 +153,11 @@ def pixel() -> Response:
     except Exception:  # the pixel must answer the GIF whatever failed
         logger.exception("pixel hit not stored")
         _count("hits_lost")
+    return _gif(cookies)
+
+
+def _gif(cookies: list[Cookie]) -> Response:
+    """The 1x1 GIF, never cached: every pixel and opt-out request reaches us."""
     return Response(
         status_code=200,
         content_type="image/gif",
@@ -243,13 +248,7 @@ def optout() -> Response:
             headers={"Cache-Control": logic.NO_STORE},
             cookies=cookies,
         )
-    return Response(
-        status_code=200,
-        content_type="image/gif",
-        body=logic.GIF,
-        headers={"Cache-Control": logic.NO_STORE},
-        cookies=cookies,
-    )
+    return _gif(cookies)
 
 
 @app.get("/tag.js")

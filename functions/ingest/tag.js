@@ -1,8 +1,9 @@
 /* DMP tag: records a page view on load and whatever the page passes to dmp.track().
  * Events are queued and sent in batches to /collect with navigator.sendBeacon (which
  * survives page unload), falling back to one pixel request per event. When the page
- * has an IAB TCF v2 CMP (window.__tcfapi), its TC string goes with every batch and
- * nothing is sent until the CMP has answered. No dependencies, no cookies of its own:
+ * has an IAB TCF v2 CMP (window.__tcfapi) or a GPP CMP (window.__gpp, GPP CMP API v1.1),
+ * its TC string or GPP string goes with every batch and nothing is sent until the CMP
+ * has answered (with both, until both have). No dependencies, no cookies of its own:
  * the visitor cookie is set by the server (HttpOnly), so the first batch goes with
  * fetch and later ones wait for its answer: a new visitor gets one id, not one per
  * batch in flight. */
@@ -11,7 +12,8 @@
   if (w.dmp && w.dmp._loaded) return;
   var script = d.currentScript || (function () { var s = d.getElementsByTagName("script"); return s[s.length - 1]; })();
   var base = script && script.src ? script.src.replace(/\/tag\.js(\?.*)?$/, "") : "";
-  var queue = [], consent = null, ready = !w.__tcfapi, timer = null, seq = 0;
+  var queue = [], consent = null, gpp = null, timer = null, seq = 0;
+  var tcfReady = !w.__tcfapi, gppReady = !w.__gpp;
   var firstSent = false, inFlight = false, unloading = false;
   var MAX_BATCH = 50;
 
@@ -36,6 +38,7 @@
     var q = ["e=" + encodeURIComponent(ev.e), "url=" + encodeURIComponent(ev.url),
              "ref=" + encodeURIComponent(ev.ref), "eid=" + encodeURIComponent(ev.eid)];
     if (consent) q.push("gdpr=" + (consent.gdprApplies ? 1 : 0), "gdpr_consent=" + encodeURIComponent(consent.tcString || ""));
+    if (gpp) q.push("gpp=" + encodeURIComponent(gpp.gppString), "gpp_sid=" + encodeURIComponent(gpp.sid));
     for (var k in ev.props) q.push("p." + k + "=" + encodeURIComponent(ev.props[k]));
     var img = new Image(1, 1);
     img.src = base + "/p.gif?" + q.join("&");
@@ -54,6 +57,7 @@
   function send(batch) {
     var body = { events: batch };
     if (consent) { body.gdpr = consent.gdprApplies ? 1 : 0; body.gdpr_consent = consent.tcString || ""; }
+    if (gpp) { body.gpp = gpp.gppString; body.gpp_sid = gpp.sid; }
     var payload = JSON.stringify(body);
     if (!firstSent && !unloading && w.fetch) {
       // The first answer carries the visitor cookie: hold later batches until it is in.
@@ -72,7 +76,7 @@
 
   function flush() {
     timer = null;
-    if (!ready || !queue.length) return;
+    if (!tcfReady || !gppReady || !queue.length) return;
     if (inFlight && !unloading) { schedule(); return; }
     while (queue.length) {
       send(queue.splice(0, MAX_BATCH));
@@ -94,11 +98,29 @@
         if (!ok || !tcData) return;
         if (tcData.eventStatus === "tcloaded" || tcData.eventStatus === "useractioncomplete" || tcData.gdprApplies === false) {
           consent = { gdprApplies: !!tcData.gdprApplies, tcString: tcData.tcString };
-          ready = true;
+          tcfReady = true;
           flush();
         }
       });
-    } catch (e) { ready = true; }
+    } catch (e) { tcfReady = true; }
+  }
+
+  if (w.__gpp) {
+    try {
+      // Every event carries the CMP's pingData. Its string is final once the signal
+      // status is "ready" (a stub or a CMP still loading registers us "not ready" and
+      // later fires "signalStatus" with "ready"); applicableSections [-1] means none.
+      w.__gpp("addEventListener", function (gppEvent, ok) {
+        if (!ok || !gppEvent) return;
+        var ping = gppEvent.pingData || {};
+        if ((gppEvent.eventName === "signalStatus" && gppEvent.data === "ready") || ping.signalStatus === "ready") {
+          var sections = ping.applicableSections;
+          gpp = { gppString: String(ping.gppString || ""), sid: sections && sections.join ? sections.join(",") : "" };
+          gppReady = true;
+          flush();
+        }
+      });
+    } catch (e) { gppReady = true; }
   }
 
   function leaving() { unloading = true; flush(); }

@@ -1,9 +1,14 @@
 """Fixtures of the browser tests: the local stack as `dmp serve` runs it, a web site on
-127.0.0.1 that embeds the tag, and a headless Chromium from the system.
+127.0.0.1 that embeds the tag, and a headless Chromium from the system driven by Playwright.
 
-Chromium is the distribution's package (`make browser-deps`); nothing is downloaded at
-test time. A missing browser fails the tests rather than skipping them, so CI cannot go
-green without having run them.
+Chromium is the distribution's package (`make browser-deps`); Playwright launches that
+binary and never downloads one (no `playwright install`). A missing browser fails the
+tests rather than skipping them, so CI cannot go green without having run them.
+
+Playwright's sync API runs an asyncio loop of its own and leaves it marked as running in
+this thread between its calls, so `asyncio.run()` (or an async test) would fail while it
+is started. It is therefore started per test module and stopped at the module's end,
+never for the whole session.
 """
 
 from __future__ import annotations
@@ -18,18 +23,27 @@ from typing import Any
 
 import boto3
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.browser.cdp import Browser, launch_chromium, stop_process
 from tests.localstack import dmp_serve
 
 CHROMIUM = "/usr/bin/chromium"
 START_TIMEOUT = 30.0
+ACTION_TIMEOUT = 15.0  # the longest one Playwright call (navigation, click, ...) may take
 # The stack is told our IAB TCF vendor id, so consent can be granted or refused to it.
 TCF_VENDOR_ID = 755
 # A visitor's desktop Chromium: the headless one says "HeadlessChrome", a known crawler
 # whose hits are (rightly) not stored.
 VISITOR_USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+CHROMIUM_ARGS = (
+    "--disable-quic",
+    # The tests talk to 127.0.0.1 only, whatever proxy the machine may configure.
+    "--no-proxy-server",
+    # On the command line, not per context (`user_agent=`): an override by DevTools does
+    # not reach the beacons a page sends while it unloads.
+    f"--user-agent={VISITOR_USER_AGENT}",
 )
 
 
@@ -121,13 +135,25 @@ def site() -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+def browser() -> Iterator[Browser]:
+    """Headless Chromium of the system, for the module's tests."""
     binary = chromium_binary()
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    log = profile.parent / f"{profile.name}.log"
-    process, browser = launch_chromium(binary, profile, log, user_agent=VISITOR_USER_AGENT, timeout=START_TIMEOUT)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=binary, headless=True, args=list(CHROMIUM_ARGS), timeout=START_TIMEOUT * 1000
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A tab in a fresh browser context (its own cookie jar), closed afterwards."""
+    context = browser.new_context()
+    context.set_default_timeout(ACTION_TIMEOUT * 1000)
     try:
-        yield browser
+        yield context.new_page()
     finally:
-        browser.close()
-        stop_process(process)
+        context.close()
