@@ -87,6 +87,10 @@ def _cookie(name: str, value: str, max_age: int) -> Cookie:
 
 
 def _visitor_cookies(outcome: logic.Outcome) -> list[Cookie]:
+    if outcome.suppress_visitor_id is not None:
+        # The visitor said no: the browser forgets its id, so its next hits name no one
+        # (and cost no write).
+        return [_cookie(logic.VISITOR_COOKIE, "", 0)]
     if outcome.new_visitor_id is None or not outcome.events:
         return []
     return [_cookie(logic.VISITOR_COOKIE, outcome.new_visitor_id, settings.retention_seconds)]

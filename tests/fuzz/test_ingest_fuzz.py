@@ -526,11 +526,15 @@ def check_storage(
 ) -> None:
     for item in stored:
         assert_well_formed(item, request_text)
-    new_cookies = [c for c in response.get("cookies") or [] if c.startswith("dmp_uid=")]
+    visitor_cookies = [c for c in response.get("cookies") or [] if c.startswith("dmp_uid=")]
+    # An empty dmp_uid with Max-Age=0 makes the browser forget its id (a visitor who said no).
+    forgotten = [c for c in visitor_cookies if c.startswith("dmp_uid=;") and "Max-Age=0" in c]
+    new_cookies = [c for c in visitor_cookies if c not in forgotten]
     if refusal:
         assert stored == [], f"events stored despite {refusal}"
         assert new_cookies == [], f"visitor cookie set despite {refusal}"
         return
+    assert forgotten == [], "a visitor's id was dropped though nothing was refused"
     for cookie in new_cookies:
         match = VISITOR_COOKIE.match(cookie)
         assert match and VISITOR_ID.fullmatch(match.group(1)), f"malformed visitor cookie: {cookie!r}"

@@ -133,9 +133,12 @@ def test_a_refused_hit_from_a_known_visitor_suppresses_it(traffic, load_handler,
     event = load_event("pixel_get")
     event["headers"]["sec-gpc"] = "1"
     event["cookies"] = [f"dmp_uid={visitor}"]
-    load_handler("ingest").handler(event, lambda_context)
-    # THEN nothing more is served about it, at once
+    response = load_handler("ingest").handler(event, lambda_context)
+    # THEN nothing more is served about it, at once, and the browser forgets the id
     assert segments_of(load_handler, lambda_context, visitor) == []
+    assert [c for c in response.get("cookies") or [] if c.startswith("dmp_uid=")] == [
+        "dmp_uid=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=None"
+    ]
     suppression = SuppressionStore(aws.suppression_table).get(visitor)
     assert suppression is not None and suppression.reason == "gpc"
 
