@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from functions.core import layout
-from functions.core.times import DAY_SECONDS
+from functions.core.times import DAY_SECONDS, iso
 
 # How long a suppression outlives the retention: so every event stored before it has
 # expired by the time the visitor's id may be forgotten.
@@ -65,7 +66,8 @@ class ErasureStores:
 class AuditRecord:
     """`audit/...json`: what was done about one visitor, never the visitor's id itself."""
 
-    time: str
+    time: str  # when the erasure was done
+    requested_at: str  # when the visitor opted out, or the operator asked
     visitor_sha256: str
     by: str  # `optout` or `cli`
     action: str  # `erase`
@@ -74,6 +76,7 @@ class AuditRecord:
     def to_json(self) -> dict[str, Any]:
         return {
             "time": self.time,
+            "requested_at": self.requested_at,
             "visitor_sha256": self.visitor_sha256,
             "by": self.by,
             "action": self.action,
@@ -109,19 +112,26 @@ def erase(
     at_s: int,
     retention_seconds: int,
     stores: ErasureStores,
+    requested_at: Mapping[str, str] | None = None,
 ) -> list[AuditRecord]:
-    """Every step of an erasure for `visitor_ids`; returns the audit records written."""
+    """Every step of an erasure for `visitor_ids`; returns the audit records written.
+
+    `requested_at` gives, for visitors suppressed already (an opt-out), when they asked:
+    their suppression stays as it was written. Others are suppressed now."""
     ids = list(dict.fromkeys(visitor_ids))
     if not ids:
         return []
-    suppress(
-        ids,
-        reason=reason,
-        at_s=at_s,
-        retention_seconds=retention_seconds,
-        suppression=stores.suppression,
-        membership=stores.membership,
-    )
+    requested = dict(requested_at or {})
+    new = [visitor_id for visitor_id in ids if visitor_id not in requested]
+    if new:
+        suppress(
+            new,
+            reason=reason,
+            at_s=at_s,
+            retention_seconds=retention_seconds,
+            suppression=stores.suppression,
+            membership=stores.membership,
+        )
     events = {visitor_id: stores.events.delete_visitors([visitor_id]) for visitor_id in ids}
     lines, files = scrub_builds(stores.bucket, frozenset(ids))
     versions = stores.bucket.purge_noncurrent_versions(layout.BUILDS_PREFIX)
@@ -129,6 +139,7 @@ def erase(
     for visitor_id in ids:
         record = AuditRecord(
             time=at,
+            requested_at=requested.get(visitor_id, at),
             visitor_sha256=visitor_hash(visitor_id),
             by=by,
             action="erase",
@@ -148,21 +159,20 @@ def erase(
 
 def erase_pending(*, at: str, at_s: int, retention_seconds: int, stores: ErasureStores) -> list[AuditRecord]:
     """Finish the erasures that opt-outs left to a build: at most once per visitor."""
-    pending: dict[str, list[str]] = {}
-    for suppression in stores.suppression.scan(pending_only=True):
-        pending.setdefault(suppression.reason, []).append(suppression.visitor_id)
-    records: list[AuditRecord] = []
-    for reason, ids in pending.items():
-        records += erase(
-            ids,
-            by="optout",
-            reason=reason,
-            at=at,
-            at_s=at_s,
-            retention_seconds=retention_seconds,
-            stores=stores,
-        )
-    return records
+    requested = {
+        s.visitor_id: iso(datetime.fromtimestamp(s.suppressed_at, UTC))
+        for s in stores.suppression.scan(pending_only=True)
+    }
+    return erase(
+        list(requested),
+        by="optout",
+        reason="optout",
+        at=at,
+        at_s=at_s,
+        retention_seconds=retention_seconds,
+        stores=stores,
+        requested_at=requested,
+    )
 
 
 def scrub_builds(bucket: Builds, visitor_ids: frozenset[str]) -> tuple[dict[str, int], int]:

@@ -82,6 +82,8 @@ def test_an_opt_out_empties_lookups_at_once_and_the_next_build_erases_every_copy
     # AND the erasure is on record, by the opt-out, under the id's hash alone
     (record,) = privacy.audit_records(aws)
     assert (record["by"], record["visitor_sha256"]) == ("optout", visitor_hash(visitor))
+    opted_out_at = datetime.fromtimestamp(load_event("optout_get")["requestContext"]["timeEpoch"] // 1000, UTC)
+    assert record["requested_at"] == opted_out_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert record["deleted"]["events_and_traits"] == 2
     assert visitor not in str(record)
     assert SuppressionStore(aws.suppression_table).get(visitor).erased_at is not None  # type: ignore[union-attr]
