@@ -244,28 +244,3 @@ def _check_other_segment(segment: str) -> None:
             raise InvalidTCString("TC string is truncated in the publisher purposes segment")
     else:
         raise InvalidTCString(f"TC string has a segment of type {kind} where it may not")
-
-
-# --- before consent.consent_refusal: the ingest path still calls these ---------------
-
-
-@dataclass(frozen=True, slots=True)
-class CoreConsent:
-    """A validated TC string; kept for callers of `decode_core` (see consent.py for the
-    decision the pixel makes)."""
-
-    tc_string: str
-    version: int
-    purposes: frozenset[int]
-
-    def allows_storage(self, vendor_id: int) -> bool:
-        """Purpose 1 ("store and/or access information on a device") consented, and the
-        vendor consent bit set for `vendor_id`."""
-        return 1 in self.purposes and read_vendor_signals(self.tc_string, vendor_id).vendor_consent
-
-
-def decode_core(tc_string: str) -> CoreConsent:
-    """The purposes consented in a TC string, once the whole string is known to be
-    well-formed; raises InvalidTCString."""
-    signals = read_vendor_signals(tc_string, 0)
-    return CoreConsent(tc_string=tc_string, version=signals.version, purposes=signals.purposes_consent)

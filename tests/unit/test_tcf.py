@@ -13,7 +13,6 @@ from functions.core.tcf import (
     InvalidTCString,
     RestrictionType,
     VendorSignals,
-    decode_core,
     read_vendor_signals,
 )
 from tests.unit.gpp_builder import base64url_of_bits
@@ -349,23 +348,3 @@ def test_the_most_restrictions_that_fit_are_all_read():
 
     # THEN the last restriction is found
     assert read_vendor_signals(crafted, OUR_VENDOR).restrictions == {(4, RestrictionType.REQUIRE_LEGITIMATE_INTEREST)}
-
-
-# --- decode_core, until the ingest path calls consent.consent_refusal ----------------
-
-
-def test_decode_core_reads_the_purposes_and_allows_storage_for_a_consented_vendor():
-    consent = decode_core(tc_string(purposes_consent={1, 2}, vendor_ranges=[(700, 800)]))
-    assert consent.purposes == {1, 2}
-    assert consent.allows_storage(OUR_VENDOR) is True
-    assert consent.allows_storage(900) is False
-
-
-def test_decode_core_refuses_storage_without_purpose_one():
-    consent = decode_core(tc_string(purposes_consent=set(range(2, 25)), vendors={OUR_VENDOR}))
-    assert consent.allows_storage(OUR_VENDOR) is False
-
-
-def test_decode_core_raises_on_malformed_strings():
-    with pytest.raises(InvalidTCString):
-        decode_core(tc_string(version=1, purposes_consent={1}, vendors={OUR_VENDOR}))
