@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from functions.core import layout
-from functions.core.documents import LatestPointer, Manifest, MembershipState
+from functions.core.documents import Manifest
 from functions.core.records import EventRecord, TraitRecord
-from functions.core.storage.bucket import LinesWriter
+from functions.core.storage.bucket import BuildDocuments, LinesWriter
 from functions.core.storage.membership import Membership
 
 
@@ -85,17 +85,15 @@ class MemoryCatalog:
         return True
 
 
-class MemoryBucket:
-    """The segments bucket as key -> bytes; gzip objects stored compressed, as in S3."""
+class MemoryBucket(BuildDocuments):
+    """The segments bucket as key -> bytes; gzip objects stored compressed, as in S3. Its
+    typed documents (manifest, latest.json, ...) are the real bucket's code."""
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
 
     def definition_files(self) -> dict[str, str]:
         return {k: v.decode() for k, v in self.objects.items() if k.startswith(layout.DEFINITIONS_PREFIX)}
-
-    def put_definition(self, segment_id: str, document: dict[str, Any]) -> None:
-        self.put_json(layout.definition_key(segment_id), document)
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.objects[key])
@@ -126,25 +124,3 @@ class MemoryBucket:
         for key in doomed:
             del self.objects[key]
         return len(doomed)
-
-    def manifest(self, build_id: str) -> Manifest:
-        return Manifest.from_json(self.get_json(layout.manifest_key(build_id)))
-
-    def put_manifest(self, manifest: Manifest) -> None:
-        self.put_json(layout.manifest_key(manifest.build_id), manifest.to_json())
-
-    def latest(self) -> LatestPointer | None:
-        document = self.get_json_if_exists(layout.LATEST_KEY)
-        return None if document is None else LatestPointer.from_json(document)
-
-    def put_latest(self, build_id: str) -> LatestPointer:
-        pointer = LatestPointer(build_id, layout.manifest_key(build_id))
-        self.put_json(layout.LATEST_KEY, pointer.to_json())
-        return pointer
-
-    def membership_state(self) -> MembershipState | None:
-        document = self.get_json_if_exists(layout.MEMBERSHIP_STATE_KEY)
-        return None if document is None else MembershipState.from_json(document)
-
-    def put_membership_state(self, state: MembershipState) -> None:
-        self.put_json(layout.MEMBERSHIP_STATE_KEY, state.to_json())

@@ -46,7 +46,50 @@ class LinesWriter:
         return self._file
 
 
-class SegmentsBucket(Adapter["S3Client"]):
+class BuildDocuments:
+    """The bucket's typed documents, where the layout puts them, over three JSON
+    operations a store provides: the segments bucket, and the tests' in-memory bucket."""
+
+    def get_json(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def get_json_if_exists(self, key: str) -> Any | None:
+        raise NotImplementedError
+
+    def put_json(self, key: str, document: Any) -> None:
+        raise NotImplementedError
+
+    def put_definition(self, segment_id: str, document: dict[str, Any]) -> None:
+        self.put_json(layout.definition_key(segment_id), document)
+
+    def manifest(self, build_id: str) -> Manifest:
+        return self.manifest_at(layout.manifest_key(build_id))
+
+    def manifest_at(self, key: str) -> Manifest:
+        return Manifest.from_json(self.get_json(key))
+
+    def put_manifest(self, manifest: Manifest) -> None:
+        self.put_json(layout.manifest_key(manifest.build_id), manifest.to_json())
+
+    def latest(self) -> LatestPointer | None:
+        document = self.get_json_if_exists(layout.LATEST_KEY)
+        return None if document is None else LatestPointer.from_json(document)
+
+    def put_latest(self, build_id: str) -> LatestPointer:
+        """Point `latest.json` at a build: the last write of its publish."""
+        pointer = LatestPointer(build_id, layout.manifest_key(build_id))
+        self.put_json(layout.LATEST_KEY, pointer.to_json())
+        return pointer
+
+    def membership_state(self) -> MembershipState | None:
+        document = self.get_json_if_exists(layout.MEMBERSHIP_STATE_KEY)
+        return None if document is None else MembershipState.from_json(document)
+
+    def put_membership_state(self, state: MembershipState) -> None:
+        self.put_json(layout.MEMBERSHIP_STATE_KEY, state.to_json())
+
+
+class SegmentsBucket(BuildDocuments, Adapter["S3Client"]):
     service = "s3"
 
     def __init__(self, bucket: str, client: S3Client | None = None) -> None:
@@ -158,9 +201,6 @@ class SegmentsBucket(Adapter["S3Client"]):
                     files[key] = self.get_bytes(key).decode("utf-8")
         return files
 
-    def put_definition(self, segment_id: str, document: dict[str, Any]) -> None:
-        self.put_json(layout.definition_key(segment_id), document)
-
     # -- builds -------------------------------------------------------------------------
     def build_ids(self) -> list[str]:
         """The ids of every build under builds/ (complete or not)."""
@@ -178,25 +218,6 @@ class SegmentsBucket(Adapter["S3Client"]):
     def delete_build(self, build_id: str) -> int:
         return self.delete_prefix(layout.build_prefix(build_id))
 
-    def manifest(self, build_id: str) -> Manifest:
-        return self.manifest_at(layout.manifest_key(build_id))
-
-    def manifest_at(self, key: str) -> Manifest:
-        return Manifest.from_json(self.get_json(key))
-
-    def put_manifest(self, manifest: Manifest) -> None:
-        self.put_json(layout.manifest_key(manifest.build_id), manifest.to_json())
-
-    def latest(self) -> LatestPointer | None:
-        document = self.get_json_if_exists(layout.LATEST_KEY)
-        return None if document is None else LatestPointer.from_json(document)
-
-    def put_latest(self, build_id: str) -> LatestPointer:
-        """Point `latest.json` at a build: the last write of its publish."""
-        pointer = LatestPointer(build_id, layout.manifest_key(build_id))
-        self.put_json(layout.LATEST_KEY, pointer.to_json())
-        return pointer
-
     def latest_if_changed(self, etag: str | None) -> tuple[bool, str | None, LatestPointer | None]:
         """(changed, ETag, latest.json) in one request: S3 answers 304, without a body,
         while `latest.json` still has the ETag the caller holds."""
@@ -213,10 +234,3 @@ class SegmentsBucket(Adapter["S3Client"]):
                 return etag is not None, None, None
             raise
         return True, response["ETag"], LatestPointer.from_json(json.loads(response["Body"].read()))
-
-    def membership_state(self) -> MembershipState | None:
-        document = self.get_json_if_exists(layout.MEMBERSHIP_STATE_KEY)
-        return None if document is None else MembershipState.from_json(document)
-
-    def put_membership_state(self, state: MembershipState) -> None:
-        self.put_json(layout.MEMBERSHIP_STATE_KEY, state.to_json())
