@@ -107,8 +107,8 @@ class DmpStack(Stack):
         storage.events_table.grant_write_data(self.ingest.function)
         self.replay.queue.grant_send_messages(self.ingest.function)
         # A visitor who says no is suppressed in the request: its record, and a tombstone
-        # in place of its membership.
-        storage.suppression_table.grant(self.ingest.function, "dynamodb:PutItem")
+        # in place of its membership. A returning visitor's hit first reads its record.
+        storage.suppression_table.grant(self.ingest.function, "dynamodb:PutItem", "dynamodb:GetItem")
         storage.membership_table.grant(self.ingest.function, "dynamodb:PutItem")
         storage.events_table.grant_write_data(self.replay.function)
         # A deferred hit of a visitor suppressed meanwhile is dropped, not replayed.

@@ -32,7 +32,8 @@ metrics = Metrics(service="ingest")
 # start on the pixel path. Lambda's active tracing still records each invocation.
 events = EventStore(settings.events_table)
 fallback = FallbackQueue(settings.fallback_queue_url)
-# Written only when a visitor says no (opt-out, GPC, consent refused): one client for all.
+# Read for each returning visitor's hit, written when a visitor says no (opt-out, GPC,
+# consent refused): one client for all.
 suppression = SuppressionStore(settings.suppression_table, same_client_as=events)
 membership = MembershipStore(settings.membership_table, same_client_as=events)
 if initialised_ahead_of_requests():
@@ -87,7 +88,7 @@ def _cookie(name: str, value: str, max_age: int) -> Cookie:
 
 
 def _visitor_cookies(outcome: logic.Outcome) -> list[Cookie]:
-    if outcome.suppress_visitor_id is not None:
+    if outcome.forgets_visitor:
         # The visitor said no: the browser forgets its id, so its next hits name no one
         # (and cost no write).
         return [_cookie(logic.VISITOR_COOKIE, "", 0)]
@@ -116,6 +117,25 @@ def _suppress(visitor_id: str, reason: str, received_ms: int) -> None:
         _count("suppression_failed")
         return
     _count(f"suppressed_{reason}")
+
+
+def _honour_suppression(outcome: logic.Outcome) -> logic.Outcome:
+    """A returning visitor's hits are checked against the suppression list before anything
+    is stored: one that opted out elsewhere or was erased gets nothing stored from that
+    moment. One key read per hit of a known id; a new id costs nothing. Should the read
+    fail, the hits are stored: builds never use a suppressed visitor's events and delete
+    them, so the failure delays the erasure of nothing more than these hits."""
+    visitor_id = outcome.returning_visitor_id
+    if visitor_id is None:
+        return outcome
+    try:
+        if not suppression.is_suppressed(visitor_id):
+            return outcome
+    except (ClientError, BotoCoreError):
+        logger.warning("suppression list not readable; storing the hit", exc_info=True)
+        _count("suppression_check_failed")
+        return outcome
+    return outcome.suppressed()
 
 
 def _record(outcome: logic.Outcome, received_ms: int) -> None:
@@ -149,7 +169,9 @@ def pixel() -> Response:
     cookies: list[Cookie] = []
     try:
         request = _request()
-        outcome = logic.pixel(request, app.current_event.raw_query_string or "", settings.tcf_vendor_id)
+        outcome = _honour_suppression(
+            logic.pixel(request, app.current_event.raw_query_string or "", settings.tcf_vendor_id)
+        )
         _record(outcome, request.received_ms)
         for event in outcome.events:
             _store(events.to_item(event, settings.retention_seconds))
@@ -201,7 +223,9 @@ def _bad_request(error: logic.BadRequest) -> Response:
 @app.post("/collect")
 def collect() -> Response:
     request = _request()
-    outcome = logic.collect(request, logic.read_collect_body(_raw_body()), settings.tcf_vendor_id)
+    outcome = _honour_suppression(
+        logic.collect(request, logic.read_collect_body(_raw_body()), settings.tcf_vendor_id)
+    )
     _record(outcome, request.received_ms)
     if outcome.events:
         written, unwritten = events.put_many(outcome.events, settings.retention_seconds)

@@ -34,6 +34,9 @@ OPTOUT_COOKIE_MAX_AGE = 5 * 365 * DAY_SECONDS
 # string): a known visitor id that comes with one is suppressed, so what is already
 # stored and published about it stops being used too.
 SUPPRESSING_REFUSALS = frozenset({"optout", "gpc", "gdpr_no_consent", "gpp_optout"})
+# The refusal of a hit whose visitor is already on the suppression list (opted out on
+# another device, erased, or an app sending the `uid` of someone who left).
+SUPPRESSED = "suppressed"
 OPTOUT_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>You have opted out</title></head>
@@ -80,6 +83,23 @@ class Outcome:
     new_visitor_id: str | None = None  # set a cookie for this id
     refused: str | None = None  # why nothing may be stored (consent, bot, opt-out)
     suppress_visitor_id: str | None = None  # a known visitor who said no: suppress it
+
+    @property
+    def returning_visitor_id(self) -> str | None:
+        """The known visitor this outcome would store events for (None for a new id, which
+        no suppression can name)."""
+        if not self.events or self.new_visitor_id is not None:
+            return None
+        return self.events[0].visitor_id
+
+    @property
+    def forgets_visitor(self) -> bool:
+        """Whether the browser is told to forget its visitor id."""
+        return self.suppress_visitor_id is not None or self.refused == SUPPRESSED
+
+    def suppressed(self) -> Outcome:
+        """The same request, its visitor found on the suppression list: nothing stored."""
+        return Outcome(rejected=self.rejected, refused=SUPPRESSED)
 
 
 def parse_cookies(headers: Mapping[str, str], cookie_list: list[str] | None = None) -> dict[str, str]:

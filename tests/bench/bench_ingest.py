@@ -1,16 +1,19 @@
 """Ingest benchmarks (issue: ingestion cost and speed).
 
-- ingest_overhead_ratio: median pixel hit through the handler / median bare put_item of
-  the same item on the same moto table. The hit carries a client event id (its key, so
-  a retry is stored once).
+- ingest_overhead_ratio: median pixel hit of a returning visitor through the handler /
+  median of the same DynamoDB requests made bare on the same moto tables: the visitor's
+  suppression-list read and the put_item of the same item. The hit carries a client
+  event id (its key, so a retry is stored once).
 - ingest_cold_import_ratio: fresh-process import of the ingest handler / `import boto3`
   plus creating a DynamoDB client.
 - ingest_cold_start_ratio: an on-demand cold start as a page view meets it: in a fresh
   process, importing the handler and storing one pixel hit (user-agent parsing and the
-  crawler list included) / `import boto3`, creating a DynamoDB client and one `put_item`
-  of the same item. Both sides talk to the same moto server over HTTP.
-- writes_per_hit and stored_item_bytes: DynamoDB write requests per accepted hit, and
-  the size of the stored item (<= 1 KB is one write capacity unit).
+  crawler list included) / `import boto3`, creating a DynamoDB client, one `get_item` of
+  the suppression list and one `put_item` of the same item. Both sides talk to the same
+  moto server over HTTP.
+- writes_per_hit, reads_per_hit and stored_item_bytes: DynamoDB write and read requests
+  per accepted hit of a returning visitor (the read: is it suppressed?), and the size of
+  the stored item (<= 1 KB is one write capacity unit).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ TABLE_ENV = {
     "EVENTS_TABLE": "bench-events",
     # Written only when a visitor says no, which no benchmarked hit does.
     "MEMBERSHIP_TABLE": "bench-membership",
+    # Read for every returning visitor's hit.
     "SUPPRESSION_TABLE": "bench-suppression",
     "RETENTION_DAYS": "90",
     "FALLBACK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench-fallback",
@@ -48,12 +52,13 @@ def run(repeat: int = 300) -> dict[str, float]:
     results: dict[str, float] = {}
     with mock_aws():
         from dmp.local import create_table
-        from functions.core.tables import EVENTS
+        from functions.core.tables import EVENTS, SUPPRESSION
 
         handler_module = importlib.import_module("functions.ingest.handler")
         handler_module = importlib.reload(handler_module)
         client = handler_module.events.client
         create_table(client, EVENTS, TABLE_ENV["EVENTS_TABLE"])
+        create_table(client, SUPPRESSION, TABLE_ENV["SUPPRESSION_TABLE"])
         counter = RequestCounter()
         counter.attach(client)
 
@@ -78,17 +83,19 @@ def run(repeat: int = 300) -> dict[str, float]:
         )
         item = handler_module.events.to_item(sample, 90 * 86_400)
 
-        def bare_put() -> None:
+        def bare_requests() -> None:
+            client.get_item(TableName=TABLE_ENV["SUPPRESSION_TABLE"], Key={"visitor_id": item["visitor_id"]})
             item["event_id"] = {"S": f"eid:p{next(sequence)}"}
             client.put_item(TableName=TABLE_ENV["EVENTS_TABLE"], Item=item)
 
         with quiet_stdout():
-            medians = interleaved_medians({"hit": pixel_hit, "put": bare_put}, repeat=repeat)
+            medians = interleaved_medians({"hit": pixel_hit, "bare": bare_requests}, repeat=repeat)
             counter.calls.clear()
             for _ in range(50):
                 pixel_hit()
-        results["ingest_overhead_ratio"] = medians["hit"] / medians["put"]
+        results["ingest_overhead_ratio"] = medians["hit"] / medians["bare"]
         results["writes_per_hit"] = sum(1 for c in counter.calls if c in ("PutItem", "BatchWriteItem")) / 50
+        results["reads_per_hit"] = sum(1 for c in counter.calls if c in ("GetItem", "BatchGetItem")) / 50
         stored = client.scan(TableName=TABLE_ENV["EVENTS_TABLE"], Limit=1)["Items"][0]
         results["stored_item_bytes"] = dynamodb_item_bytes(stored)
         json.dumps(stored)
@@ -105,13 +112,15 @@ def cold_start_ratio(event: dict[str, Any], item: dict[str, Any], env: dict[str,
     import boto3
 
     from dmp.local import create_table
-    from functions.core.tables import EVENTS
+    from functions.core.tables import EVENTS, SUPPRESSION
 
     table = TABLE_ENV["EVENTS_TABLE"]
+    suppression = TABLE_ENV["SUPPRESSION_TABLE"]
     event = {**event, "rawQueryString": "e=page_view&url=https%3A%2F%2Fshop.example%2Fpricing"}
     with moto_server() as endpoint:
         client = boto3.client("dynamodb", endpoint_url=endpoint)
         create_table(client, EVENTS, table)
+        create_table(client, SUPPRESSION, suppression)
         cold_env = {**env, "AWS_ENDPOINT_URL": endpoint}
         setup = f"import json\nEVENT = json.loads({json.dumps(event)!r})\nITEM = json.loads({json.dumps(item)!r})\n{LAMBDA_CONTEXT}"
         first_hit = fresh_import_seconds(
@@ -122,9 +131,13 @@ def cold_start_ratio(event: dict[str, Any], item: dict[str, Any], env: dict[str,
             setup=setup,
         )
         hits = client.scan(TableName=table, Select="COUNT")["Count"]
-        first_put = fresh_import_seconds(
-            f"import boto3\nboto3.client('dynamodb').put_item(TableName={table!r}, Item=ITEM)", cold_env, setup=setup
+        first_requests = fresh_import_seconds(
+            "import boto3\nclient = boto3.client('dynamodb')\n"
+            f"client.get_item(TableName={suppression!r}, Key={{'visitor_id': ITEM['visitor_id']}})\n"
+            f"client.put_item(TableName={table!r}, Item=ITEM)",
+            cold_env,
+            setup=setup,
         )
         # Each fresh handler stored its hit (under a new event id); the puts, one item.
         assert hits > 1 and client.scan(TableName=table, Select="COUNT")["Count"] == hits + 1, hits
-    return first_hit / first_put
+    return first_hit / first_requests

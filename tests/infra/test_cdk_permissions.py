@@ -66,8 +66,10 @@ def test_ingest_may_only_write_events_defer_them_and_suppress_a_visitor(prod_sta
     assert set(granted) == {"events", "fallback", "suppression", "membership", "logs", "*"}
     assert "dynamodb:PutItem" in granted["events"]
     assert granted["events"] <= DYNAMODB_WRITES | DESCRIBE
-    # a visitor who says no: its suppression record and membership tombstone, one put each
-    assert granted["suppression"] == granted["membership"] == {"dynamodb:PutItem"}
+    # a visitor who says no: its suppression record and membership tombstone, one put
+    # each; a returning visitor's hit reads its suppression record first
+    assert granted["suppression"] == {"dynamodb:PutItem", "dynamodb:GetItem"}
+    assert granted["membership"] == {"dynamodb:PutItem"}
     assert "sqs:SendMessage" in granted["fallback"]
     assert granted["fallback"] <= SQS_SEND
     assert granted["logs"] == OWN_LOGS

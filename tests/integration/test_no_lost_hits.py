@@ -176,3 +176,23 @@ def test_replayed_client_event_already_stored_is_not_stored_again(ingest, aws, l
 
     assert replay_deferred(aws) == (0, 1, 1)
     assert len(stored(aws.events_table)) == 1
+
+
+def test_a_hit_is_stored_when_the_suppression_list_cannot_be_read(ingest, aws, lambda_context, monkeypatch, capsys):
+    # GIVEN a returning visitor's hit, and a suppression list whose reads all fail
+    outage = Throttle(monkeypatch, "get_item", failures=100)
+    ingest.handler(pixel_event("unchecked-1"), lambda_context)
+    # THEN the check was tried (with botocore's retries), the hit is stored rather than
+    # lost (a build would delete it, were the visitor suppressed), and the failure counted
+    assert outage.attempts > 1
+    assert len(stored(aws.events_table)) == 1
+    assert "suppression_check_failed" in capsys.readouterr().out
+
+
+def test_a_new_visitor_s_hit_costs_no_suppression_read(ingest, aws, lambda_context, monkeypatch):
+    reads = Throttle(monkeypatch, "get_item", failures=0)
+    ingest.handler(load_event("pixel_get"), lambda_context)  # no cookie, no uid: a new id
+    assert reads.attempts == 0
+    ingest.handler(pixel_event("returning-1"), lambda_context)
+    assert reads.attempts == 1
+    assert len(stored(aws.events_table)) == 2

@@ -5,6 +5,7 @@ object of the bucket and every earlier object version scanned for it."""
 from __future__ import annotations
 
 import gzip
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import boto3
 
 from dmp import privacy
 from functions.core.erasure import visitor_hash
+from functions.core.hits import Geo, TrackedEvent
 from functions.core.storage.events import EventStore
 from functions.core.storage.membership import MembershipStore
 from functions.core.storage.suppression import SuppressionStore
@@ -113,19 +115,57 @@ def test_dmp_erase_reaches_every_copy_at_once_and_a_later_build_never_brings_the
     assert_gone_everywhere(aws, visitor)
     assert (record.by, record.deleted["events_and_traits"]) == ("cli", 2)
     assert record.deleted["build_lines"] > 0 and record.deleted["object_versions_purged"] > 0
-    # AND a hit replayed for it afterwards (say from the fallback queue) builds nothing back
+    # AND a hit naming it afterwards (an app still sending its `uid`) stores nothing, at once
     ingest = load_handler("ingest")
     event = load_event("pixel_get")
     event["rawQueryString"] = f"e=page_view&url=https%3A%2F%2Fshop.example%2Fpricing&uid={visitor}"
     event["requestContext"]["timeEpoch"] = int(BUILD_TIME.timestamp() * 1000)
-    ingest.handler(event, lambda_context)
-    assert len(EventStore(aws.events_table).records_of(visitor)) == 1
+    response = ingest.handler(event, lambda_context)
+    assert (response["statusCode"], response["headers"]["Content-Type"]) == (200, "image/gif")
+    assert EventStore(aws.events_table).records_of(visitor) == []
+    # AND one that reached the table all the same (written as the erasure ran) builds nothing back
+    raced = TrackedEvent(
+        visitor_id=visitor,
+        event_id="raced",
+        ts_ms=event["requestContext"]["timeEpoch"],
+        name="page_view",
+        url="https://shop.example/pricing",
+        geo=Geo(city="London"),
+    )
+    EventStore(aws.events_table).put_item(EventStore.to_item(raced, 90 * 86400))
     result = build(load_handler, lambda_context, {"at": "2026-11-28T12:00:00Z"})
     assert result["sizes"]["london-pricing"] == 1  # the returning Londoner alone
     assert segments_of(load_handler, lambda_context, visitor) == []
     assert visitor not in dict(MembershipStore(aws.membership_table).scan())
     # AND the build that met the hit deleted it
     assert EventStore(aws.events_table).records_of(visitor) == []
+
+
+def test_a_suppressed_visitor_s_hits_are_refused_at_once_on_every_device(traffic, load_handler, aws, lambda_context):
+    visitor = traffic["returning"]
+    build(load_handler, lambda_context)
+    stored_before = len(EventStore(aws.events_table).records_of(visitor))
+    # GIVEN the visitor opted out in one browser
+    load_handler("ingest").handler(optout_event(visitor), lambda_context)
+    # WHEN a hit arrives with the same id from elsewhere (no opt-out cookie there), by the
+    # pixel and by /collect
+    pixel = load_event("pixel_get")
+    pixel["cookies"] = [f"dmp_uid={visitor}"]
+    pixel_answer = load_handler("ingest").handler(pixel, lambda_context)
+    collect = load_event("collect_post")
+    collect["cookies"] = None
+    collect["body"] = json.dumps({"uid": visitor, "events": [{"e": "page_view", "url": "https://shop.example/"}]})
+    collect_answer = load_handler("ingest").handler(collect, lambda_context)
+    # THEN nothing is stored, each answer says so, and the browser is told to forget the id
+    assert len(EventStore(aws.events_table).records_of(visitor)) == stored_before
+    assert pixel_answer["headers"]["Content-Type"] == "image/gif"
+    assert any(c.startswith("dmp_uid=;") and "Max-Age=0" in c for c in pixel_answer["cookies"])
+    assert json.loads(collect_answer["body"]) == {"accepted": 0, "rejected": [], "not_stored": "suppressed"}
+    # AND a visitor nobody suppressed is stored as before
+    other = load_event("pixel_get")
+    other["cookies"] = [f"dmp_uid={traffic['paris']}"]
+    load_handler("ingest").handler(other, lambda_context)
+    assert len(EventStore(aws.events_table).records_of(traffic["paris"])) == 2
 
 
 def test_a_refused_hit_from_a_known_visitor_suppresses_it(traffic, load_handler, aws, lambda_context):

@@ -58,6 +58,17 @@ class SuppressionStore(TableAdapter):
         item = self.client.get_item(TableName=self.table_name, Key={VISITOR_KEY: s(visitor_id)}).get("Item")
         return None if item is None else _suppression(item)
 
+    def is_suppressed(self, visitor_id: str) -> bool:
+        """One eventually consistent read of the key alone (half a read unit): the ingest
+        path asks it of every returning visitor's hit."""
+        item = self.client.get_item(
+            TableName=self.table_name,
+            Key={VISITOR_KEY: s(visitor_id)},
+            ProjectionExpression="#v",
+            ExpressionAttributeNames={"#v": VISITOR_KEY},
+        ).get("Item")
+        return item is not None
+
     def suppressed(self, visitor_ids: Iterable[str]) -> set[str]:
         """Which of `visitor_ids` are suppressed: BatchGetItem per 100 ids."""
         items = batch_get(self.client, self.table_name, VISITOR_KEY, visitor_ids, names={"#v": VISITOR_KEY})
