@@ -1,7 +1,7 @@
 /* DMP tag: records a page view on load and whatever the page passes to dmp.track().
  * Events are queued and sent in batches to /collect with navigator.sendBeacon (which
  * survives page unload), falling back to one pixel request per event. When the page
- * has an IAB TCF v2 CMP (window.__tcfapi) or a GPP CMP (window.__gpp, GPP CMP API v1.1),
+ * has an IAB TCF v2 CMP (window.__tcfapi) or a GPP CMP (window.__gpp, GPP CMP API v1.1 or 1.0),
  * its TC string or GPP string goes with every batch and nothing is sent until the CMP
  * has answered (with both, until both have). No dependencies, no cookies of its own:
  * the visitor cookie is set by the server (HttpOnly), so the first batch goes with
@@ -105,20 +105,35 @@
     } catch (e) { tcfReady = true; }
   }
 
+  // A GPP 1.0 CMP has no signal status: it is ready once its status is "loaded", and
+  // answers its string to "getGPPData" (returned, or passed to the callback).
+  function gpp10Data() {
+    var data = null;
+    try {
+      var returned = w.__gpp("getGPPData", function (answer, ok) { if (ok && answer) data = answer; });
+      if (!data && returned && typeof returned === "object") data = returned;
+    } catch (e) {}
+    return data || {};
+  }
+
   if (w.__gpp) {
     try {
-      // Every event carries the CMP's pingData. Its string is final once the signal
-      // status is "ready" (a stub or a CMP still loading registers us "not ready" and
-      // later fires "signalStatus" with "ready"); applicableSections [-1] means none.
+      // Every event carries the CMP's pingData. Under GPP 1.1 its string is final once
+      // the signal status is "ready" (a stub or a CMP still loading registers us "not
+      // ready" and later fires "signalStatus" with "ready"); applicableSections [-1]
+      // means none.
       w.__gpp("addEventListener", function (gppEvent, ok) {
         if (!ok || !gppEvent) return;
         var ping = gppEvent.pingData || {};
-        if ((gppEvent.eventName === "signalStatus" && gppEvent.data === "ready") || ping.signalStatus === "ready") {
-          var sections = ping.applicableSections;
-          gpp = { gppString: String(ping.gppString || ""), sid: sections && sections.join ? sections.join(",") : "" };
-          gppReady = true;
-          flush();
-        }
+        var v10 = ping.signalStatus === undefined && ping.cmpStatus !== undefined && gppEvent.eventName !== "signalStatus";
+        var ready = v10 ? ping.cmpStatus === "loaded"
+          : (gppEvent.eventName === "signalStatus" && gppEvent.data === "ready") || ping.signalStatus === "ready";
+        if (!ready) return;
+        var data = v10 ? gpp10Data() : ping;
+        var sections = data.applicableSections;
+        gpp = { gppString: String(data.gppString || ""), sid: sections && sections.join ? sections.join(",") : "" };
+        gppReady = true;
+        flush();
       });
     } catch (e) { gppReady = true; }
   }

@@ -122,6 +122,42 @@ def gpp_cmp(gpp: str, applicable_sections: list[int], *, ready: GppReadiness = "
 </script>"""
 
 
+def gpp10_cmp(gpp: str, applicable_sections: list[int]) -> str:
+    """A stand-in for a GPP CMP API v1.0 platform, as many sites still run: `pingData` has
+    no signal status and no string; the platform is ready once its `cmpStatus` is "loaded"
+    (announced by a "cmpStatus" event after the page loads), and `getGPPData` answers the
+    string and applicable sections (returned, and passed to a callback if one is given)."""
+    data = {"gppString": gpp, "applicableSections": applicable_sections, "gppVersion": "1.0"}
+    return f"""<script>
+  (function () {{
+    var status = "loading", listeners = [];
+    function pingData() {{
+      return {{gppVersion: "1.0", cmpStatus: status, cmpDisplayStatus: "hidden", apiSupport: ["usnat"], cmpId: 0}};
+    }}
+    function fire(listenerId, eventName, data) {{
+      listeners[listenerId - 1]({{eventName: eventName, listenerId: listenerId, data: data, pingData: pingData()}}, true);
+    }}
+    window.__gpp = function (command, callback) {{
+      if (command === "ping") {{ if (callback) callback(pingData(), true); return pingData(); }}
+      if (command === "getGPPData") {{
+        var answer = status === "loaded" ? {json.dumps(data)} : null;
+        if (callback) callback(answer, answer !== null);
+        return answer;
+      }}
+      if (command !== "addEventListener") {{ if (callback) callback(null, false); return null; }}
+      listeners.push(callback);
+      fire(listeners.length, "listenerRegistered", true);
+    }};
+    window.addEventListener("load", function () {{
+      setTimeout(function () {{
+        status = "loaded";
+        for (var i = 1; i <= listeners.length; i++) fire(i, "cmpStatus", "loaded");
+      }}, 0);
+    }});
+  }})();
+</script>"""
+
+
 def usnat_gpp(**fields: int) -> str:
     """A GPP string with one US national section (version 1) holding `fields`."""
     return gpp_string([(USNAT, us_section(US_SECTIONS[USNAT].fields, fields, version=1))])
@@ -338,6 +374,29 @@ def test_gpp_platform_without_an_opt_out_lets_the_page_view_be_stored(stack: Sta
     # AND it went with the platform's string
     ((body, _),) = wait_until(requests.collect_exchanges, "no answered request to /collect")
     assert (body.get("gpp"), body.get("gpp_sid")) == (gpp, str(USNAT))
+
+
+@pytest.mark.parametrize(("sale_opt_out", "stored"), [(1, False), (2, True)])
+def test_a_gpp_1_0_platform_is_read_once_loaded(
+    stack: Stack, site: Site, page: Page, sale_opt_out: int, stored: bool
+) -> None:
+    # GIVEN a page whose GPP 1.0 platform (no signal status, the string from getGPPData)
+    # applies the US national section
+    gpp = usnat_gpp(SaleOptOutNotice=1, SaleOptOut=sale_opt_out)
+    url = site.publish(f"/gpp10/{sale_opt_out}", shop_page(stack.gateway_url, cmp=gpp10_cmp(gpp, [USNAT])))
+    requests = TagRequests(page)
+    # WHEN the page is loaded and the platform reports "loaded"
+    page.goto(url)
+    # THEN the page view goes with the platform's string and applicable sections
+    ((body, status),) = wait_until(requests.collect_exchanges, "no answered request to /collect")
+    assert (body.get("gpp"), body.get("gpp_sid"), status) == (gpp, str(USNAT), 200)
+    # AND it is stored unless the visitor opted out of sale
+    if stored:
+        wait_until(lambda: events_named(stack, url, "page_view"), "no page_view stored")
+    else:
+        page.wait_for_timeout(QUIET_PERIOD * 1000)
+        assert stack.stored_events(url) == []
+        assert VISITOR_COOKIE not in cookies(page)
 
 
 def test_tag_sends_nothing_until_the_gpp_platform_is_ready_then_sends_its_string(
