@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from functions.core.config import Env
-from functions.core.tables import ALL_TABLES, CATALOG, EVENTS, MEMBERSHIP, PARTNERS, SUPPRESSION, TableDefinition
+from functions.core.tables import (
+    ALL_TABLES,
+    CATALOG,
+    EVENTS,
+    ID_MAP,
+    MEMBERSHIP,
+    PARTNERS,
+    SUPPRESSION,
+    TableDefinition,
+)
 from functions.core.times import DAY_SECONDS
 
 if TYPE_CHECKING:
@@ -29,6 +38,7 @@ RESOURCE_NAMES = {
     PARTNERS.logical_id: "dmp-local-partners",
     CATALOG.logical_id: "dmp-local-catalog",
     SUPPRESSION.logical_id: "dmp-local-suppression",
+    ID_MAP.logical_id: "dmp-local-id-map",
 }
 BUCKET = "dmp-local-segments"
 FALLBACK_QUEUE = "dmp-local-fallback"
@@ -55,6 +65,8 @@ class StackTarget:
     catalog_table: str = ""
     # Empty for a deployed stack older than the suppression list.
     suppression_table: str = ""
+    # Empty for a deployed stack older than ID sync.
+    id_map_table: str = ""
     fallback_queue_url: str = ""
     aws_endpoint_url: str | None = None
     gateway_url: str | None = None
@@ -86,6 +98,7 @@ class StackTarget:
             Env.PARTNERS_TABLE: self.partners_table,
             Env.CATALOG_TABLE: self.catalog_table,
             Env.SUPPRESSION_TABLE: self.suppression_table,
+            Env.ID_MAP_TABLE: self.id_map_table,
             Env.SEGMENTS_BUCKET: self.bucket,
             Env.FALLBACK_QUEUE_URL: self.fallback_queue_url,
             Env.RETENTION_DAYS: str(self.retention_days),
@@ -136,6 +149,7 @@ def create_resources(endpoint_url: str | None, region: str = REGION, retention_d
         partners_table=RESOURCE_NAMES[PARTNERS.logical_id],
         catalog_table=RESOURCE_NAMES[CATALOG.logical_id],
         suppression_table=RESOURCE_NAMES[SUPPRESSION.logical_id],
+        id_map_table=RESOURCE_NAMES[ID_MAP.logical_id],
         bucket=BUCKET,
         aws_endpoint_url=endpoint_url,
         retention_days=retention_days,
@@ -206,6 +220,7 @@ class LocalStack:
             "partners_table": self.target.partners_table,
             "catalog_table": self.target.catalog_table,
             "suppression_table": self.target.suppression_table,
+            "id_map_table": self.target.id_map_table,
             "bucket": self.target.bucket,
             "fallback_queue_url": self.target.fallback_queue_url,
             "retention_days": self.retention_days,

@@ -90,6 +90,7 @@ class Lookup(Construct):
         membership_table: dynamodb.ITable,
         catalog_table: dynamodb.ITable,
         partners_table: dynamodb.ITable,
+        id_map_table: dynamodb.ITable,
         bucket: s3.IBucket,
         stage_name: str,
         data_provider_id: str,
@@ -112,6 +113,7 @@ class Lookup(Construct):
             environment={
                 Env.MEMBERSHIP_TABLE: membership_table.table_name,
                 Env.CATALOG_TABLE: catalog_table.table_name,
+                Env.ID_MAP_TABLE: id_map_table.table_name,
                 Env.SEGMENTS_BUCKET: bucket.bucket_name,
                 Env.DATA_PROVIDER_ID: data_provider_id,
                 Env.DATA_PROVIDER_NAME: data_provider_name,

@@ -11,10 +11,12 @@ from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.core.storage.partners import PROFILE_KEY_PREFIX
 from infra.builder import Builder
 from infra.compliance import acknowledge, arn_in_findings
 from infra.ingest import Ingest
@@ -58,6 +60,8 @@ class DmpStack(Stack):
             events_table=self.storage.events_table,
             membership_table=self.storage.membership_table,
             suppression_table=self.storage.suppression_table,
+            id_map_table=self.storage.id_map_table,
+            partners_table=self.storage.partners_table,
             fallback_queue_url=self.replay.queue.queue_url,
             retention_days=settings.retention_days,
             tcf_vendor_id=settings.tcf_vendor_id,
@@ -74,6 +78,7 @@ class DmpStack(Stack):
             membership_table=self.storage.membership_table,
             catalog_table=self.storage.catalog_table,
             suppression_table=self.storage.suppression_table,
+            id_map_table=self.storage.id_map_table,
             bucket=self.storage.bucket,
             retention_days=settings.retention_days,
             build_shards=settings.build_shards,
@@ -88,6 +93,7 @@ class DmpStack(Stack):
             membership_table=self.storage.membership_table,
             catalog_table=self.storage.catalog_table,
             partners_table=self.storage.partners_table,
+            id_map_table=self.storage.id_map_table,
             bucket=self.storage.bucket,
             stage_name=settings.stage,
             data_provider_id=settings.data_provider_id,
@@ -110,6 +116,10 @@ class DmpStack(Stack):
         # in place of its membership. A returning visitor's hit first reads its record.
         storage.suppression_table.grant(self.ingest.function, "dynamodb:PutItem", "dynamodb:GetItem")
         storage.membership_table.grant(self.ingest.function, "dynamodb:PutItem")
+        # ID sync: the partner's side of a mapping (ours is an events-table item), and the
+        # partner's sync registration, read from its profile item alone (never a key hash).
+        storage.id_map_table.grant(self.ingest.function, "dynamodb:PutItem", "dynamodb:DeleteItem")
+        self._grant_partner_profiles_read(self.ingest.function)
         storage.events_table.grant_write_data(self.replay.function)
         # A deferred hit of a visitor suppressed meanwhile is dropped, not replayed.
         storage.suppression_table.grant(self.replay.function, "dynamodb:BatchGetItem")
@@ -120,15 +130,32 @@ class DmpStack(Stack):
         storage.suppression_table.grant_read_write_data(self.builder.function)
         storage.membership_table.grant_read_write_data(self.builder.function)
         storage.catalog_table.grant_read_write_data(self.builder.function)
+        # An erasure deletes the partners' side of the visitor's mappings.
+        storage.id_map_table.grant(self.builder.function, "dynamodb:DeleteItem")
         storage.bucket.grant_read_write(self.builder.function)
         self._acknowledge_bucket_wildcards(self.builder.function, write=True)
 
         storage.membership_table.grant_read_data(self.lookup.function)
         storage.catalog_table.grant_read_data(self.lookup.function)
+        # A lookup by a partner's own id resolves it through the partner's side of the map.
+        storage.id_map_table.grant(self.lookup.function, "dynamodb:GetItem", "dynamodb:BatchGetItem")
         storage.bucket.grant_read(self.lookup.function)
         self._acknowledge_bucket_wildcards(self.lookup.function, write=False)
 
         storage.partners_table.grant_read_data(self.lookup.authorizer_function)
+
+    def _grant_partner_profiles_read(self, function: lambda_.IFunction) -> None:
+        """GetItem on the partners table, for the profile items (`profile:<name>`) alone:
+        the keys' hashes stay out of the function's reach."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem"],
+                resources=[self.storage.partners_table.table_arn],
+                conditions={
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{PROFILE_KEY_PREFIX}*"]},
+                },
+            )
+        )
 
     def _acknowledge_bucket_wildcards(self, function: lambda_.IFunction, *, write: bool) -> None:
         """The wildcards of CDK's bucket grants, accepted one by one for this function's role."""
@@ -165,6 +192,7 @@ class DmpStack(Stack):
             "PartnersTableName": storage.partners_table.table_name,
             "CatalogTableName": storage.catalog_table.table_name,
             "SuppressionTableName": storage.suppression_table.table_name,
+            "IdMapTableName": storage.id_map_table.table_name,
             "BucketName": storage.bucket.bucket_name,
             "BuilderFunctionName": self.builder.function.function_name,
             "BuildStateMachineArn": self.builder.state_machine.state_machine_arn,

@@ -17,7 +17,7 @@ from constructs import Construct
 
 from functions.core.layout import DEFINITIONS_PREFIX
 from functions.core.segments import DefinitionErrors, SegmentDefinition, load_definitions
-from functions.core.tables import CATALOG, EVENTS, MEMBERSHIP, PARTNERS, SUPPRESSION, TableDefinition
+from functions.core.tables import CATALOG, EVENTS, ID_MAP, MEMBERSHIP, PARTNERS, SUPPRESSION, TableDefinition
 from infra.compliance import acknowledge, arn_in_findings
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
@@ -60,6 +60,7 @@ class Storage(Construct):
         self.membership_table = self._table(MEMBERSHIP, removal_policy=removal_policy)
         self.partners_table = self._table(PARTNERS, removal_policy=removal_policy)
         self.suppression_table = self._table(SUPPRESSION, removal_policy=removal_policy)
+        self.id_map_table = self._table(ID_MAP, removal_policy=removal_policy)
         # Derived data: every publish rewrites its one item from latest.json and the
         # manifest, so there is nothing a point-in-time restore could bring back.
         self.catalog_table = self._table(CATALOG, removal_policy=removal_policy, point_in_time_recovery=False)

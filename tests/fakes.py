@@ -11,7 +11,7 @@ from typing import Any
 
 from functions.core import layout
 from functions.core.documents import Manifest
-from functions.core.records import EventRecord, TraitRecord
+from functions.core.records import Record
 from functions.core.storage.bucket import BuildDocuments, LinesWriter
 from functions.core.storage.membership import Membership
 
@@ -19,7 +19,7 @@ from functions.core.storage.membership import Membership
 class MemoryEvents:
     """An events table: (visitor_id, record) pairs, a visitor's records together."""
 
-    def __init__(self, records: Iterable[tuple[str, EventRecord | TraitRecord]] = ()) -> None:
+    def __init__(self, records: Iterable[tuple[str, Record]] = ()) -> None:
         self.records = sorted(records, key=lambda pair: pair[0])
 
     def delete_visitors(self, visitor_ids: Iterable[str]) -> int:
@@ -28,9 +28,7 @@ class MemoryEvents:
         self.records = [pair for pair in self.records if pair[0] not in doomed]
         return before - len(self.records)
 
-    def scan_records(
-        self, segment: int = 0, total_segments: int = 1
-    ) -> Iterator[tuple[str, EventRecord | TraitRecord]]:
+    def scan_records(self, segment: int = 0, total_segments: int = 1) -> Iterator[tuple[str, Record]]:
         # A visitor belongs to one segment, as a partition key does in a parallel scan.
         return (pair for pair in self.records if zlib.crc32(pair[0].encode()) % total_segments == segment)
 

@@ -10,13 +10,13 @@ from typing import Any, Protocol
 
 from functions.core.documents import LatestPointer, Manifest, MembershipState
 from functions.core.erasure import ErasureStores
-from functions.core.records import EventRecord, TraitRecord
+from functions.core.records import Record
 from functions.core.storage.bucket import LinesWriter
 from functions.core.storage.membership import Membership
 
 
 class EventSource(Protocol):
-    def scan_records(self, segment: int, total_segments: int) -> Iterable[tuple[str, EventRecord | TraitRecord]]: ...
+    def scan_records(self, segment: int, total_segments: int) -> Iterable[tuple[str, Record]]: ...
 
     def delete_visitors(self, visitor_ids: Iterable[str]) -> int: ...
 

@@ -38,13 +38,29 @@ class TraitRecord:
 
 
 @dataclass(slots=True)
+class MappingRecord:
+    """Our side of an ID sync: the partner's own id for this visitor (latest sync wins)."""
+
+    partner: str
+    partner_uid: str
+    ts_ms: int
+    expires_at: int | None = None
+
+
+Record = EventRecord | TraitRecord | MappingRecord
+
+
+@dataclass(slots=True)
 class VisitorHistory:
     visitor_id: str
     events: list[EventRecord] = field(default_factory=list)
     traits: list[TraitRecord] = field(default_factory=list)
+    # The partners' own ids for the visitor, from ID sync: {partner: partner uid}. Not
+    # something rules read; exports write them beside our id.
+    partner_ids: dict[str, str] = field(default_factory=dict)
 
 
-def group_by_visitor(records: Iterable[tuple[str, EventRecord | TraitRecord]]) -> Iterator[VisitorHistory]:
+def group_by_visitor(records: Iterable[tuple[str, Record]]) -> Iterator[VisitorHistory]:
     """Histories from (visitor_id, record) pairs in scan order, holding one visitor at a
     time. DynamoDB keeps the items of a partition key together (an item collection) and a
     scan returns them one after the other, so a visitor is complete when the next starts."""
@@ -56,7 +72,9 @@ def group_by_visitor(records: Iterable[tuple[str, EventRecord | TraitRecord]]) -
             current = VisitorHistory(visitor_id)
         if isinstance(record, EventRecord):
             current.events.append(record)
-        else:
+        elif isinstance(record, TraitRecord):
             current.traits.append(record)
+        else:
+            current.partner_ids[record.partner] = record.partner_uid
     if current is not None:
         yield current

@@ -33,7 +33,8 @@ EVENTS = TableDefinition("EventsTable", partition_key="visitor_id", sort_key="ev
 # suppressed visitor's item is a tombstone (`suppressed`, no segments), which no build
 # overwrites: the lookup answers nothing from the moment of the opt-out, in its one read.
 MEMBERSHIP = TableDefinition("MembershipTable", partition_key="visitor_id", ttl_attribute="expires_at")
-# One item per partner key, addressed by the key's SHA-256 so the key itself is never stored.
+# One item per partner key, addressed by the key's SHA-256 so the key itself is never
+# stored, and one profile per partner (`profile:<name>`: its ID sync registration).
 PARTNERS = TableDefinition("PartnersTable", partition_key="key_hash")
 # One item, `name = "latest"`: the catalog of the newest published build as the lookup
 # serves it (build id, evaluation time, each segment's name, description, size and
@@ -45,4 +46,12 @@ CATALOG_ITEM_NAME = "latest"
 # retention, so nothing replayed, built or imported later brings the visitor back.
 SUPPRESSION = TableDefinition("SuppressionTable", partition_key="visitor_id", ttl_attribute="expires_at")
 
-ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS, CATALOG, SUPPRESSION)
+# ID sync, the partner's side: one item per (partner, partner user id), keyed
+# `<partner>:<partner uid>` (a partner name holds no colon), naming our visitor id: a
+# lookup by the partner's own id is one read here. Latest sync wins; it expires with the
+# retention. Our side (visitor -> the partner's id) is an item in the events table
+# (`sync#<partner>`), so builds and exports read it with the visitor's records and an
+# erasure deletes it with them.
+ID_MAP = TableDefinition("IdMapTable", partition_key="partner_uid", ttl_attribute="expires_at")
+
+ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS, CATALOG, SUPPRESSION, ID_MAP)

@@ -24,6 +24,7 @@ OUTPUTS = {
     "PartnersTableName",
     "CatalogTableName",
     "SuppressionTableName",
+    "IdMapTableName",
     "BucketName",
     "BuilderFunctionName",
     "BuildStateMachineArn",
@@ -54,6 +55,7 @@ def test_outputs_are_exactly_those_the_cli_reads(prod_stack: Synthesised) -> Non
     assert outputs["PartnersTableName"]["Value"] == prod_stack.ref(stack.storage.partners_table)
     assert outputs["CatalogTableName"]["Value"] == prod_stack.ref(stack.storage.catalog_table)
     assert outputs["SuppressionTableName"]["Value"] == prod_stack.ref(stack.storage.suppression_table)
+    assert outputs["IdMapTableName"]["Value"] == prod_stack.ref(stack.storage.id_map_table)
     assert outputs["BucketName"]["Value"] == prod_stack.ref(stack.storage.bucket)
     assert outputs["BuilderFunctionName"]["Value"] == prod_stack.ref(stack.builder.function)
     assert outputs["FallbackQueueUrl"]["Value"] == prod_stack.ref(stack.replay.queue)

@@ -29,6 +29,7 @@ def test_builder_function_is_configured_from_context(prod_stack: Synthesised) ->
         "MEMBERSHIP_TABLE": prod_stack.ref(storage.membership_table),
         "CATALOG_TABLE": prod_stack.ref(storage.catalog_table),
         "SUPPRESSION_TABLE": prod_stack.ref(storage.suppression_table),
+        "ID_MAP_TABLE": prod_stack.ref(storage.id_map_table),
         "SEGMENTS_BUCKET": prod_stack.ref(storage.bucket),
         "RETENTION_DAYS": "30",
         "BUILD_SHARDS": "8",

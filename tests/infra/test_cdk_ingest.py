@@ -44,6 +44,8 @@ def test_ingest_function_is_configured_from_context(prod_stack: Synthesised) -> 
         "EVENTS_TABLE": prod_stack.ref(prod_stack.stack.storage.events_table),
         "MEMBERSHIP_TABLE": prod_stack.ref(prod_stack.stack.storage.membership_table),
         "SUPPRESSION_TABLE": prod_stack.ref(prod_stack.stack.storage.suppression_table),
+        "ID_MAP_TABLE": prod_stack.ref(prod_stack.stack.storage.id_map_table),
+        "PARTNERS_TABLE": prod_stack.ref(prod_stack.stack.storage.partners_table),
         "FALLBACK_QUEUE_URL": prod_stack.ref(prod_stack.stack.replay.queue),
         "RETENTION_DAYS": "30",
         "TCF_VENDOR_ID": "755",

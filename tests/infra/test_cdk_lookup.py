@@ -50,6 +50,7 @@ def test_lookup_and_authorizer_functions_are_configured_from_context(prod_stack:
         "POWERTOOLS_METRICS_NAMESPACE": "DMP",
         "MEMBERSHIP_TABLE": prod_stack.ref(storage.membership_table),
         "CATALOG_TABLE": prod_stack.ref(storage.catalog_table),
+        "ID_MAP_TABLE": prod_stack.ref(storage.id_map_table),
         "SEGMENTS_BUCKET": prod_stack.ref(storage.bucket),
         "DATA_PROVIDER_ID": "acme-dmp",
         "DATA_PROVIDER_NAME": "Acme DMP",

@@ -40,6 +40,7 @@ def access(synthesised: Synthesised, function: lambda_.Function) -> dict[str, se
         synthesised.logical_id(storage.partners_table): "partners",
         synthesised.logical_id(storage.catalog_table): "catalog",
         synthesised.logical_id(storage.suppression_table): "suppression",
+        synthesised.logical_id(storage.id_map_table): "id_map",
         synthesised.logical_id(storage.bucket): "bucket",
         synthesised.logical_id(synthesised.stack.builder.dead_letter_queue): "dead_letters",
         synthesised.logical_id(synthesised.stack.replay.queue): "fallback",
@@ -63,13 +64,16 @@ def s3_writes(actions: set[str]) -> set[str]:
 
 def test_ingest_may_only_write_events_defer_them_and_suppress_a_visitor(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.ingest.function)
-    assert set(granted) == {"events", "fallback", "suppression", "membership", "logs", "*"}
+    assert set(granted) == {"events", "fallback", "suppression", "membership", "id_map", "partners", "logs", "*"}
     assert "dynamodb:PutItem" in granted["events"]
     assert granted["events"] <= DYNAMODB_WRITES | DESCRIBE
     # a visitor who says no: its suppression record and membership tombstone, one put
     # each; a returning visitor's hit reads its suppression record first
     assert granted["suppression"] == {"dynamodb:PutItem", "dynamodb:GetItem"}
     assert granted["membership"] == {"dynamodb:PutItem"}
+    # ID sync: the partner's side of a mapping, and the partner's registration
+    assert granted["id_map"] == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+    assert granted["partners"] == {"dynamodb:GetItem"}
     assert "sqs:SendMessage" in granted["fallback"]
     assert granted["fallback"] <= SQS_SEND
     assert granted["logs"] == OWN_LOGS
@@ -90,7 +94,9 @@ def test_replay_consumes_the_fallback_queue_and_only_writes_events(prod_stack: S
 
 def test_builder_reads_events_and_maintains_membership_catalog_and_builds(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.builder.function)
-    assert set(granted) == {"events", "membership", "catalog", "suppression", "bucket", "logs", "*"}
+    assert set(granted) == {"events", "membership", "catalog", "suppression", "id_map", "bucket", "logs", "*"}
+    # an erasure deletes the partners' side of the visitor's mappings, and only that
+    assert granted["id_map"] == {"dynamodb:DeleteItem"}
     assert "dynamodb:Scan" in granted["events"]
     # reads, and deletes (BatchWriteItem) of a suppressed visitor's events; never updates
     assert granted["events"] <= DYNAMODB_READS | DESCRIBE | {"dynamodb:BatchWriteItem"}
@@ -115,8 +121,10 @@ def test_only_the_build_state_machine_invokes_the_builder(prod_stack: Synthesise
 
 def test_lookup_may_only_read_membership_the_catalog_and_the_bucket(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.lookup.function)
-    assert set(granted) == {"membership", "catalog", "bucket", "logs", "*"}
+    assert set(granted) == {"membership", "catalog", "id_map", "bucket", "logs", "*"}
     assert "dynamodb:GetItem" in granted["membership"]
+    # a partner's own id resolved through the partner's side of the map, read-only
+    assert granted["id_map"] == {"dynamodb:GetItem", "dynamodb:BatchGetItem"}
     assert granted["membership"] <= DYNAMODB_READS | DESCRIBE
     # The catalog item is the builder's to write: the lookup only reads it.
     assert "dynamodb:GetItem" in granted["catalog"]
@@ -125,6 +133,14 @@ def test_lookup_may_only_read_membership_the_catalog_and_the_bucket(prod_stack: 
     assert "s3:GetObject*" in granted["bucket"]
     assert s3_writes(granted["bucket"]) == set()
     assert granted["*"] == XRAY
+
+
+def test_ingest_reads_only_the_partners_profile_items(prod_stack: Synthesised) -> None:
+    ingest = prod_stack.stack.ingest.function
+    assert ingest.role is not None
+    partners = prod_stack.logical_id(prod_stack.stack.storage.partners_table)
+    (statement,) = [s for s in role_statements(prod_stack, ingest.role) if partners in json.dumps(s["Resource"])]
+    assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["profile:*"]}}
 
 
 def test_authorizer_may_only_read_partners(prod_stack: Synthesised) -> None:

@@ -9,7 +9,7 @@ from aws_cdk.assertions import Match
 
 from functions.core.layout import DEFINITIONS_PREFIX
 from functions.core.segments import load_definitions
-from functions.core.tables import ALL_TABLES, CATALOG, EVENTS, MEMBERSHIP, PARTNERS, SUPPRESSION, TableDefinition
+from functions.core.tables import ALL_TABLES, CATALOG, EVENTS, ID_MAP, MEMBERSHIP, PARTNERS, SUPPRESSION, TableDefinition
 from infra.storage import read_segment_definitions
 from tests.infra.synthesis import Synthesised
 
@@ -21,9 +21,10 @@ TABLES = {
     "partners_table": PARTNERS,
     "catalog_table": CATALOG,
     "suppression_table": SUPPRESSION,
+    "id_map_table": ID_MAP,
 }
 # The tables whose data exists nowhere else; the catalog table is rewritten by every publish.
-SOURCE_TABLES = ("events_table", "membership_table", "partners_table", "suppression_table")
+SOURCE_TABLES = ("events_table", "membership_table", "partners_table", "suppression_table", "id_map_table")
 
 
 def test_every_table_the_code_uses_is_deployed() -> None:

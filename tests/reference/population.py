@@ -22,7 +22,7 @@ from functools import cached_property
 import numpy as np
 import pyarrow as pa
 
-from functions.core.records import EventRecord, TraitRecord, VisitorHistory, group_by_visitor
+from functions.core.records import EventRecord, Record, TraitRecord, VisitorHistory, group_by_visitor
 from functions.core.times import DAY_MS, DAY_SECONDS
 
 SECOND = 1000
@@ -142,7 +142,7 @@ class Population:
 
     # --- the engine's view: records as a scan returns them, one visitor after another
 
-    def records(self) -> list[tuple[str, EventRecord | TraitRecord]]:
+    def records(self) -> list[tuple[str, Record]]:
         """(visitor_id, record) in scan order: each visitor's events, then their traits."""
         ids = self.visitor_ids
         events = [

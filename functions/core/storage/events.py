@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from functions.core.hits import TrackedEvent
-from functions.core.records import EventRecord, TraitRecord
+from functions.core.records import EventRecord, MappingRecord, Record, TraitRecord
 from functions.core.storage.aws import TableAdapter, WriteIncomplete, batch_write, n, s
 from functions.core.tables import EVENTS
 
@@ -18,6 +18,8 @@ EVENT_KEY: str = EVENTS.sort_key
 EXPIRES_AT: str = EVENTS.ttl_attribute
 # The sort key of a trait item: `trait#<source>.<trait>`.
 TRAIT_PREFIX = "trait#"
+# The sort key of our side of an ID sync mapping: `sync#<partner>`, one per partner.
+MAPPING_PREFIX = "sync#"
 
 
 class EventStore(TableAdapter):
@@ -55,6 +57,19 @@ class EventStore(TableAdapter):
         response = self.client.put_item(TableName=self.table_name, Item=item, ReturnValues="ALL_OLD")
         return "Attributes" not in response
 
+    def put_mapping(self, visitor_id: str, partner: str, partner_uid: str, *, ts_ms: int, expires_at: int) -> None:
+        """Our side of an ID sync: the partner's id for the visitor (latest sync wins)."""
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                VISITOR_KEY: s(visitor_id),
+                EVENT_KEY: s(MAPPING_PREFIX + partner),
+                "partner_uid": s(partner_uid),
+                "ts": n(ts_ms),
+                EXPIRES_AT: n(expires_at),
+            },
+        )
+
     def put_many(self, events: Sequence[TrackedEvent], retention_seconds: int) -> tuple[int, list[dict[str, Any]]]:
         """Store events with BatchWriteItem (repeated keys in one call are stored once).
         Returns how many were written and the items that could not be, for the fallback queue."""
@@ -86,9 +101,9 @@ class EventStore(TableAdapter):
         batch_write(self.client, self.table_name, [{"DeleteRequest": {"Key": key}} for key in keys])
         return len(keys)
 
-    def records_of(self, visitor_id: str) -> list[EventRecord | TraitRecord]:
+    def records_of(self, visitor_id: str) -> list[Record]:
         """Every stored record of one visitor (a subject access request)."""
-        records: list[EventRecord | TraitRecord] = []
+        records: list[Record] = []
         for page in self.client.get_paginator("query").paginate(
             TableName=self.table_name,
             KeyConditionExpression="#v = :v",
@@ -107,16 +122,14 @@ class EventStore(TableAdapter):
         for page in paginator.paginate(**kwargs):
             yield from page.get("Items", [])
 
-    def scan_records(
-        self, segment: int = 0, total_segments: int = 1
-    ) -> Iterator[tuple[str, EventRecord | TraitRecord]]:
+    def scan_records(self, segment: int = 0, total_segments: int = 1) -> Iterator[tuple[str, Record]]:
         """(visitor_id, record) of every item of one parallel-scan segment, in scan order:
         DynamoDB returns a partition key's items together, so a visitor's records are
         contiguous (see `records.group_by_visitor`)."""
         return map(record_from_item, self.scan(segment, total_segments))
 
 
-def record_from_item(item: Mapping[str, Any]) -> tuple[str, EventRecord | TraitRecord]:
+def record_from_item(item: Mapping[str, Any]) -> tuple[str, Record]:
     """(visitor_id, record) of a stored events-table item."""
     visitor_id = item[VISITOR_KEY]["S"]
     expires = item.get(EXPIRES_AT)
@@ -129,6 +142,8 @@ def record_from_item(item: Mapping[str, Any]) -> tuple[str, EventRecord | TraitR
         if "N" in raw:
             value = float(raw["N"])
         return visitor_id, TraitRecord(sort_key[len(TRAIT_PREFIX) :], value, ts_ms, expires_at)
+    if sort_key.startswith(MAPPING_PREFIX):
+        return visitor_id, MappingRecord(sort_key[len(MAPPING_PREFIX) :], item["partner_uid"]["S"], ts_ms, expires_at)
 
     def text(name: str) -> str | None:
         attr = item.get(name)

@@ -1,5 +1,6 @@
 """The partners table: one item per partner key, addressed by the key's SHA-256, so the
-key itself is never stored."""
+key itself is never stored; and one profile item per partner (`profile:<name>`, which no
+SHA-256 hex digest can be), holding its ID sync registration."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ from functions.core.storage.aws import TableAdapter, s
 from functions.core.tables import PARTNERS
 
 KEY_HASH = PARTNERS.partition_key
+PROFILE_KEY_PREFIX = "profile:"
+
+
+@dataclass(frozen=True)
+class PartnerProfile:
+    """A partner's registration. `sync` says it may sync ids with us at all (deny by
+    default); `sync_url` is the `https://` template of its outbound sync, if any."""
+
+    name: str
+    sync: bool = False
+    sync_url: str | None = None
+    updated_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,8 +55,29 @@ class PartnerStore(TableAdapter):
     def list(self) -> list[PartnerKey]:
         keys: list[PartnerKey] = []
         for page in self.client.get_paginator("scan").paginate(TableName=self.table_name):
-            keys.extend(_partner_key(item) for item in page.get("Items", []))
+            keys.extend(_partner_key(item) for item in page.get("Items", []) if not _is_profile(item))
         return sorted(keys, key=lambda p: (p.name, p.created_at))
+
+    def put_profile(self, profile: PartnerProfile) -> None:
+        item: dict[str, Any] = {
+            KEY_HASH: s(PROFILE_KEY_PREFIX + profile.name),
+            "name": s(profile.name),
+            "sync": {"BOOL": profile.sync},
+            "updated_at": s(profile.updated_at),
+        }
+        if profile.sync_url:
+            item["sync_url"] = s(profile.sync_url)
+        self.client.put_item(TableName=self.table_name, Item=item)
+
+    def profile(self, name: str) -> PartnerProfile | None:
+        """The partner's profile; None for a partner never registered (which may not sync)."""
+        item = self.client.get_item(TableName=self.table_name, Key={KEY_HASH: s(PROFILE_KEY_PREFIX + name)}).get("Item")
+        return None if item is None else _profile(item)
+
+    def profiles(self) -> tuple[PartnerProfile, ...]:
+        pages = self.client.get_paginator("scan").paginate(TableName=self.table_name)
+        found = (_profile(item) for page in pages for item in page.get("Items", []) if _is_profile(item))
+        return tuple(sorted(found, key=lambda p: p.name))
 
     def active_names(self) -> set[str]:
         """The partners with at least one active key."""
@@ -60,6 +94,19 @@ class PartnerStore(TableAdapter):
                 ExpressionAttributeValues={":t": s(revoked_at)},
             )
         return active
+
+
+def _is_profile(item: Mapping[str, Any]) -> bool:
+    return bool(item[KEY_HASH]["S"].startswith(PROFILE_KEY_PREFIX))
+
+
+def _profile(item: Mapping[str, Any]) -> PartnerProfile:
+    return PartnerProfile(
+        name=item["name"]["S"],
+        sync=bool(item.get("sync", {}).get("BOOL", False)),
+        sync_url=item["sync_url"]["S"] if "sync_url" in item else None,
+        updated_at=item.get("updated_at", {}).get("S", ""),
+    )
 
 
 def _partner_key(item: Mapping[str, Any]) -> PartnerKey:
