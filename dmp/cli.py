@@ -10,11 +10,19 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dmp.api_keys import PartnerApiKeys
 from dmp.local import StackTarget
 from dmp.targets import TargetError, resolve
+
+if TYPE_CHECKING:
+    from functions.core.storage.partners import PartnerProfile
+
+SYNC_URL_HELP = (
+    "the partner's outbound sync URL: https:// only, macros {uid}, {gdpr}, {gdpr_consent} "
+    "(filled URL-encoded) after the host"
+)
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
@@ -175,17 +183,67 @@ def _usage_plan(target: StackTarget) -> str:
     return target.lookup_usage_plan_id
 
 
+def _sync_state(profile: PartnerProfile | None) -> str:
+    if profile is None or not profile.sync:
+        return "sync off" + (f" (template kept: {profile.sync_url})" if profile and profile.sync_url else "")
+    return f"sync on  {profile.sync_url or '(inbound only: no template)'}"
+
+
+def _sync_profile(args: argparse.Namespace, existing: PartnerProfile | None, now: str) -> PartnerProfile | None:
+    """The partner's profile as the sync options of `add` or `update` change it; None when
+    they change nothing. A template given turns sync on unless `--no-sync` says otherwise."""
+    from functions.core.storage.partners import PartnerProfile
+
+    sync: bool | None = getattr(args, "sync", None)
+    sync_url: str | None = getattr(args, "sync_url", None)
+    clear_url: bool = getattr(args, "no_sync_url", False)
+    if sync is None and sync_url is None and not clear_url:
+        return None
+    profile = existing or PartnerProfile(args.name)
+    return PartnerProfile(
+        name=args.name,
+        sync=sync if sync is not None else (True if sync_url is not None else profile.sync),
+        sync_url=None if clear_url else (sync_url if sync_url is not None else profile.sync_url),
+        updated_at=now,
+    )
+
+
+def _check_sync_url(args: argparse.Namespace) -> str | None:
+    """Why `--sync-url` cannot be registered, or None (also when it is not given)."""
+    from functions.core.sync import InvalidTemplate, check_template
+
+    template = getattr(args, "sync_url", None)
+    if template is None:
+        return None
+    try:
+        check_template(template)
+    except InvalidTemplate as error:
+        return f"invalid --sync-url ({error.reason}): {error}"
+    return None
+
+
 def cmd_partners(args: argparse.Namespace) -> int:
     from functions.core.partners import PARTNER_NAME_CHARS, is_partner_name, key_hash, new_key
     from functions.core.storage.partners import PartnerStore
 
+    if args.action in ("add", "update"):
+        # Checked before the stack is even read: a refused command changes nothing.
+        if not is_partner_name(args.name):
+            print(f"a partner name matches {PARTNER_NAME_CHARS}", file=sys.stderr)
+            return 2
+        problem = _check_sync_url(args)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
     target = resolve(args.local, args.stack)
     store = PartnerStore(target.partners_table)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if args.action == "add":
-        if not is_partner_name(args.name):
-            print(f"a partner name matches {PARTNER_NAME_CHARS}", file=sys.stderr)
-            return 2
+        # The sync registration first: should it fail, no key was made and lost unseen.
+        profile = _sync_profile(args, store.profile(args.name), now)
+        if profile is not None:
+            store.put_profile(profile)
+            print(f"partner {args.name}: {_sync_state(profile)}")
         key = new_key()
         hashed = key_hash(key)
         if args.stack:
@@ -204,6 +262,18 @@ def cmd_partners(args: argparse.Namespace) -> int:
         print(f"partner {args.name} added; the key is shown once, store it now:")
         print(key)
         return 0
+    if args.action == "update":
+        existing = store.profile(args.name)
+        if existing is None and args.name not in {p.name for p in store.list()}:
+            print(f"no partner {args.name!r}: add it first with `dmp partners add`", file=sys.stderr)
+            return 1
+        profile = _sync_profile(args, existing, now)
+        if profile is None:
+            print("nothing to update: give --sync-url, --no-sync-url, --sync or --no-sync", file=sys.stderr)
+            return 2
+        store.put_profile(profile)
+        print(f"partner {args.name}: {_sync_state(profile)}")
+        return 0
     if args.action == "revoke":
         revoked = store.revoke_keys(args.name, now)
         if not revoked:
@@ -214,9 +284,16 @@ def cmd_partners(args: argparse.Namespace) -> int:
             api_keys = PartnerApiKeys(_usage_plan(target))
             print(f"disabled {api_keys.disable(revoked)} API key(s) in usage plan {api_keys.usage_plan_id}")
         return 0
-    for partner in store.list():
+    profiles = {profile.name: profile for profile in store.profiles()}
+    keys = store.list()
+    for partner in keys:
         state = "active" if partner.active else f"revoked {partner.revoked_at}"
-        print(f"{partner.name:<24} {partner.key_hash[:12]}  created {partner.created_at}  {state}")
+        print(
+            f"{partner.name:<24} {partner.key_hash[:12]}  created {partner.created_at}  {state}  "
+            f"{_sync_state(profiles.get(partner.name))}"
+        )
+    for name in sorted(set(profiles) - {p.name for p in keys}):
+        print(f"{name:<24} {'(no key)':<12}  {_sync_state(profiles[name])}")
     return 0
 
 
@@ -316,12 +393,27 @@ def build_parser() -> argparse.ArgumentParser:
     partners = commands.add_parser("partners", help="partner keys of the lookup API").add_subparsers(
         dest="action", required=True
     )
-    for action, text in (("add", "create a key (printed once)"), ("revoke", "revoke every key of a partner")):
-        sub = partners.add_parser(action, help=text)
-        sub.add_argument("name")
-        _add_target(sub)
-        sub.set_defaults(func=cmd_partners)
-    listing = partners.add_parser("list", help="partners and their keys' state")
+    add = partners.add_parser("add", help="create a key (printed once); optionally register the partner for ID sync")
+    add.add_argument("name")
+    add.add_argument("--sync", action="store_const", const=True, help="the partner may sync ids with us (/sync)")
+    add.add_argument("--sync-url", metavar="TEMPLATE", help=SYNC_URL_HELP + "; implies --sync")
+    _add_target(add)
+    add.set_defaults(func=cmd_partners)
+    update = partners.add_parser("update", help="change a partner's ID sync registration")
+    update.add_argument("name")
+    url = update.add_mutually_exclusive_group()
+    url.add_argument("--sync-url", metavar="TEMPLATE", help=SYNC_URL_HELP + "; implies --sync unless --no-sync")
+    url.add_argument("--no-sync-url", action="store_true", help="remove the template (no outbound sync)")
+    enabled = update.add_mutually_exclusive_group()
+    enabled.add_argument("--sync", dest="sync", action="store_const", const=True, help="allow ID sync")
+    enabled.add_argument("--no-sync", dest="sync", action="store_const", const=False, help="refuse ID sync")
+    _add_target(update)
+    update.set_defaults(func=cmd_partners)
+    revoke = partners.add_parser("revoke", help="revoke every key of a partner")
+    revoke.add_argument("name")
+    _add_target(revoke)
+    revoke.set_defaults(func=cmd_partners)
+    listing = partners.add_parser("list", help="partners, their keys' state and their ID sync registration")
     _add_target(listing)
     listing.set_defaults(func=cmd_partners)
 

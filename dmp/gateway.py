@@ -31,6 +31,7 @@ INGEST_ROUTES = {
     ("OPTIONS", "/collect"),
     ("GET", "/tag.js"),
     ("GET", "/optout"),
+    ("GET", "/sync"),
 }
 SIMULATED_TIME_HEADER = "x-dmp-simulated-time"
 MAX_BODY = 1024 * 1024  # API Gateway's own limits are larger; the handlers enforce theirs

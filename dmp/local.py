@@ -83,6 +83,7 @@ class StackTarget:
             bucket=self.bucket,
             catalog_table=self.catalog_table,
             suppression_table=self.suppression_table,
+            id_map_table=self.id_map_table,
         )
 
     @property

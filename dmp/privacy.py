@@ -12,9 +12,10 @@ from typing import Any
 from dmp.local import StackTarget
 from functions.core import erasure, layout
 from functions.core.identity import VISITOR_ID_CHARS, is_visitor_id
-from functions.core.records import EventRecord
+from functions.core.records import EventRecord, MappingRecord
 from functions.core.storage.bucket import SegmentsBucket
 from functions.core.storage.events import EventStore
+from functions.core.storage.id_map import IdMapStore
 from functions.core.storage.membership import MembershipStore
 from functions.core.storage.suppression import SuppressionStore
 from functions.core.times import iso
@@ -32,6 +33,7 @@ def _stores(target: StackTarget) -> erasure.ErasureStores:
         membership=MembershipStore(target.membership_table),
         suppression=SuppressionStore(target.suppression_table),
         bucket=SegmentsBucket(target.bucket),
+        id_map=IdMapStore(target.id_map_table) if target.id_map_table else None,
     )
 
 
@@ -71,16 +73,22 @@ def visitor_report(visitor_id: str, target: StackTarget) -> dict[str, Any]:
     _check([visitor_id])
     events: list[dict[str, Any]] = []
     traits: list[dict[str, Any]] = []
+    mappings: list[dict[str, Any]] = []
     for record in EventStore(target.events_table).records_of(visitor_id):
+        time = iso(datetime.fromtimestamp(record.ts_ms / 1000, UTC))
+        if isinstance(record, MappingRecord):
+            # The partner's own id for the visitor, from ID sync.
+            mappings.append({"partner": record.partner, "partner_uid": record.partner_uid, "synced_at": time})
+            continue
         document = {k: v for k, v in asdict(record).items() if not k.startswith("_")}
-        document["time"] = iso(datetime.fromtimestamp(record.ts_ms / 1000, UTC))
+        document["time"] = time
         (events if isinstance(record, EventRecord) else traits).append(document)
     suppression = SuppressionStore(target.suppression_table).get(visitor_id) if target.suppression_table else None
     return {
         "visitor_id": visitor_id,
         "events": sorted(events, key=lambda e: e["ts_ms"]),
         "traits": traits,
-        "mappings": [],  # partner ids from ID sync: none are stored yet
+        "mappings": sorted(mappings, key=lambda m: m["partner"]),
         "membership": MembershipStore(target.membership_table).describe(visitor_id),
         "suppression": asdict(suppression) if suppression is not None else None,
     }

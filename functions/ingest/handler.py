@@ -1,4 +1,5 @@
-"""Ingest: `GET /p.gif`, `POST /collect`, `GET /tag.js` and `GET /optout` behind an HTTP API.
+"""Ingest: `GET /p.gif`, `POST /collect`, `GET /tag.js`, `GET /optout` and `GET /sync`
+behind an HTTP API.
 
 The pixel answers the same GIF whatever happens, so it can never break a page; what it
 could not store is counted by reason. Kept light on purpose: it runs on every page view.
@@ -21,9 +22,12 @@ from functions.core.config import Settings, initialised_ahead_of_requests
 from functions.core.hits import load_user_agent_rules
 from functions.core.storage.events import EventStore
 from functions.core.storage.fallback import FallbackQueue
+from functions.core.storage.id_map import IdMapStore
 from functions.core.storage.membership import MembershipStore
+from functions.core.storage.partners import PartnerStore
 from functions.core.storage.suppression import SuppressionStore
 from functions.ingest import logic
+from functions.ingest import sync as sync_logic
 
 settings = Settings.from_env(require=("events_table", "fallback_queue_url", "membership_table", "suppression_table"))
 logger = Logger(service="ingest")
@@ -36,6 +40,10 @@ fallback = FallbackQueue(settings.fallback_queue_url)
 # consent refused): one client for all.
 suppression = SuppressionStore(settings.suppression_table, same_client_as=events)
 membership = MembershipStore(settings.membership_table, same_client_as=events)
+# ID sync: the partner's side of each mapping, and the partners' sync registrations (read
+# through a short cache). Empty names: a deployment without ID sync; `/sync` then syncs nothing.
+id_map = IdMapStore(settings.id_map_table, same_client_as=events)
+partner_profiles = sync_logic.ProfileCache(PartnerStore(settings.partners_table, same_client_as=events).profile)
 if initialised_ahead_of_requests():
     # Initialised ahead of requests: the user-agent rules load now, not on the first hit.
     load_user_agent_rules()
@@ -223,9 +231,7 @@ def _bad_request(error: logic.BadRequest) -> Response:
 @app.post("/collect")
 def collect() -> Response:
     request = _request()
-    outcome = _honour_suppression(
-        logic.collect(request, logic.read_collect_body(_raw_body()), settings.tcf_vendor_id)
-    )
+    outcome = _honour_suppression(logic.collect(request, logic.read_collect_body(_raw_body()), settings.tcf_vendor_id))
     _record(outcome, request.received_ms)
     if outcome.events:
         written, unwritten = events.put_many(outcome.events, settings.retention_seconds)
@@ -243,6 +249,10 @@ def collect() -> Response:
     }
     if outcome.refused:
         body["not_stored"] = outcome.refused
+    if outcome.events:
+        # The id the events were stored for: how the page learns the HttpOnly cookie's id
+        # (the tag's `dmp.getVisitorId`, for Prebid). Only pages CORS allows can read it.
+        body["uid"] = outcome.events[0].visitor_id
     return Response(
         status_code=200,
         content_type="application/json",
@@ -277,6 +287,102 @@ def optout() -> Response:
             cookies=cookies,
         )
     return _gif(cookies)
+
+
+def _sync_suppressed(visitor_id: str) -> bool:
+    """Whether a returning visitor is on the suppression list. Unlike a hit, a sync is not
+    stored when the list cannot be read: a mapping of someone who left would outlive the
+    erasure that missed it, and the partner simply syncs again later."""
+    try:
+        return suppression.is_suppressed(visitor_id)
+    except (ClientError, BotoCoreError):
+        logger.warning("suppression list not readable; not syncing", exc_info=True)
+        _count("suppression_check_failed")
+        return True
+
+
+def _store_mapping(partner: str, partner_uid: str, visitor_id: str, received_ms: int) -> None:
+    """Both sides of a mapping, latest sync wins. Ours (an events-table item) first: an
+    erasure finds the partner's side through it, so the partner's side never exists
+    without it. Whatever either replaced is deleted where it still names the same pair,
+    so each side names one id per partner and visitor, and an erasure reaches them all."""
+    at_s = received_ms // 1000
+    expires_at = at_s + settings.retention_seconds
+    replaced_uid = events.put_mapping(visitor_id, partner, partner_uid, ts_ms=received_ms, expires_at=expires_at)
+    before = id_map.put(partner, partner_uid, visitor_id, at_s=at_s, expires_at=expires_at)
+    _count("syncs_stored")
+    try:
+        if before is not None:
+            # The partner's id now belongs to this browser: the other visitor no longer has it.
+            events.delete_mapping(before, partner, partner_uid)
+        if replaced_uid is not None:
+            # The partner gave this visitor a new id: its old one no longer names the visitor.
+            id_map.forget([(partner, replaced_uid)], visitor_id)
+    except (ClientError, BotoCoreError):
+        # The mapping is stored (and the new visitor keeps its cookie); what it replaced
+        # expires with the retention, and an erasure skips an id map item naming another.
+        logger.warning("a replaced mapping was not deleted", exc_info=True)
+        _count("sync_cleanup_failed")
+
+
+def _redirect(location: str, cookies: list[Cookie]) -> Response:
+    return Response(
+        status_code=302,
+        content_type="text/plain",
+        body="",
+        headers={"Location": location, "Cache-Control": logic.NO_STORE},
+        cookies=cookies,
+    )
+
+
+@app.get("/sync")
+def sync() -> Response:
+    """ID sync with a registered partner. Inbound (`puid`): store the partner's id for this
+    browser's visitor, answer the GIF. Outbound: `302` to the partner's registered template
+    filled with our id. Refused, rejected or failed: the GIF, nothing stored."""
+    try:
+        request = _request()
+        decision = sync_logic.decide(request, app.current_event.raw_query_string or "", settings.tcf_vendor_id)
+        if decision.refusal is not None:
+            _record(decision.refusal, request.received_ms)
+            return _gif(_visitor_cookies(decision.refusal))
+        if decision.ask is None:
+            return _sync_rejected(decision.rejected or "invalid")
+        return _sync(request, decision.ask)
+    except Exception:  # like the pixel, a sync answers whatever failed
+        logger.exception("sync not done")
+        _count("sync_failed")
+        return _gif([])
+
+
+def _sync_rejected(reason: str) -> Response:
+    _count(f"sync_rejected_{reason}")
+    return _gif([])
+
+
+def _sync(request: logic.Request, ask: sync_logic.SyncAsk) -> Response:
+    if not (settings.id_map_table and settings.partners_table):
+        return _sync_rejected("unavailable")
+    admitted = sync_logic.admit(partner_profiles.get(ask.partner))
+    if isinstance(admitted, str):
+        return _sync_rejected(admitted)
+    if not ask.inbound and not admitted.sync_url:
+        # Nothing to send the browser to, so no visitor id is made for it either.
+        _count("sync_no_template")
+        return _gif([])
+    visitor_id, is_new = logic.resolve_visitor(request, None)
+    if not is_new and _sync_suppressed(visitor_id):
+        _count(f"refused_{logic.SUPPRESSED}")
+        return _gif([_cookie(logic.VISITOR_COOKIE, "", 0)])
+    cookies = [_cookie(logic.VISITOR_COOKIE, visitor_id, settings.retention_seconds)] if is_new else []
+    if ask.partner_uid is not None:
+        _store_mapping(ask.partner, ask.partner_uid, visitor_id, request.received_ms)
+        return _gif(cookies)
+    location = sync_logic.location(admitted, visitor_id, ask)
+    if location is None:
+        return _sync_rejected("location_too_long")
+    _count("sync_redirects")
+    return _redirect(location, cookies)
 
 
 @app.get("/tag.js")

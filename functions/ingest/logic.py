@@ -217,7 +217,7 @@ def _string(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _gdpr_flag(value: object) -> str | None:
+def gdpr_flag(value: object) -> str | None:
     """The flag as "1" (GDPR applies), "0" (it does not) or None (unsaid). JSON callers may send a
     CMP's `gdprApplies` as it is: true/false, or 1/0 as a number of any form."""
     if value is None or value == "":
@@ -231,21 +231,28 @@ def _gdpr_flag(value: object) -> str | None:
     raise InvalidEvent("invalid_gdpr", "gdpr must be 0 or 1")
 
 
-def pixel(request: Request, raw_query: str, vendor_id: int) -> Outcome:
-    """A `GET /p.gif` hit: at most one event, never an exception."""
+def query_params(raw_query: str) -> dict[str, str]:
+    """The parameters of a GET hit's query string (`/p.gif`, `/sync`): bounded, strict
+    UTF-8, each name at most once; InvalidEvent otherwise."""
     if len(raw_query) > MAX_QUERY:
-        return Outcome(rejected=[(0, InvalidEvent("query_too_long", "query string too long"))])
+        raise InvalidEvent("query_too_long", "query string too long")
     try:
         pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict", max_num_fields=200)
     except (UnicodeDecodeError, ValueError):
-        return Outcome(rejected=[(0, InvalidEvent("bad_encoding", "query string is not valid UTF-8"))])
+        raise InvalidEvent("bad_encoding", "query string is not valid UTF-8") from None
     params: dict[str, str] = {}
     for name, value in pairs:
         if name in params:
-            return Outcome(rejected=[(0, InvalidEvent("repeated_parameter", f"parameter {name!r} repeated"))])
+            raise InvalidEvent("repeated_parameter", f"parameter {name!r} repeated")
         params[name] = value
+    return params
+
+
+def pixel(request: Request, raw_query: str, vendor_id: int) -> Outcome:
+    """A `GET /p.gif` hit: at most one event, never an exception."""
     try:
-        gdpr = _gdpr_flag(params.get("gdpr"))
+        params = query_params(raw_query)
+        gdpr = gdpr_flag(params.get("gdpr"))
     except InvalidEvent as error:
         return Outcome(rejected=[(0, error)])
     reason = refusal(
@@ -286,7 +293,7 @@ def read_collect_body(body: bytes) -> dict[str, Any]:
 def collect(request: Request, document: Mapping[str, Any], vendor_id: int) -> Outcome:
     """A `POST /collect` batch: each event accepted or rejected by its index."""
     try:
-        gdpr = _gdpr_flag(document.get("gdpr"))
+        gdpr = gdpr_flag(document.get("gdpr"))
     except InvalidEvent as error:
         raise BadRequest(400, error.reason, str(error)) from None
     consent, gpp, gpp_sid = (_string(document.get(name)) for name in ("gdpr_consent", "gpp", "gpp_sid"))

@@ -145,7 +145,16 @@ class Ingest:
     events_table: str
     sqs: Any
     fallback_queue_url: str | None
+    suppression_table: str = ""
     errors: ErrorRecords = field(default_factory=ErrorRecords)
+
+    def suppressed(self, visitor: str | None) -> bool:
+        """Whether an earlier example left `visitor` on the suppression list (a refusal
+        with its cookie suppresses it): its hits are refused from then on."""
+        if not visitor or visitor == NEW_VISITOR:
+            return False
+        key = {"visitor_id": {"S": visitor}}
+        return "Item" in self.dynamodb.get_item(TableName=self.suppression_table, Key=key)
 
     def handle(self, event: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The handler's response to `event` and the items it stored for it."""
@@ -213,6 +222,7 @@ def ingest() -> Iterator[Ingest]:
                 events_table=target.events_table,
                 sqs=boto3.client("sqs", region_name=REGION),
                 fallback_queue_url=os.environ.get("FALLBACK_QUEUE_URL"),
+                suppression_table=target.suppression_table,
             )
             logger = logging.getLogger(module.logger.name)
             logger.addHandler(ingest.errors)
@@ -508,6 +518,19 @@ def gdpr_refusal(gdpr: object, consent: object) -> str | None:
 NEW_VISITOR = "a new visitor"
 
 
+def named_visitor(event: dict[str, Any], uid: object) -> str | None:
+    """The known visitor the handler takes a request for, ambiguity or not (the first
+    `dmp_uid` cookie when valid, else a valid `uid`): the one whose suppression counts."""
+    cookies = request_cookies(event, "dmp_uid")
+    if cookies and VISITOR_ID.fullmatch(cookies[0]):
+        return cookies[0]
+    return uid if isinstance(uid, str) and VISITOR_ID.fullmatch(uid) else None
+
+
+def suppressed_refusal(was_suppressed: bool) -> str | None:
+    return "the visitor's suppression (an earlier refusal with its id)" if was_suppressed else None
+
+
 def expected_visitor(event: dict[str, Any], uid: object) -> str | None:
     """Whom events must be stored for: the valid cookie's visitor, else the valid `uid`'s,
     else NEW_VISITOR; None when the request is ambiguous (several visitor cookies)."""
@@ -560,6 +583,17 @@ def check_storage(
 def test_pixel_always_answers_the_gif_and_stores_only_well_formed_consented_events(
     ingest: Ingest, event: dict[str, Any]
 ) -> None:
+    query = event["rawQueryString"]
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        pairs = []
+    params: dict[str, list[str]] = {}
+    for name, value in pairs:
+        params.setdefault(name, []).append(value)
+    uid = params["uid"][0] if len(params.get("uid", [])) == 1 else None
+    visitor = expected_visitor(event, uid)
+    was_suppressed = ingest.suppressed(named_visitor(event, uid))
     # WHEN any request reaches the pixel
     response, stored = ingest.handle(event)
 
@@ -571,18 +605,9 @@ def test_pixel_always_answers_the_gif_and_stores_only_well_formed_consented_even
     assert base64.b64decode(response["body"]) == GIF and len(GIF) == 43
     # AND it stores at most one event, well formed, for the right visitor, with consent
     assert len(stored) <= 1
-    query = event["rawQueryString"]
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
-    except (UnicodeDecodeError, ValueError):
-        pairs = []
-    params: dict[str, list[str]] = {}
-    for name, value in pairs:
-        params.setdefault(name, []).append(value)
     gdpr, consent = (params.get(name, [None])[0] for name in ("gdpr", "gdpr_consent"))
-    uid = params["uid"][0] if len(params.get("uid", [])) == 1 else None
-    refusal = header_refusal(event) or gdpr_refusal(gdpr, consent)
-    check_storage(response, stored, refusal, expected_visitor(event, uid), query)
+    refusal = header_refusal(event) or gdpr_refusal(gdpr, consent) or suppressed_refusal(was_suppressed)
+    check_storage(response, stored, refusal, visitor, query)
 
 
 @FUZZ
@@ -591,6 +616,11 @@ def test_collect_answers_json_with_a_contract_status_and_stores_only_well_formed
     ingest: Ingest, request: tuple[dict[str, Any], bytes]
 ) -> None:
     event, raw = request
+    try:
+        sent = json.loads(raw)
+    except ValueError:
+        sent = None
+    was_suppressed = ingest.suppressed(named_visitor(event, sent.get("uid") if isinstance(sent, dict) else None))
     # WHEN any body is posted to /collect
     response, stored = ingest.handle(event)
 
@@ -618,7 +648,11 @@ def test_collect_answers_json_with_a_contract_status_and_stores_only_well_formed
     # AND whatever was stored is well formed, for the right visitor, with consent
     if not isinstance(document, dict):
         document = {}
-    refusal = header_refusal(event) or gdpr_refusal(document.get("gdpr"), document.get("gdpr_consent"))
+    refusal = (
+        header_refusal(event)
+        or gdpr_refusal(document.get("gdpr"), document.get("gdpr_consent"))
+        or suppressed_refusal(was_suppressed)
+    )
     check_storage(response, stored, refusal, expected_visitor(event, document.get("uid")), raw.decode(errors="replace"))
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from functions.core.hits import TrackedEvent
 from functions.core.records import EventRecord, MappingRecord, Record, TraitRecord
-from functions.core.storage.aws import TableAdapter, WriteIncomplete, batch_write, n, s
+from functions.core.storage.aws import TableAdapter, WriteIncomplete, batch_write, error_code, n, s
 from functions.core.tables import EVENTS
 
 # The table's key and TTL names, narrowed for the type checker.
@@ -57,9 +59,12 @@ class EventStore(TableAdapter):
         response = self.client.put_item(TableName=self.table_name, Item=item, ReturnValues="ALL_OLD")
         return "Attributes" not in response
 
-    def put_mapping(self, visitor_id: str, partner: str, partner_uid: str, *, ts_ms: int, expires_at: int) -> None:
-        """Our side of an ID sync: the partner's id for the visitor (latest sync wins)."""
-        self.client.put_item(
+    def put_mapping(
+        self, visitor_id: str, partner: str, partner_uid: str, *, ts_ms: int, expires_at: int
+    ) -> str | None:
+        """Our side of an ID sync: the partner's id for the visitor (latest sync wins).
+        Returns the partner's id it replaced, if another (`ALL_OLD` costs no capacity)."""
+        response = self.client.put_item(
             TableName=self.table_name,
             Item={
                 VISITOR_KEY: s(visitor_id),
@@ -68,7 +73,42 @@ class EventStore(TableAdapter):
                 "ts": n(ts_ms),
                 EXPIRES_AT: n(expires_at),
             },
+            ReturnValues="ALL_OLD",
         )
+        before = response.get("Attributes", {}).get("partner_uid", {}).get("S")
+        return before if before != partner_uid else None
+
+    def delete_mapping(self, visitor_id: str, partner: str, partner_uid: str) -> bool:
+        """Delete the visitor's mapping to the partner if it still names `partner_uid` (a
+        later sync of the visitor may have replaced it); whether it was deleted."""
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key={VISITOR_KEY: s(visitor_id), EVENT_KEY: s(MAPPING_PREFIX + partner)},
+                ConditionExpression="#p = :p",
+                ExpressionAttributeNames={"#p": "partner_uid"},
+                ExpressionAttributeValues={":p": s(partner_uid)},
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def mappings_of(self, visitor_id: str) -> list[MappingRecord]:
+        """The visitor's ID sync mappings alone (one Query on the `sync#` sort keys)."""
+        mappings: list[MappingRecord] = []
+        for page in self.client.get_paginator("query").paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="#v = :v AND begins_with(#e, :p)",
+            ExpressionAttributeNames={"#v": VISITOR_KEY, "#e": EVENT_KEY},
+            ExpressionAttributeValues={":v": s(visitor_id), ":p": s(MAPPING_PREFIX)},
+        ):
+            for item in page.get("Items", []):
+                record = record_from_item(item)[1]
+                if isinstance(record, MappingRecord):
+                    mappings.append(record)
+        return mappings
 
     def put_many(self, events: Sequence[TrackedEvent], retention_seconds: int) -> tuple[int, list[dict[str, Any]]]:
         """Store events with BatchWriteItem (repeated keys in one call are stored once).
@@ -127,6 +167,11 @@ class EventStore(TableAdapter):
         DynamoDB returns a partition key's items together, so a visitor's records are
         contiguous (see `records.group_by_visitor`)."""
         return map(record_from_item, self.scan(segment, total_segments))
+
+
+def is_mapping(item: Mapping[str, Any]) -> bool:
+    """Whether an events-table item is our side of an ID sync mapping, not a hit."""
+    return bool(item[EVENT_KEY]["S"].startswith(MAPPING_PREFIX))
 
 
 def record_from_item(item: Mapping[str, Any]) -> tuple[str, Record]:
