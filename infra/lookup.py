@@ -179,7 +179,12 @@ class Lookup(Construct):
         # Resources first, then their methods: the order the deployment's hash is taken in.
         partner_routes = [
             (self.api.root.resource_for_path(route), method)
-            for route, method in ((routes.USER_SEGMENTS, "GET"), (routes.LOOKUP, "POST"), (routes.SEGMENTS, "GET"))
+            for route, method in (
+                (routes.USER_SEGMENTS, "GET"),
+                (routes.LOOKUP, "POST"),
+                (routes.SEGMENTS, "GET"),
+                (routes.EXPORTS_LATEST, "GET"),
+            )
         ]
         for resource, method in partner_routes:
             # The API key (the authorizer's usageIdentifierKey) puts the call in the partner's plan.

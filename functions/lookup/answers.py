@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from functions.lookup.visitors import PARTNER
+
 if TYPE_CHECKING:
     from functions.core.config import Settings
     from functions.lookup.catalog import Catalog
@@ -15,6 +17,16 @@ if TYPE_CHECKING:
 def cache_control(settings: Settings) -> str:
     """Answers may be reused until the catalog could next change (capped at 5 minutes)."""
     return f"private, max-age={min(settings.catalog_refresh_seconds, 300)}"
+
+
+def user_route(id_type: str, answer_format: str) -> str:
+    """The metric name of a user-segments answer: `answers_<route>`."""
+    route = "user_openrtb" if answer_format == "openrtb" else "user"
+    return f"partner_{route}" if id_type == PARTNER else route
+
+
+def batch_route(id_type: str) -> str:
+    return "partner_batch" if id_type == PARTNER else "batch"
 
 
 def segment_refs(catalog: Catalog, partner: str, segment_ids: list[str]) -> list[dict[str, str]]:

@@ -20,19 +20,26 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
-from functions.core.identity import VISITOR_ID_PATTERN
+from functions.core.documents import DocumentError
+from functions.core.identity import PARTNER_UID_PATTERN, is_visitor_id
 from functions.lookup import answers, errors, routes
 from functions.lookup.catalog import Catalog
 from functions.lookup.models import (
+    USER_ID_DESCRIPTION,
     AnswerFormat,
     CatalogAnswer,
     CatalogEntry,
     ErrorAnswer,
+    ExportAnswer,
+    ExportFile,
+    IdType,
     LookupAnswer,
     LookupRequest,
     OpenRtbAnswer,
     UserSegments,
+    not_a_visitor_id,
 )
+from functions.lookup.visitors import PARTNER, PartnerIds, Visitors, VisitorSegments
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
     from functions.core.config import Settings
+    from functions.core.documents import ExportFileRef, ExportPointer
 
 TITLE = "DMP lookup API"
 VERSION = "1.0.0"
@@ -52,20 +60,22 @@ DESCRIPTION = (
 )
 PARTNER_KEY = "PartnerKey"
 PARTNER_ROUTE_SECURITY: list[dict[str, list[str]]] = [{PARTNER_KEY: []}]
-
-
-class VisitorSegments(Protocol):
-    """The membership table as the API reads it (MembershipStore)."""
-
-    def get(self, visitor_id: str) -> list[str]: ...
-
-    def get_many(self, visitor_ids: Sequence[str]) -> dict[str, list[str]]: ...
+# How long the pre-signed URLs of `GET /v1/exports/latest` stay valid.
+EXPORT_URL_SECONDS = 300
 
 
 class Catalogs(Protocol):
     """The published build's catalog (CatalogCache)."""
 
     def get(self) -> Catalog: ...
+
+
+class Exports(Protocol):
+    """The partners' exports in the bucket (PartnerExports)."""
+
+    def latest(self, partner: str) -> ExportPointer | None: ...
+
+    def download_url(self, key: str, *, expires_in: int) -> str: ...
 
 
 def _examples(*examples: errors.ApiError) -> dict[str, Any]:
@@ -77,7 +87,9 @@ def _error_response(description: str, *examples: errors.ApiError) -> OpenAPIResp
     return {"description": description, "content": {"application/json": content}}
 
 
-def _partner_responses(ok: str, *, bad_input: str | None = None, media_type: bool = False) -> dict[int, Any]:
+def _partner_responses(
+    ok: str, *, bad_input: str | None = None, media_type: bool = False, no_export: str | None = None
+) -> dict[int, Any]:
     """A partner route's documented answers: API Gateway's (401, 403, 429) and the function's
     (every route's 500 is added by `openapi_document`)."""
     responses: dict[int, Any] = {200: {"description": ok}}
@@ -85,6 +97,8 @@ def _partner_responses(ok: str, *, bad_input: str | None = None, media_type: boo
         responses[400] = _error_response(bad_input, errors.INVALID_REQUEST)
     responses[401] = _error_response("No `Authorization: Bearer <partner key>` header", errors.UNAUTHORIZED)
     responses[403] = _error_response("The partner key is unknown or revoked", errors.FORBIDDEN)
+    if no_export:
+        responses[404] = _error_response(no_export, errors.NO_EXPORT)
     if media_type:
         responses[415] = _error_response("The body is not JSON", errors.UNSUPPORTED_MEDIA_TYPE)
     responses[429] = _error_response(
@@ -94,13 +108,21 @@ def _partner_responses(ok: str, *, bad_input: str | None = None, media_type: boo
 
 
 def create_api(
-    membership: VisitorSegments, catalogs: Catalogs, *, settings: Settings, logger: Logger, metrics: Metrics
+    membership: VisitorSegments,
+    catalogs: Catalogs,
+    *,
+    id_map: PartnerIds,
+    exports: Exports,
+    settings: Settings,
+    logger: Logger,
+    metrics: Metrics,
 ) -> APIGatewayRestResolver:
     # An answer that breaks its own schema is our bug: a 500, never a 400 blaming the caller.
     app = APIGatewayRestResolver(
         enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
     )
     cache_control = answers.cache_control(settings)
+    visitors = Visitors(membership, id_map)
     document: dict[str, Any] = {}
 
     def refuse(error: errors.ApiError, message: str | None = None) -> Response[Any]:
@@ -109,10 +131,7 @@ def create_api(
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(error: RequestValidationError) -> Response[Any]:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p not in ('body', 'query', 'path'))}: {e['msg']}"
-            for e in error.errors()
-        )
+        problems = "; ".join(_problem(e["loc"], e["msg"]) for e in error.errors())
         return refuse(errors.INVALID_REQUEST, problems or None)
 
     @app.exception_handler(RecursionError)
@@ -137,6 +156,15 @@ def create_api(
     def _not_found(error: NotFoundError) -> Response[Any]:
         return refuse(errors.NOT_FOUND)
 
+    @app.exception_handler(errors.Refused)
+    def _refused(refusal: errors.Refused) -> Response[Any]:
+        return refuse(refusal.error, refusal.message)
+
+    @app.exception_handler(DocumentError)
+    def _unreadable_document(error: DocumentError) -> Response[Any]:
+        logger.error("a stored document is unreadable", error=str(error))
+        return refuse(errors.INTERNAL_ERROR)
+
     def partner() -> str:
         context = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
         name = context.get("partner")
@@ -144,49 +172,58 @@ def create_api(
             raise UnauthorizedError("no partner in the authorizer context")
         return str(name)
 
-    def answer(body: Any, route: str) -> Response[Any]:
+    def answer(body: Any, route: str, *, cache: str = cache_control) -> Response[Any]:
         metrics.add_metric(name=f"answers_{route}", unit=MetricUnit.Count, value=1)
         # The response validation checks the body against the route's model and serialises it.
-        return Response(
-            status_code=200, content_type="application/json", body=body, headers={"Cache-Control": cache_control}
-        )
+        return Response(status_code=200, content_type="application/json", body=body, headers={"Cache-Control": cache})
 
     @app.get(
         routes.resolver_path(routes.USER_SEGMENTS),
         summary="Segments of one visitor",
         description="An unknown visitor has no segments (200 with `[]`). `format=openrtb` answers with "
-        "OpenRTB 2.x `user.data` objects, ready to pass on in a bid request.",
-        responses=_partner_responses("The visitor's segments", bad_input="The uid or the format is malformed"),
+        "OpenRTB 2.x `user.data` objects, ready to pass on in a bid request. `id_type=partner` looks the "
+        "visitor up by the calling partner's own user id (from ID sync; another partner's ids resolve to "
+        "no visitor) and echoes that id as `uid`.",
+        responses=_partner_responses(
+            "The visitor's segments", bad_input="The uid, the id type or the format is malformed"
+        ),
         security=PARTNER_ROUTE_SECURITY,
     )
     def user_segments(
-        uid: Annotated[str, Path(pattern=VISITOR_ID_PATTERN, description="visitor id")],
+        uid: Annotated[str, Path(pattern=PARTNER_UID_PATTERN, description=USER_ID_DESCRIPTION)],
         format: Annotated[AnswerFormat, Query(description="answer format")] = "json",
+        id_type: Annotated[IdType, Query(description="whose id `uid` is: ours, or the partner's own")] = "dmp",
     ) -> Response[UserSegments | OpenRtbAnswer]:
         # The bidding fast path (fast_path.py) answers every well-formed request of this
         # route in production; this validated twin documents it, refuses malformed ones
         # and is the reference the fast path is tested against.
+        if id_type != PARTNER and not is_visitor_id(uid):
+            raise errors.Refused(errors.INVALID_REQUEST, not_a_visitor_id("uid"))
         name = partner()
         catalog = catalogs.get()
-        segment_ids = membership.get(uid)
+        segment_ids = visitors.segment_ids(uid, id_type=id_type, partner=name)
+        route = answers.user_route(id_type, format)
         if format == "openrtb":
-            return answer(answers.openrtb_user(catalog, name, segment_ids, settings), "user_openrtb")
-        return answer(answers.user_segments(catalog, name, uid, segment_ids), "user")
+            return answer(answers.openrtb_user(catalog, name, segment_ids, settings), route)
+        return answer(answers.user_segments(catalog, name, uid, segment_ids), route)
 
     @app.post(
         routes.LOOKUP,
         summary="Segments of up to 100 visitors",
-        description="One result per uid, in request order; unknown visitors have no segments.",
+        description="One result per uid, in request order; unknown visitors have no segments. With "
+        '`"id_type": "partner"` the uids are the calling partner\'s own user ids, echoed as given.',
         responses=_partner_responses(
-            "The visitors' segments", bad_input='The body is not `{"uids": [1..100 visitor ids]}`', media_type=True
+            "The visitors' segments",
+            bad_input='The body is not `{"uids": [1..100 ids], "id_type"?: "dmp" | "partner"}`',
+            media_type=True,
         ),
         security=PARTNER_ROUTE_SECURITY,
     )
     def lookup(request: LookupRequest) -> Response[LookupAnswer]:
         name = partner()
         catalog = catalogs.get()
-        found = membership.get_many(request.uids)
-        return answer(answers.batch(catalog, name, request.uids, found), "batch")
+        found = visitors.segment_ids_of_many(request.uids, id_type=request.id_type, partner=name)
+        return answer(answers.batch(catalog, name, request.uids, found), answers.batch_route(request.id_type))
 
     @app.get(
         routes.SEGMENTS,
@@ -212,6 +249,33 @@ def create_api(
         return answer(CatalogAnswer(segments=entries), "catalog")
 
     @app.get(
+        routes.EXPORTS_LATEST,
+        summary="This partner's newest export",
+        description="Short-lived pre-signed URLs of the partner's files of the newest build: `full` "
+        "(`uid,partner_uid,segments`) and `delta` (`uid,partner_uid,added,removed` against the previous "
+        f"export), gzip CSV. Each URL is valid for {EXPORT_URL_SECONDS} seconds: ask again for fresh ones.",
+        responses=_partner_responses("The export's files", no_export="This partner has no export yet"),
+        security=PARTNER_ROUTE_SECURITY,
+    )
+    def latest_export() -> Response[ExportAnswer]:
+        # Only the calling partner's export is ever read: the name is the authorizer's.
+        export = exports.latest(partner())
+        if export is None:
+            raise errors.Refused(errors.NO_EXPORT)
+
+        def download(file: ExportFileRef) -> ExportFile:
+            return ExportFile(url=exports.download_url(file.key, expires_in=EXPORT_URL_SECONDS), rows=file.rows)
+
+        body = ExportAnswer(
+            build_id=export.build_id,
+            previous_build_id=export.previous_build_id,
+            full=download(export.full),
+            delta=download(export.delta),
+        )
+        # The URLs expire: no cache may hand them out later.
+        return answer(body, "export", cache="private, no-store")
+
+    @app.get(
         routes.OPENAPI,
         summary="This document",
         description="Public: no partner key needed.",
@@ -233,6 +297,12 @@ def create_api(
         )
 
     return app
+
+
+def _problem(location: Sequence[str | int], message: str) -> str:
+    """`uids.1: <message>`; a check of the whole body locates its problems in the message."""
+    where = ".".join(str(part) for part in location if part not in ("body", "query", "path"))
+    return f"{where}: {message}" if where else message
 
 
 def openapi_document(app: APIGatewayRestResolver) -> dict[str, Any]:

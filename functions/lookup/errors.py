@@ -23,10 +23,20 @@ class ApiError:
         return json.dumps(self.body())
 
 
+class Refused(Exception):
+    """Raised by a route to answer with `error` (and `message` instead of its own)."""
+
+    def __init__(self, error: ApiError, message: str | None = None) -> None:
+        super().__init__(message or error.message)
+        self.error = error
+        self.message = message
+
+
 INVALID_REQUEST = ApiError(400, "invalid_request", "The request is malformed")
 UNAUTHORIZED = ApiError(401, "unauthorized", "Missing or malformed Authorization header")
 FORBIDDEN = ApiError(403, "forbidden", "The partner key is unknown or revoked")
 NOT_FOUND = ApiError(404, "not_found", "No such route")
+NO_EXPORT = ApiError(404, "no_export", "This partner has no export yet")
 UNSUPPORTED_MEDIA_TYPE = ApiError(415, "unsupported_media_type", "Send the body as application/json")
 THROTTLED = ApiError(429, "throttled", "Too many requests from this partner; retry with backoff")
 QUOTA_EXCEEDED = ApiError(429, "quota_exceeded", "This partner's daily request quota is used up")

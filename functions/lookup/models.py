@@ -8,13 +8,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
-from functions.core.identity import VISITOR_ID_PATTERN
+from functions.core.identity import PARTNER_UID_PATTERN, VISITOR_ID_PATTERN, is_visitor_id
 
-VisitorId = Annotated[str, Field(pattern=VISITOR_ID_PATTERN, description="visitor id (cookie dmp_uid or uid)")]
 AnswerFormat = Literal["json", "openrtb"]
+# Whose ids a lookup names: ours (visitor ids), or the calling partner's own (ID sync).
+IdType = Literal["dmp", "partner"]
+# Checked against the looser of the two id patterns (every visitor id is also a
+# well-formed partner id); with `id_type=dmp`, also against the visitor id's.
+USER_ID_DESCRIPTION = (
+    f"a visitor id (`{VISITOR_ID_PATTERN}`), or with `id_type=partner` the partner's own user id "
+    f"(`{PARTNER_UID_PATTERN}`)"
+)
+UserId = Annotated[str, Field(pattern=PARTNER_UID_PATTERN, description=USER_ID_DESCRIPTION)]
+
+
+def not_a_visitor_id(location: str) -> str:
+    """The refusal of an id meant as a visitor id, worded as the validation of a pattern
+    words it, so it reads the same whichever check caught it."""
+    return f"{location}: String should match pattern '{VISITOR_ID_PATTERN}'"
 
 
 class _Model(BaseModel):
@@ -67,7 +82,24 @@ class OpenRtbAnswer(_Model):
 class LookupRequest(_Model):
     model_config = ConfigDict(defer_build=True, extra="forbid")
 
-    uids: Annotated[list[VisitorId], Field(min_length=1, max_length=100, description="1 to 100 visitor ids")]
+    uids: Annotated[
+        list[UserId],
+        Field(min_length=1, max_length=100, description="1 to 100 visitor ids, or the partner's own ids"),
+    ]
+    id_type: IdType = Field(
+        default="dmp",
+        description="`dmp`: `uids` are our visitor ids; `partner`: the calling partner's own user ids (from ID "
+        "sync), resolved only through that partner's own mappings",
+    )
+
+    @model_validator(mode="after")
+    def _visitor_ids_when_ours(self) -> LookupRequest:
+        if self.id_type == "dmp":
+            problems = [not_a_visitor_id(f"uids.{i}") for i, uid in enumerate(self.uids) if not is_visitor_id(uid)]
+            if problems:
+                # Located in its message (a model's own check has no field of its own).
+                raise PydanticCustomError("string_pattern_mismatch", "{problems}", {"problems": "; ".join(problems)})
+        return self
 
 
 class LookupResult(_Model):
@@ -92,6 +124,18 @@ class CatalogEntry(_Model):
 
 class CatalogAnswer(_Model):
     segments: list[CatalogEntry]
+
+
+class ExportFile(_Model):
+    url: str = Field(description="a pre-signed S3 GET URL of the gzip CSV file, valid for a few minutes")
+    rows: int = Field(description="data rows in the file (its header not counted)")
+
+
+class ExportAnswer(_Model):
+    build_id: str = Field(description="the build the files come from")
+    previous_build_id: str | None = Field(description="the build the delta is taken against; null for the first")
+    full: ExportFile = Field(description="`uid,partner_uid,segments`: every member the partner may see")
+    delta: ExportFile = Field(description="`uid,partner_uid,added,removed` against the previous export")
 
 
 class ErrorDetail(_Model):

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 
-from functions.core.identity import VISITOR_ID_CHARS
+from functions.core.identity import PARTNER_UID_CHARS, VISITOR_ID_CHARS
 
 # The API Gateway resource paths, `{name}` for a path parameter.
 USER_SEGMENTS = "/v1/users/{uid}/segments"
 LOOKUP = "/v1/lookup"
 SEGMENTS = "/v1/segments"
 OPENAPI = "/v1/openapi.json"
+EXPORTS_LATEST = "/v1/exports/latest"
 # Every route lives under this prefix; the routes a partner may call without a key.
 PREFIX = "/v1/"
 PUBLIC = frozenset({OPENAPI})
@@ -30,8 +31,10 @@ def segments_of_path(route: str) -> list[str]:
     return route.strip("/").split("/")
 
 
-# A user-segments path with a well-formed visitor id (the fast path answers only these).
+# A user-segments path with a well-formed visitor id, or partner user id for
+# `id_type=partner` (the fast path answers only these).
 USER_SEGMENTS_PATH = re.compile(USER_SEGMENTS.replace("{uid}", f"({VISITOR_ID_CHARS})"))
+PARTNER_USER_SEGMENTS_PATH = re.compile(USER_SEGMENTS.replace("{uid}", f"({PARTNER_UID_CHARS})"))
 
 
 def resource_of(path: str) -> tuple[str, dict[str, str] | None]:

@@ -2,6 +2,9 @@
 
 - lookup_overhead_ratio: median lookup of one visitor through the handler / median bare
   get_item of the same key on the same moto table.
+- partner_lookup_overhead_ratio: the same lookup by the partner's own id
+  (`?id_type=partner`) through the handler / the two bare get_items it stands for (the
+  ID map's item, then the membership's).
 - lookup_cold_import_ratio: fresh-process import of the lookup handler / `import boto3`
   plus creating a DynamoDB client.
 - lookup_cold_start_ratio: an on-demand cold start as a visitor's lookup meets it: in a
@@ -10,6 +13,7 @@
   same seeded moto server over HTTP.
 - reads_per_lookup, reads_per_batch_lookup: DynamoDB requests per single lookup and per
   batch of 100 visitors.
+- reads_per_partner_lookup, reads_per_partner_batch: the same by the partner's own ids.
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ from tests.conftest import FakeContext, load_event
 ENV = {
     "MEMBERSHIP_TABLE": "bench-membership",
     "CATALOG_TABLE": "bench-catalog",
+    "ID_MAP_TABLE": "bench-id-map",
     "SEGMENTS_BUCKET": "bench-segments",
     "CATALOG_REFRESH_SECONDS": "30",
 }
 VISITORS = [f"bench-visitor-{i:05d}" for i in range(1000)]
+# demo-dsp's own id of each visitor (ID sync).
+PARTNER_UIDS = [f"dsp:{i:05d}.bench~uid" for i in range(len(VISITORS))]
 
 
 def run(repeat: int = 300) -> dict[str, float]:
@@ -51,13 +58,15 @@ def run(repeat: int = 300) -> dict[str, float]:
         from functions.core.documents import Manifest
         from functions.core.storage.bucket import SegmentsBucket
         from functions.core.storage.catalog import CatalogStore
+        from functions.core.storage.id_map import IdMapStore, map_key
         from functions.core.storage.membership import Membership, MembershipStore
-        from functions.core.tables import CATALOG, MEMBERSHIP
+        from functions.core.tables import CATALOG, ID_MAP, MEMBERSHIP
 
         handler_module = importlib.reload(importlib.import_module("functions.lookup.handler"))
         client = handler_module.membership.client
         create_table(client, MEMBERSHIP, ENV["MEMBERSHIP_TABLE"])
         create_table(client, CATALOG, ENV["CATALOG_TABLE"])
+        create_table(client, ID_MAP, ENV["ID_MAP_TABLE"])
         boto3.client("s3").create_bucket(Bucket=ENV["SEGMENTS_BUCKET"])
         bucket = SegmentsBucket(ENV["SEGMENTS_BUCKET"])
         segments = [f"segment-{i}" for i in range(10)]
@@ -77,6 +86,9 @@ def run(repeat: int = 300) -> dict[str, float]:
         MembershipStore(ENV["MEMBERSHIP_TABLE"], client).apply(
             dict.fromkeys(VISITORS, Membership(frozenset(segments[:3]))), "20261128T100000Z"
         )
+        id_map = IdMapStore(ENV["ID_MAP_TABLE"], client)
+        for partner_uid, visitor in zip(PARTNER_UIDS, VISITORS, strict=True):
+            id_map.put("demo-dsp", partner_uid, visitor, at_s=0, expires_at=2**40)
 
         context = FakeContext()
         event = load_event("lookup_user_get")
@@ -85,6 +97,12 @@ def run(repeat: int = 300) -> dict[str, float]:
         event["path"] = f"/v1/users/{uid}/segments"
         event["pathParameters"] = {"uid": uid}
         key = {"visitor_id": {"S": uid}}
+        partner_event = load_event("lookup_user_get")
+        partner_event["path"] = f"/v1/users/{PARTNER_UIDS[7]}/segments"
+        partner_event["pathParameters"] = {"uid": PARTNER_UIDS[7]}
+        partner_event["queryStringParameters"] = {"id_type": "partner"}
+        partner_event["multiValueQueryStringParameters"] = {"id_type": ["partner"]}
+        partner_key = {ID_MAP.partition_key: {"S": map_key("demo-dsp", PARTNER_UIDS[7])}}
 
         def lookup() -> None:
             handler_module.handler(event, context)
@@ -92,11 +110,22 @@ def run(repeat: int = 300) -> dict[str, float]:
         def bare_get() -> None:
             client.get_item(TableName=ENV["MEMBERSHIP_TABLE"], Key=key)
 
+        def partner_lookup() -> None:
+            handler_module.handler(partner_event, context)
+
+        def bare_two_gets() -> None:
+            client.get_item(TableName=ENV["ID_MAP_TABLE"], Key=partner_key)
+            client.get_item(TableName=ENV["MEMBERSHIP_TABLE"], Key=key)
+
         counter = RequestCounter()
         counter.attach(client)
         with quiet_stdout():
             assert json.loads(handler_module.handler(event, context)["body"])["segments"]
-            medians = interleaved_medians({"lookup": lookup, "get": bare_get}, repeat=repeat)
+            assert json.loads(handler_module.handler(partner_event, context)["body"])["segments"]
+            medians = interleaved_medians(
+                {"lookup": lookup, "get": bare_get, "partner_lookup": partner_lookup, "two_gets": bare_two_gets},
+                repeat=repeat,
+            )
             counter.calls.clear()
             lookup()
             results["reads_per_lookup"] = len(counter.calls)
@@ -106,7 +135,16 @@ def run(repeat: int = 300) -> dict[str, float]:
             answer = json.loads(handler_module.handler(batch, context)["body"])
             assert len(answer["results"]) == 100
             results["reads_per_batch_lookup"] = len(counter.calls)
+            counter.calls.clear()
+            partner_lookup()
+            results["reads_per_partner_lookup"] = len(counter.calls)
+            batch["body"] = json.dumps({"uids": PARTNER_UIDS[:100], "id_type": "partner"})
+            counter.calls.clear()
+            answer = json.loads(handler_module.handler(batch, context)["body"])
+            assert all(result["segments"] for result in answer["results"]) and len(answer["results"]) == 100
+            results["reads_per_partner_batch"] = len(counter.calls)
         results["lookup_overhead_ratio"] = medians["lookup"] / medians["get"]
+        results["partner_lookup_overhead_ratio"] = medians["partner_lookup"] / medians["two_gets"]
         item = client.get_item(TableName=ENV["MEMBERSHIP_TABLE"], Key=key)["Item"]
 
     env = {**BASE_ENV, **ENV}

@@ -84,6 +84,7 @@ OPERATIONS = [
     ("GET", "/v1/users/{uid}/segments", True),
     ("POST", "/v1/lookup", True),
     ("GET", "/v1/segments", False),
+    ("GET", "/v1/exports/latest", False),
     ("GET", "/v1/openapi.json", False),
 ]
 FUZZ_CASES = [
@@ -131,7 +132,12 @@ def test_the_document_describes_the_contract(lookup_schema: Any) -> None:
         "description": document["components"]["securitySchemes"]["PartnerKey"]["description"],
     }
     paths = document["paths"]
-    partner_routes = {("/v1/users/{uid}/segments", "get"), ("/v1/lookup", "post"), ("/v1/segments", "get")}
+    partner_routes = {
+        ("/v1/users/{uid}/segments", "get"),
+        ("/v1/lookup", "post"),
+        ("/v1/segments", "get"),
+        ("/v1/exports/latest", "get"),
+    }
     for path, method in partner_routes:
         operation = paths[path][method]
         assert operation["security"] == [{"PartnerKey": []}], path
@@ -143,12 +149,16 @@ def test_the_document_describes_the_contract(lookup_schema: Any) -> None:
                     "$ref": "#/components/schemas/ErrorAnswer"
                 }, (path, status)
     assert "security" not in paths["/v1/openapi.json"]["get"]
-    (uid, fmt) = paths["/v1/users/{uid}/segments"]["get"]["parameters"]
-    assert uid["schema"]["pattern"] == "^[A-Za-z0-9_-]{8,64}$"
+    (uid, fmt, id_type) = paths["/v1/users/{uid}/segments"]["get"]["parameters"]
+    # Either kind of id: a visitor id (`^[A-Za-z0-9_-]{8,64}$`) or, with id_type=partner, the partner's own.
+    assert uid["schema"]["pattern"] == "^[A-Za-z0-9._~:-]{1,128}$"
     assert fmt["schema"]["enum"] == ["json", "openrtb"]
+    assert id_type["schema"]["enum"] == ["dmp", "partner"]
+    assert "404" in paths["/v1/exports/latest"]["get"]["responses"]
     assert "400" in paths["/v1/users/{uid}/segments"]["get"]["responses"]
     uids = document["components"]["schemas"]["LookupRequest"]["properties"]["uids"]
     assert (uids["minItems"], uids["maxItems"]) == (1, 100)
+    assert document["components"]["schemas"]["LookupRequest"]["properties"]["id_type"]["enum"] == ["dmp", "partner"]
     assert not {"HTTPValidationError", "ValidationError", "ResponseValidationError"} & set(
         document["components"]["schemas"]
     )

@@ -14,7 +14,12 @@ from tests.infra.synthesis import Synthesised
 
 pytestmark = pytest.mark.slow  # synthesises the CDK app
 
-GUARDED = {("GET", "/v1/users/{uid}/segments"), ("POST", "/v1/lookup"), ("GET", "/v1/segments")}
+GUARDED = {
+    ("GET", "/v1/users/{uid}/segments"),
+    ("POST", "/v1/lookup"),
+    ("GET", "/v1/segments"),
+    ("GET", "/v1/exports/latest"),
+}
 PUBLIC = {("GET", "/v1/openapi.json")}
 
 
@@ -207,7 +212,7 @@ def test_the_lookup_reads_back_every_setting_the_stack_gives_it(prod_stack: Synt
     variables = prod_stack.properties(prod_stack.stack.lookup.function)["Environment"]["Variables"]
     env = {name: value if isinstance(value, str) else f"<{name}>" for name, value in variables.items()}
     # WHEN the function reads its settings at cold start
-    settings = Settings.from_env(env, require=("membership_table", "catalog_table", "bucket"))
+    settings = Settings.from_env(env, require=("membership_table", "catalog_table", "id_map_table", "bucket"))
     # THEN it finds the context's values under the names the stack wrote them with
     assert (settings.data_provider_id, settings.data_provider_name) == ("acme-dmp", "Acme DMP")
     assert (settings.segtax, settings.catalog_refresh_seconds) == (4, 45)

@@ -77,8 +77,8 @@ def s3_clients_created(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     created: list[Any] = []
     make = aws_plumbing.create_client
 
-    def counting(service: str) -> Any:
-        client = make(service)
+    def counting(service: str, *args: Any, **kwargs: Any) -> Any:
+        client = make(service, *args, **kwargs)
         if service == "s3":
             created.append(client)
         return client

@@ -15,15 +15,19 @@ CATALOG = Catalog(
         "paris": CatalogSegment("paris", "Parisians", "", 1, frozenset({"other-ssp"})),
     },
 )
+# demo-dsp's own id of the member (ID sync).
+PARTNER_UID = "dsp:london.1~a"
 
 
 def seed_local_stack() -> None:
-    """The local stack's resources with one published build and one member, and the
-    functions' environment pointing at them (run inside the fresh interpreter, under moto)."""
+    """The local stack's resources with one published build, one member and demo-dsp's
+    id of it, and the functions' environment pointing at them (run inside the fresh
+    interpreter, under moto)."""
     from dmp.local import create_resources
     from functions.core.documents import Manifest, ManifestSegment
     from functions.core.storage.bucket import SegmentsBucket
     from functions.core.storage.catalog import CatalogStore
+    from functions.core.storage.id_map import IdMapStore
     from functions.core.storage.membership import Membership, MembershipStore
 
     target = create_resources(None, region="eu-west-1")
@@ -44,3 +48,4 @@ def seed_local_stack() -> None:
     MembershipStore(target.membership_table).apply(
         {"visitor-london-1": Membership(frozenset({"london"}))}, CATALOG.build_id
     )
+    IdMapStore(target.id_map_table).put("demo-dsp", PARTNER_UID, "visitor-london-1", at_s=0, expires_at=2**40)

@@ -20,6 +20,7 @@ FUNCTION_ENV = {
     "MEMBERSHIP_TABLE": "membership",
     "SUPPRESSION_TABLE": "suppression",
     "CATALOG_TABLE": "catalog",
+    "ID_MAP_TABLE": "id-map",
     "SEGMENTS_BUCKET": "segments",
 }
 

@@ -1,5 +1,6 @@
-"""The bidding fast path answers exactly what the validated API answers, and a bidder's
-request never makes a cold container build the API."""
+"""The bidding fast path answers exactly what the validated API answers, by our visitor
+ids and by the partner's own ids alike, and a bidder's request never makes a cold
+container build the API."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -18,7 +20,9 @@ from functions.core.config import Settings
 from functions.lookup import fast_path
 from functions.lookup.api import create_api
 from functions.lookup.catalog import Catalog, CatalogSegment
+from functions.lookup.visitors import Visitors
 from tests.conftest import ROOT, FakeContext, load_event
+from tests.unit.lookup_stack import PARTNER_UID
 
 CATALOG = Catalog(
     build_id="20261128T100000Z",
@@ -33,6 +37,16 @@ MEMBERS = {
     "visitor-london-1": ["london", "both", "gone-from-catalog"],
     "visitor-paris-01": ["paris"],
 }
+# Each partner's own ids (ID sync): some name visitors in segments, one a visitor in none,
+# and the same id may be two partners' for different visitors.
+MAPPINGS = {
+    ("demo-dsp", "dsp:8f3a.b~c_1"): "visitor-london-1",
+    ("demo-dsp", "7"): "visitor-paris-01",
+    ("demo-dsp", "visitor-london-1"): "visitor-paris-01",
+    ("other-ssp", "ssp-42"): "visitor-london-1",
+    ("other-ssp", "7"): "visitor-london-1",
+    ("other-ssp", "no-segments"): "visitor-without-any",
+}
 
 
 class Membership:
@@ -41,6 +55,22 @@ class Membership:
 
     def get_many(self, visitor_ids: Any) -> dict[str, list[str]]:
         return {v: MEMBERS[v] for v in visitor_ids if v in MEMBERS}
+
+
+class IdMap:
+    def resolve(self, partner: str, partner_uid: str, *, now_s: int) -> str | None:
+        return MAPPINGS.get((partner, partner_uid))
+
+    def resolve_many(self, partner: str, partner_uids: Iterable[str], *, now_s: int) -> dict[str, str]:
+        return {uid: MAPPINGS[partner, uid] for uid in partner_uids if (partner, uid) in MAPPINGS}
+
+
+class NoExports:
+    def latest(self, partner: str) -> None:
+        return None
+
+    def download_url(self, key: str, *, expires_in: int) -> str:
+        raise AssertionError("no export to sign")
 
 
 class Catalogs:
@@ -71,9 +101,16 @@ def both_answers(event: dict[str, Any], config: Settings, catalog: Catalog = CAT
     """(fast path's answer and metrics, the API's answer and metrics) for one event."""
     fast_metrics, api_metrics = Metrics(service="lookup", namespace="DMP"), Metrics(service="lookup", namespace="DMP")
     try:
-        fast = fast_path.answer(event, Membership(), Catalogs(catalog), settings=config, metrics=fast_metrics)
+        visitors = Visitors(Membership(), IdMap())
+        fast = fast_path.answer(event, visitors, Catalogs(catalog), settings=config, metrics=fast_metrics)
         api = create_api(
-            Membership(), Catalogs(catalog), settings=config, logger=Logger(service="l"), metrics=api_metrics
+            Membership(),
+            Catalogs(catalog),
+            id_map=IdMap(),
+            exports=NoExports(),
+            settings=config,
+            logger=Logger(service="l"),
+            metrics=api_metrics,
         )
         reference = api.resolve(event, FakeContext())
         return (fast, dict(fast_metrics.metric_set)), (reference, dict(api_metrics.metric_set))
@@ -86,15 +123,25 @@ visitor_ids = st.one_of(
     st.sampled_from(["visitor-london-1", "visitor-paris-01", "unknown-visitor", "a" * 64, "A_b-9" * 2]),
     st.from_regex(r"[A-Za-z0-9_-]{8,64}", fullmatch=True),
 )
-odd_ids = st.one_of(
-    st.sampled_from(["short", "a" * 65, "bad!id-123", "visitor-london-1\n", "", "v%20isitor-1", "..%2F..%2Fetc"]),
-    st.text(max_size=70),
+partner_ids = st.one_of(
+    st.sampled_from([uid for _, uid in MAPPINGS] + ["never-synced", "a" * 128, "a:b.c~d-e_f"]),
+    st.from_regex(r"[A-Za-z0-9._~:-]{1,128}", fullmatch=True),
 )
-format_values = st.sampled_from(["json", "openrtb", "xml", "", "JSON", "openrtb "])
+odd_ids = st.one_of(
+    st.sampled_from(
+        ["short", "a" * 65, "a" * 129, "bad!id-123", "visitor-london-1\n", "7\n", "", "v%20isitor-1", "..%2F..%2Fetc"]
+    ),
+    st.text(max_size=130),
+)
+query_values = st.sampled_from(
+    ["json", "openrtb", "xml", "", "JSON", "openrtb ", "dmp", "partner", "Partner", "partner ", "tdid"]
+)
 queries = st.one_of(
     st.none(),
     st.dictionaries(
-        st.sampled_from(["format", "uid", "callback"]), st.lists(format_values, min_size=1, max_size=2), max_size=2
+        st.sampled_from(["format", "id_type", "uid", "callback"]),
+        st.lists(query_values, min_size=1, max_size=2),
+        max_size=3,
     ),
 )
 configs = st.builds(
@@ -108,10 +155,10 @@ configs = st.builds(
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=st.sampled_from(["GET", "GET", "GET", "POST", "HEAD"]),
-    uid=st.one_of(visitor_ids, odd_ids),
+    uid=st.one_of(visitor_ids, partner_ids, odd_ids),
     suffix=st.sampled_from(["/segments", "/segments", "/segments/", "/segment", ""]),
     query=queries,
     partner=st.sampled_from(["demo-dsp", "other-ssp", "nobody", "", None]),
@@ -131,17 +178,45 @@ def test_whenever_the_fast_path_answers_the_api_answers_the_same_bytes_and_metri
         assert fast_metrics == api_metrics
 
 
-@settings(max_examples=200)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    uid=visitor_ids,
+    uid=st.one_of(visitor_ids, partner_ids, odd_ids),
+    query=st.dictionaries(
+        st.sampled_from(["format", "id_type"]), st.lists(query_values, min_size=1, max_size=2), min_size=1
+    ),
+    partner=st.sampled_from(["demo-dsp", "other-ssp"]),
+    forms=st.sampled_from([(True, True), (True, False), (False, True)]),
+)
+def test_near_misses_of_a_bidder_request_are_answered_alike_or_left_to_the_api(uid, query, partner, forms):
+    # GIVEN a bidder's GET whose id, `format` or `id_type` may be just off (case, spaces,
+    # repeated, an id of the other kind)
+    event = request("GET", f"/v1/users/{uid}/segments", query, partner, single=forms[0], multi=forms[1])
+    # WHEN both answer it
+    (fast, fast_metrics), (reference, api_metrics) = both_answers(event, Settings(membership_table="m", bucket="b"))
+    # THEN the fast path leaves it to the API or answers the same bytes and metrics
+    if fast is not None:
+        assert (fast, fast_metrics) == (reference, api_metrics)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    id_and_type=st.one_of(
+        st.tuples(visitor_ids, st.sampled_from([None, "dmp"])), st.tuples(partner_ids, st.just("partner"))
+    ),
     answer_format=st.sampled_from([None, "json", "openrtb"]),
     partner=st.sampled_from(["demo-dsp", "other-ssp", "nobody"]),
     forms=st.sampled_from([(True, True), (True, False), (False, True)]),
     config=configs,
 )
-def test_every_well_formed_bidder_request_is_answered_by_the_fast_path(uid, answer_format, partner, forms, config):
-    # GIVEN a well-formed request: a valid visitor id, a partner, json/openrtb or no format
-    query = {"format": [answer_format]} if answer_format else None
+def test_every_well_formed_bidder_request_is_answered_by_the_fast_path(
+    id_and_type, answer_format, partner, forms, config
+):
+    # GIVEN a well-formed request: a visitor id (id_type absent or dmp) or a partner id
+    # (id_type=partner), a partner, json/openrtb or no format
+    uid, id_type = id_and_type
+    query = {
+        name: [value] for name, value in (("format", answer_format), ("id_type", id_type)) if value is not None
+    } or None
     event = request("GET", f"/v1/users/{uid}/segments", query, partner, single=forms[0], multi=forms[1])
     # WHEN both answer it
     (fast, _), (reference, _) = both_answers(event, config)
@@ -161,6 +236,43 @@ def test_a_partner_sees_only_its_segments_on_the_fast_path_too():
     assert json.loads(fast["body"])["segments"] == [{"id": "both", "name": 'Quoted "both"'}]
 
 
+@pytest.mark.parametrize(
+    ("partner", "partner_uid", "segments"),
+    [
+        ("demo-dsp", "dsp:8f3a.b~c_1", ["both", "london"]),
+        ("other-ssp", "ssp-42", ["both"]),
+        ("demo-dsp", "ssp-42", []),
+        ("other-ssp", "dsp:8f3a.b~c_1", []),
+        ("demo-dsp", "7", []),
+        ("other-ssp", "7", ["both"]),
+    ],
+    ids=["demo-own", "other-own", "demo-asks-others-id", "other-asks-demos-id", "same-id-demo", "same-id-other"],
+)
+def test_on_the_fast_path_a_partner_id_resolves_only_through_that_partners_mappings(partner, partner_uid, segments):
+    # GIVEN the partners' mappings (demo-dsp's "7" names the Parisian, other-ssp's the Londoner)
+    config = Settings(membership_table="m", bucket="b")
+    query = {"id_type": ["partner"]}
+    event = request("GET", f"/v1/users/{partner_uid}/segments", query, partner, single=True, multi=True)
+    # WHEN the partner looks its id up
+    (fast, _), (reference, _) = both_answers(event, config)
+    # THEN the fast path answers, as the API does, with that partner's visitor's segments only
+    assert fast == reference
+    body = json.loads(fast["body"])
+    assert (body["uid"], [s["id"] for s in body["segments"]]) == (partner_uid, segments)
+
+
+def test_on_the_fast_path_a_partner_id_answers_the_bytes_of_our_id_but_the_echoed_id():
+    config = Settings(membership_table="m", bucket="b")
+    by_ours = request("GET", "/v1/users/visitor-london-1/segments", None, "demo-dsp", single=True, multi=True)
+    by_partner = request(
+        "GET", "/v1/users/dsp:8f3a.b~c_1/segments", {"id_type": ["partner"]}, "demo-dsp", single=True, multi=True
+    )
+    (ours, _), _ = both_answers(by_ours, config)
+    (theirs, _), _ = both_answers(by_partner, config)
+    assert theirs["body"] == ours["body"].replace('"visitor-london-1"', '"dsp:8f3a.b~c_1"')
+    assert theirs["multiValueHeaders"] == ours["multiValueHeaders"]
+
+
 def test_before_the_first_build_the_fast_path_answers_no_segments_and_no_build():
     config = Settings(membership_table="m", bucket="b")
     event = request("GET", "/v1/users/visitor-london-1/segments", None, "demo-dsp", single=True, multi=True)
@@ -174,8 +286,17 @@ def test_before_the_first_build_the_fast_path_answers_no_segments_and_no_build()
     }
 
 
-@pytest.mark.parametrize("answer_format", ["json", "openrtb"])
-def test_a_cold_container_answers_a_bidder_without_building_the_api(answer_format):
+@pytest.mark.parametrize(
+    ("answer_format", "uid", "id_type"),
+    [
+        ("json", "visitor-london-1", None),
+        ("openrtb", "visitor-london-1", None),
+        ("json", PARTNER_UID, "partner"),
+        ("openrtb", PARTNER_UID, "partner"),
+    ],
+    ids=["json", "openrtb", "partner-json", "partner-openrtb"],
+)
+def test_a_cold_container_answers_a_bidder_without_building_the_api(answer_format, uid, id_type):
     # GIVEN a fresh interpreter with a local stack (moto) that has published a build
     env = {
         **os.environ,
@@ -184,9 +305,8 @@ def test_a_cold_container_answers_a_bidder_without_building_the_api(answer_forma
         "POWERTOOLS_METRICS_NAMESPACE": "DMP",
     }
     env.pop("AWS_LAMBDA_INITIALIZATION_TYPE", None)
-    event = request(
-        "GET", "/v1/users/visitor-london-1/segments", {"format": [answer_format]}, "demo-dsp", single=True, multi=True
-    )
+    query = {"format": [answer_format], **({"id_type": [id_type]} if id_type else {})}
+    event = request("GET", f"/v1/users/{uid}/segments", query, "demo-dsp", single=True, multi=True)
     program = f"""
 import io, contextlib, json, sys
 from moto import mock_aws

@@ -9,6 +9,7 @@ One module per store, and the AWS plumbing they share written once in `aws.py`:
 - `catalog`: the catalog table (the published build, as the lookup serves it)
 - `suppression`: the suppression table (visitors who opted out or were erased)
 - `bucket`: the segments bucket (definitions, builds and their documents)
+- `partner_exports`: a partner's exports as the lookup hands them out (pre-signed URLs)
 - `fallback`: the SQS queue of hits DynamoDB would not take
 
 Import the module you need, not this package: the pixel's cold start pays for what it

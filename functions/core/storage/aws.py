@@ -43,18 +43,19 @@ def session() -> botocore.session.Session:
         return _session
 
 
-def create_client(service: str) -> Any:
-    """A new client for `service` (region, credentials and endpoint from the environment).
+def create_client(service: str, config: Config | None = None) -> Any:
+    """A new client for `service` (region, credentials and endpoint from the environment),
+    with `config` merged over the defaults (e.g. how pre-signed URLs are signed).
 
     S3's is boto3's, for its transfer manager (multipart uploads of large part files);
     the others come from one botocore session shared by the adapters of a process."""
     if service == "s3":
         import boto3
 
-        return boto3.client("s3", config=S3_CONFIG)
+        return boto3.client("s3", config=S3_CONFIG if config is None else S3_CONFIG.merge(config))
     current = session()
     with _session_lock:
-        return current.create_client(service, config=CONFIG)
+        return current.create_client(service, config=CONFIG if config is None else CONFIG.merge(config))
 
 
 ClientT = TypeVar("ClientT")
