@@ -1,5 +1,5 @@
-"""Segment builds: a Step Functions state machine (plan -> Map over shards -> publish)
-running the builder function once per stage, started by an EventBridge schedule.
+"""Segment builds: a Step Functions state machine (plan -> Map over shards -> publish ->
+export) running the builder function once per stage, started by an EventBridge schedule.
 
 Each shard is its own Lambda invocation, in parallel, so a build scales with the shard
 count while every shard stays well within Lambda's 15 minutes. A schedule event that
@@ -31,7 +31,7 @@ TIMEOUT = Duration.minutes(15)
 # Delivery retries; a schedule event older than this is stale (the next run rebuilds anyway).
 RETRY_ATTEMPTS = 2
 MAX_EVENT_AGE = Duration.hours(1)
-# Retries of a shard or publish stage that raised (their writes are idempotent). The plan
+# Retries of a shard, publish or export stage that raised (their writes are idempotent). The plan
 # stage is not retried: its usual failure, invalid definitions, is not transient.
 STAGE_RETRY_ATTEMPTS = 2
 # Shards running at once; more would only queue on the events table's read capacity.
@@ -159,11 +159,15 @@ class Builder(Construct):
             )
         )
         publish = stage("Publish", {"stage": "publish", "build_id": sfn.JsonPath.string_at("$.build_id")}, retry=True)
+        # After publish: each destination partner's files of the published build. A failure
+        # fails the execution (dead-lettered, alarmed) with the build already served; the
+        # next build's export is then taken against the partner's last complete one.
+        export = stage("Export", {"stage": "export", "build_id": sfn.JsonPath.string_at("$.build_id")}, retry=True)
         already = sfn.Succeed(self, "AlreadyPublished", comment="The same scheduled time was built before")
         definition = plan.next(
             sfn.Choice(self, "Published?")
             .when(sfn.Condition.boolean_equals("$.skip", True), already)
-            .otherwise(shards.next(publish))
+            .otherwise(shards.next(publish).next(export))
         )
         self.execution_logs = logs.LogGroup(
             self, "ExecutionLogs", retention=log_retention, removal_policy=removal_policy
@@ -171,7 +175,7 @@ class Builder(Construct):
         state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            comment="DMP segment build: plan, shards in parallel, publish",
+            comment="DMP segment build: plan, shards in parallel, publish, export",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             timeout=BUILD_TIMEOUT,
             tracing_enabled=True,

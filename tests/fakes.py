@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from functions.core import layout
@@ -64,12 +64,31 @@ class MemoryMembership:
 class MemorySuppression:
     def __init__(self, visitor_ids: Iterable[str] = ()) -> None:
         self.ids = set(visitor_ids)
+        # Removal notices: {visitor_id: {partner: "<partner_uid>\t<segment|segment>"}}.
+        self.notices: dict[str, dict[str, str]] = {}
 
     def suppressed(self, visitor_ids: Iterable[str]) -> set[str]:
         return self.ids.intersection(visitor_ids)
 
     def visitor_ids(self) -> frozenset[str]:
         return frozenset(self.ids)
+
+    def add_export_notices(self, visitor_id: str, notices: Mapping[str, str]) -> None:
+        assert visitor_id in self.ids, "erasure suppresses before it keeps notices"
+        self.notices.setdefault(visitor_id, {}).update(notices)
+
+    def export_notices(self) -> dict[str, dict[str, str]]:
+        by_partner: dict[str, dict[str, str]] = {}
+        for visitor_id, notices in self.notices.items():
+            for partner, notice in notices.items():
+                by_partner.setdefault(partner, {})[visitor_id] = notice
+        return by_partner
+
+    def clear_export_notice(self, visitor_id: str, partner: str, notice: str) -> bool:
+        if self.notices.get(visitor_id, {}).get(partner) != notice:
+            return False
+        del self.notices[visitor_id][partner]
+        return True
 
 
 class MemoryCatalog:
@@ -112,6 +131,25 @@ class MemoryBucket(BuildDocuments):
 
     def read_members(self, key: str) -> list[str]:
         return list(self.iter_lines(key))[1:]
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        return iter(sorted(key for key in self.objects if key.startswith(prefix)))
+
+    def delete_prefix(self, prefix: str) -> int:
+        doomed = [key for key in self.objects if key.startswith(prefix)]
+        for key in doomed:
+            del self.objects[key]
+        return len(doomed)
+
+    def rewrite_lines(self, key: str, keep: Callable[[str], bool], *, content_type: str) -> int:
+        lines = list(self.iter_lines(key))
+        kept = [line for line in lines if keep(line)]
+        if len(kept) < len(lines):
+            self.objects[key] = gzip.compress("".join(line + "\n" for line in kept).encode(), mtime=0)
+        return len(lines) - len(kept)
+
+    def purge_noncurrent_versions(self, prefix: str) -> int:
+        return 0  # not versioned
 
     def build_ids(self) -> list[str]:
         prefixes = {key.split("/")[1] for key in self.objects if key.startswith(layout.BUILDS_PREFIX)}

@@ -1,18 +1,21 @@
-"""A segment build in three stages, the same in AWS (a Step Functions state machine:
-plan -> Map over shards -> publish, one Lambda invocation per stage) and in `dmp build`
-(all three in one process, below):
+"""A segment build in four stages, the same in AWS (a Step Functions state machine:
+plan -> Map over shards -> publish -> export, one Lambda invocation per stage) and in
+`dmp build` (all four in one process, below):
 
 1. `plan.py`: validate the definitions, fix the build's id and time, save the plan.
 2. `shard.py`: scan one parallel-scan segment and evaluate its visitors.
 3. `publish.py`: manifest, membership, `latest.json` last, then the catalog item.
+4. `export.py`: each destination partner's full and delta files, its `latest.json` last.
 
 The stores each stage needs are Protocols (`stores.py`), passed in."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from functions.builder.export import export
 from functions.builder.plan import BuildPlan, build_id_for, evaluation_moment, is_published, plan_build
 from functions.builder.publish import PublishResult, publish, republish
 from functions.builder.shard import ShardResult, run_shard
@@ -44,10 +47,11 @@ def start(
 def build(
     stores: BuildStores, evaluated_at: datetime, shards: int = 1, *, retention_seconds: int, parallel: int = 4
 ) -> PublishResult:
-    """Plan, shards on a thread pool, publish: what `dmp build` runs."""
+    """Plan, shards on a thread pool, publish, export: what `dmp build` runs. A build
+    found published already is exported again, which finishes an export cut short."""
     plan = start(stores, evaluated_at, shards, retention_seconds=retention_seconds)
     if isinstance(plan, PublishResult):
-        return plan
+        return _exported(plan, stores)
     suppressed = stores.suppressed_visitors()
 
     def shard(number: int) -> ShardResult:
@@ -55,4 +59,10 @@ def build(
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, shards))) as pool:
         results = list(pool.map(shard, range(shards)))
-    return publish(plan, stores, results)
+    return _exported(publish(plan, stores, results), stores)
+
+
+def _exported(result: PublishResult, stores: BuildStores) -> PublishResult:
+    if not result.published:
+        return result
+    return replace(result, exports=export(result.manifest.build_id, stores))

@@ -1,12 +1,15 @@
 """Membership between builds: which visitors' stored membership must be written, and the
 two line files a shard leaves for that (`members/`: every member of the build; `changes/`:
 the visitors whose membership changed against the base build). One line per visitor,
-`[visitor_id, [segment_id, ...], expires_at]`; a visitor who left every segment has `[]`."""
+`[visitor_id, [segment_id, ...], expires_at]`; a visitor who left every segment has `[]`.
+A member synced with partners has a fourth element, its partners' own ids for it,
+`{partner: partner_uid}` (only when there are any): the exports write them."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from functions.core.storage.bucket import LinesWriter
 from functions.core.storage.membership import Membership
@@ -26,15 +29,36 @@ def needs_write(stored: Membership, current: Membership) -> bool:
     return current.expires_at - stored.expires_at > EXPIRY_REFRESH_SECONDS
 
 
-def member_line(visitor_id: str, segment_ids: Iterable[str], expires_at: int | None) -> str:
+def member_line(
+    visitor_id: str, segment_ids: Iterable[str], expires_at: int | None, partner_ids: Mapping[str, str] | None = None
+) -> str:
+    if partner_ids:
+        return json.dumps([visitor_id, sorted(segment_ids), expires_at, dict(sorted(partner_ids.items()))])
     return json.dumps([visitor_id, sorted(segment_ids), expires_at])
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLine:
+    """One line of a members or changes file."""
+
+    visitor_id: str
+    segment_ids: tuple[str, ...]
+    expires_at: int | None
+    partner_ids: Mapping[str, str]
+
+    @classmethod
+    def parse(cls, line: str) -> MemberLine:
+        """Either shape: with or without the partner ids (older builds have none)."""
+        fields = json.loads(line)
+        return cls(fields[0], tuple(fields[1]), fields[2], fields[3] if len(fields) > 3 else {})
 
 
 def read_member_lines(lines: Iterable[str]) -> Iterator[tuple[str, Membership | None]]:
     """(visitor_id, membership) per line; None for a visitor who left every segment."""
     for line in lines:
-        visitor_id, segment_ids, expires_at = json.loads(line)
-        yield visitor_id, Membership(frozenset(segment_ids), expires_at) if segment_ids else None
+        member = MemberLine.parse(line)
+        segments = frozenset(member.segment_ids)
+        yield member.visitor_id, Membership(segments, member.expires_at) if segments else None
 
 
 class MembershipChanges:

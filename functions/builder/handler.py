@@ -2,11 +2,12 @@
 build (see build.py).
 
 In AWS a Step Functions state machine, started by the schedule, calls this function
-once per stage (stages.py): plan, then every shard in parallel, then publish. An event
-without a stage runs all three in this invocation, as `dmp build` does."""
+once per stage (stages.py): plan, then every shard in parallel, then publish, then
+export. An event without a stage runs all four in this invocation, as `dmp build` does."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,11 +17,14 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.builder.build import build, start
+from functions.builder.export import PartnerExport, export
 from functions.builder.plan import build_time_now, load_plan
 from functions.builder.publish import PublishResult, publish
 from functions.builder.shard import run_shard
 from functions.builder.stages import (
     BuildAnswer,
+    ExportAnswer,
+    ExportStage,
     PlanAnswer,
     PlanStage,
     ShardAnswer,
@@ -42,6 +46,7 @@ stores = BuildStores.connect(
     bucket=settings.bucket,
     catalog_table=settings.catalog_table,
     suppression_table=settings.suppression_table,
+    id_map_table=settings.id_map_table,
 )
 
 
@@ -90,10 +95,27 @@ def _summary(result: PublishResult) -> BuildAnswer:
     _count("membership_changes", result.membership_changes or 0)
     sizes = {s.id: s.size for s in manifest.segments}
     logger.info("build finished", build_id=manifest.build_id, sizes=sizes, published=result.published)
-    return BuildAnswer(build_id=manifest.build_id, evaluated_at=manifest.evaluated_at, sizes=sizes)
+    return BuildAnswer(
+        build_id=manifest.build_id,
+        evaluated_at=manifest.evaluated_at,
+        sizes=sizes,
+        exports=_export_rows(result.exports),
+    )
 
 
-def run(event: dict[str, Any]) -> PlanAnswer | ShardAnswer | BuildAnswer:
+def _export(stage: ExportStage) -> ExportAnswer:
+    return ExportAnswer(build_id=stage.build_id, exports=_export_rows(export(stage.build_id, stores)))
+
+
+def _export_rows(exports: Mapping[str, PartnerExport]) -> dict[str, dict[str, int]]:
+    written = [e for e in exports.values() if e.written]
+    _count("exports_written", len(written))
+    if written:
+        logger.info("exports written", exports={e.partner: e.rows() for e in written})
+    return {partner: e.rows() for partner, e in exports.items()}
+
+
+def run(event: dict[str, Any]) -> PlanAnswer | ShardAnswer | BuildAnswer | ExportAnswer:
     if "stage" not in event:
         shards = int(event.get("shards", settings.build_shards))
         return _summary(build(stores, evaluation_time(event), shards, retention_seconds=settings.retention_seconds))
@@ -102,6 +124,8 @@ def run(event: dict[str, Any]) -> PlanAnswer | ShardAnswer | BuildAnswer:
         return _plan(stage)
     if isinstance(stage, ShardStage):
         return _shard(stage)
+    if isinstance(stage, ExportStage):
+        return _export(stage)
     return _summary(publish(load_plan(stores.bucket, stage.build_id), stores))
 
 

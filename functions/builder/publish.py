@@ -2,16 +2,17 @@
 writing only the visitors whose segment set changed, then write `latest.json` last of the
 build's S3 objects, so no reader ever sees half a build; then copy the build's catalog into
 the catalog table, where the lookup reads it, and delete builds past the newest
-`KEEP_BUILDS`.
+`KEEP_BUILDS`, with the partners' exports of them.
 
 Every write is idempotent: a publish that fails is simply run again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from functions.builder.changes import needs_write, read_member_lines
+from functions.builder.export import PartnerExport, remove_old_exports
 from functions.builder.plan import BuildPlan
 from functions.builder.shard import ShardResult, base_members
 from functions.builder.stores import BuildBucket, BuildStores, CatalogTable
@@ -39,6 +40,8 @@ class PublishResult:
     membership_changes: int | None = None
     builds_removed: int = 0
     catalog_written: bool = False
+    # The export stage's, per partner, when the same process ran it (`build()`).
+    exports: Mapping[str, PartnerExport] = field(default_factory=dict)
 
 
 def publish(plan: BuildPlan, stores: BuildStores, results: list[ShardResult] | None = None) -> PublishResult:
@@ -107,12 +110,14 @@ def publish_catalog(manifest: Manifest, catalog: CatalogTable | None) -> bool:
 
 def remove_old_builds(bucket: BuildBucket, *, keep_from: str) -> int:
     """Delete the builds older than the last `KEEP_BUILDS` up to `keep_from` (the one just
-    published): old part files would keep erased and expired visitors forever. Builds
-    newer than it (another build in progress) are left alone."""
+    published), and the partners' exports of builds no longer kept: old part files and
+    exports would keep erased and expired visitors forever. Builds newer than it (another
+    build in progress) are left alone."""
     older = sorted(b for b in bucket.build_ids() if b < keep_from)
     stale = older[: max(0, len(older) - (KEEP_BUILDS - 1))]
     for build_id in stale:
         bucket.delete_build(build_id)
+    remove_old_exports(bucket, before=older[len(stale)] if len(older) > len(stale) else keep_from)
     return len(stale)
 
 

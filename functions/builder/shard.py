@@ -3,8 +3,8 @@ records share a partition key, so they arrive together and in one segment only; 
 visitor is evaluated as soon as its records are complete and then forgotten. A shard owns
 its visitors, so results do not depend on the shard count.
 
-It writes one part file per segment, every member with its segments and expiry (for the
-next build to diff against), the membership changes of its visitors against the base
+It writes one part file per segment, every member with its segments, expiry (for the
+next build to diff against) and partner ids (for the exports), the membership changes of its visitors against the base
 build when the plan has one, and its result."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def run_shard(
         if changes is not None:
             changes.visit(history.visitor_id, found, expires_at)
         if found:
-            members.write(member_line(history.visitor_id, found, expires_at))
+            members.write(member_line(history.visitor_id, found, expires_at, history.partner_ids))
             for segment_id in found:
                 parts[segment_id].write(history.visitor_id)
     if met_suppressed:

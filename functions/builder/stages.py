@@ -1,6 +1,6 @@
 """The events the build state machine sends the builder function, one per stage, and
 what each stage answers (Step Functions passes the answers on: `Shards` maps over the
-plan's `shards`, `Published?` reads its `skip`). An event without a `stage` (a scheduled
+plan's `shards`, `Published?` reads its `skip`, `Export` the publish's `build_id`). An event without a `stage` (a scheduled
 event sent straight to the function, or a manual `{"at": ...}`) runs the whole build."""
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ class PublishStage(_Stage):
     build_id: BuildId
 
 
-StageEvent = TypeAdapter(Annotated[PlanStage | ShardStage | PublishStage, Field(discriminator="stage")])
+class ExportStage(_Stage):
+    stage: Literal["export"]
+    build_id: BuildId
+
+
+StageEvent = TypeAdapter(Annotated[PlanStage | ShardStage | PublishStage | ExportStage, Field(discriminator="stage")])
 
 
 class PlanAnswer(_Stage):
@@ -54,3 +59,10 @@ class BuildAnswer(_Stage):
     build_id: str
     evaluated_at: str
     sizes: dict[str, int]
+    # A whole build's (no stage): each partner's export rows, {partner: {"full", "delta"}}.
+    exports: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+
+class ExportAnswer(_Stage):
+    build_id: str
+    exports: dict[str, dict[str, int]] = Field(description='{partner: {"full": rows, "delta": rows}}')

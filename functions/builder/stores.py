@@ -36,6 +36,10 @@ class SuppressionList(Protocol):
 
     def visitor_ids(self) -> frozenset[str]: ...
 
+    def export_notices(self) -> dict[str, dict[str, str]]: ...
+
+    def clear_export_notice(self, visitor_id: str, partner: str, notice: str) -> bool: ...
+
 
 class BuildBucket(Protocol):
     def definition_files(self) -> dict[str, str]: ...
@@ -49,6 +53,10 @@ class BuildBucket(Protocol):
     def upload_lines(self, key: str, writer: LinesWriter, *, content_type: str) -> None: ...
 
     def iter_lines(self, key: str) -> Iterator[str]: ...
+
+    def keys(self, prefix: str) -> Iterator[str]: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
 
     def build_ids(self) -> list[str]: ...
 
@@ -100,12 +108,14 @@ class BuildStores:
         bucket: str,
         catalog_table: str = "",
         suppression_table: str = "",
+        id_map_table: str = "",
     ) -> BuildStores:
-        """The storage adapters of a stack's resources (no catalog or suppression table: a
-        stack deployed before it existed)."""
+        """The storage adapters of a stack's resources (no catalog, suppression or id map
+        table: a stack deployed before it existed)."""
         from functions.core.storage.bucket import SegmentsBucket
         from functions.core.storage.catalog import CatalogStore
         from functions.core.storage.events import EventStore
+        from functions.core.storage.id_map import IdMapStore
         from functions.core.storage.membership import MembershipStore
         from functions.core.storage.suppression import SuppressionStore
 
@@ -115,11 +125,13 @@ class BuildStores:
             SegmentsBucket(bucket),
         )
         suppression = SuppressionStore(suppression_table) if suppression_table else None
+        id_map = IdMapStore(id_map_table, same_client_as=events) if id_map_table else None
+        erasure = ErasureStores(events, membership, suppression, segments, id_map) if suppression is not None else None
         return cls(
             events=events,
             membership=membership,
             bucket=segments,
             catalog=CatalogStore(catalog_table) if catalog_table else None,
             suppression=suppression,
-            erasure=ErasureStores(events, membership, suppression, segments) if suppression is not None else None,
+            erasure=erasure,
         )

@@ -126,3 +126,48 @@ class MembershipState:
             build_id=str(_field(document, "build_id", "membership state")),
             complete=bool(_field(document, "complete", "membership state")),
         )
+
+
+@dataclass(frozen=True)
+class ExportFileRef:
+    """One file of a partner's export: its key and its data rows (the header not counted)."""
+
+    key: str
+    rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> ExportFileRef:
+        return cls(key=str(_field(document, "key", "export file")), rows=int(_field(document, "rows", "export file")))
+
+
+@dataclass(frozen=True)
+class ExportPointer:
+    """`exports/<partner>/latest.json`: the partner's newest export, written last of it,
+    exactly `{"build_id", "previous_build_id" (null for the first), "full": {"key", "rows"},
+    "delta": {"key", "rows"}}`; `GET /v1/exports/latest` serves it with pre-signed URLs."""
+
+    build_id: str
+    previous_build_id: str | None
+    full: ExportFileRef
+    delta: ExportFileRef
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "build_id": self.build_id,
+            "previous_build_id": self.previous_build_id,
+            "full": self.full.to_json(),
+            "delta": self.delta.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> ExportPointer:
+        previous = _field(document, "previous_build_id", "export latest.json")
+        return cls(
+            build_id=str(_field(document, "build_id", "export latest.json")),
+            previous_build_id=None if previous is None else str(previous),
+            full=ExportFileRef.from_json(_field(document, "full", "export latest.json")),
+            delta=ExportFileRef.from_json(_field(document, "delta", "export latest.json")),
+        )

@@ -1,8 +1,9 @@
 """Every key of the segments bucket, in one place (the S3 layout of DESIGN.md).
 
 Public (partners and operators read them): `segments/<id>.json`, `latest.json`,
-`builds/<build_id>/manifest.json` and its part files. The rest is the builder's own
-working state between its stages, under the build's prefix so it goes with the build."""
+`builds/<build_id>/manifest.json` and its part files, and each partner's exports under
+`exports/<partner>/`. The rest is the builder's own working state between its stages,
+under the build's prefix so it goes with the build."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ LATEST_KEY = "latest.json"
 MEMBERSHIP_STATE_KEY = "membership-state.json"
 # One record per opt-out and erasure: `audit/<YYYY-MM-DD>/<time>-<sha256 of the visitor id>.json`.
 AUDIT_PREFIX = "audit/"
+# Each destination partner's files of each build, and its `latest.json` (written last).
+EXPORTS_PREFIX = "exports/"
+EXPORT_LATEST_NAME = "latest.json"
 
 
 def definition_key(segment_id: str) -> str:
@@ -57,10 +61,48 @@ def audit_key(at: str, visitor_sha256: str) -> str:
 
 
 def lists_visitors(key: str) -> bool:
-    """Whether an object of a build names visitors (part files, members, changes)."""
-    return key.startswith(BUILDS_PREFIX) and key.endswith((".csv.gz", ".jsonl.gz"))
+    """Whether an object names visitors: a build's part files, members and changes, and
+    the partners' export files."""
+    return key.startswith((BUILDS_PREFIX, EXPORTS_PREFIX)) and key.endswith((".csv.gz", ".jsonl.gz"))
 
 
 def changes_key(build_id: str, shard: int) -> str:
     """A shard's membership changes against the build it was planned on."""
     return f"{build_prefix(build_id)}changes/part-{shard:05d}.jsonl.gz"
+
+
+def export_partner_prefix(partner: str) -> str:
+    return f"{EXPORTS_PREFIX}{partner}/"
+
+
+def export_prefix(partner: str, build_id: str) -> str:
+    """A partner's files of one build: they go with the build."""
+    return f"{export_partner_prefix(partner)}{build_id}/"
+
+
+def export_full_key(partner: str, build_id: str) -> str:
+    """gzip CSV `uid,partner_uid,segments`: every member the partner may see."""
+    return f"{export_prefix(partner, build_id)}full.csv.gz"
+
+
+def export_delta_key(partner: str, build_id: str) -> str:
+    """gzip CSV `uid,partner_uid,added,removed`: the change since the partner's previous export."""
+    return f"{export_prefix(partner, build_id)}delta.csv.gz"
+
+
+def export_latest_key(partner: str) -> str:
+    """`exports/<partner>/latest.json`: the partner's newest export, written last of it."""
+    return f"{export_partner_prefix(partner)}{EXPORT_LATEST_NAME}"
+
+
+def export_of_key(key: str) -> tuple[str, str] | None:
+    """(partner, build_id) of a key under `exports/<partner>/<build_id>/`; None for
+    anything else (a partner's `latest.json`)."""
+    parts = key[len(EXPORTS_PREFIX) :].split("/") if key.startswith(EXPORTS_PREFIX) else []
+    return (parts[0], parts[1]) if len(parts) == 3 else None
+
+
+def partner_of_export_latest(key: str) -> str | None:
+    """The partner of an `exports/<partner>/latest.json` key; None for any other key."""
+    parts = key[len(EXPORTS_PREFIX) :].split("/") if key.startswith(EXPORTS_PREFIX) else []
+    return parts[0] if len(parts) == 2 and parts[1] == EXPORT_LATEST_NAME else None

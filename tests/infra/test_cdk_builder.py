@@ -9,7 +9,15 @@ import pytest
 from aws_cdk.assertions import Match
 from pydantic import ValidationError
 
-from functions.builder.stages import PlanAnswer, PlanStage, PublishStage, ShardStage, StageEvent
+from functions.builder.stages import (
+    BuildAnswer,
+    ExportStage,
+    PlanAnswer,
+    PlanStage,
+    PublishStage,
+    ShardStage,
+    StageEvent,
+)
 from tests.conftest import load_event
 from tests.infra.synthesis import Synthesised
 
@@ -106,7 +114,21 @@ def test_the_state_machine_plans_maps_over_shards_and_publishes(prod_stack: Synt
     assert any("States.ALL" in r["ErrorEquals"] for r in shard["Retry"])
     assert shards["Next"] == "Publish"
     assert states["Publish"]["Parameters"] == {"stage": "publish", "build_id.$": "$.build_id"}
-    assert states["Publish"]["End"] is True
+    assert states["Publish"]["Next"] == "Export"
+
+
+def test_the_export_stage_follows_publish_and_is_retried_like_it(prod_stack: Synthesised) -> None:
+    states = _states(prod_stack)["States"]
+    export, publish = states["Export"], states["Publish"]
+    # THEN Export runs the builder function after Publish, on the published build's id
+    assert export["Type"] == "Task" and export["Resource"] == publish["Resource"]
+    assert export["Parameters"] == {"stage": "export", "build_id.$": "$.build_id"}
+    assert export["End"] is True
+    # AND it is retried as publish is (both idempotent), with no catch: a failure that
+    # outlasts the retries fails the execution, which the DLQ rule and the alarm watch
+    assert export["Retry"] == publish["Retry"]
+    assert any("States.ALL" in r["ErrorEquals"] for r in export["Retry"])
+    assert "Catch" not in export
 
 
 def test_the_state_machine_logs_and_traces(prod_stack: Synthesised) -> None:
@@ -183,6 +205,10 @@ def test_every_stage_event_the_state_machine_sends_is_one_the_builder_accepts(pr
     # AND publish gets the plan's answer (the Map discards its own results)
     publish = StageEvent.validate_python(_resolve(states["Publish"]["Parameters"], answer))
     assert publish == PublishStage(stage="publish", build_id="20261128T100000Z")
+    # AND export gets the publish's answer
+    published = BuildAnswer(build_id="20261128T100000Z", evaluated_at="2026-11-28T10:00:00Z", sizes={}).model_dump()
+    export = StageEvent.validate_python(_resolve(states["Export"]["Parameters"], published))
+    assert export == ExportStage(stage="export", build_id="20261128T100000Z")
 
 
 @pytest.mark.parametrize(
@@ -191,9 +217,10 @@ def test_every_stage_event_the_state_machine_sends_is_one_the_builder_accepts(pr
         {"stage": "shard", "build_id": "../../latest", "shard": 0},
         {"stage": "shard", "build_id": "20261128T100000Z", "shard": -1},
         {"stage": "publish"},
+        {"stage": "export", "build_id": "../../exports"},
         {"stage": "unpublish", "build_id": "20261128T100000Z"},
     ],
-    ids=["build-id-not-a-time", "negative-shard", "no-build-id", "unknown-stage"],
+    ids=["build-id-not-a-time", "negative-shard", "no-build-id", "export-build-id-not-a-time", "unknown-stage"],
 )
 def test_a_malformed_stage_event_is_refused_before_anything_is_read(event: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):

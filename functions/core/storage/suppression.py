@@ -1,19 +1,27 @@
 """The suppression table: visitors who opted out or were erased. Every path honours it:
 ingest and imports store nothing for them, builds leave them out, publishes never write
 their membership, lookups answer no segments (through the membership tombstone written
-with it). An item outlives the retention, so nothing older can bring the visitor back."""
+with it). An item outlives the retention, so nothing older can bring the visitor back.
+
+An erased visitor's item also carries its removal notices, `export_notices: {partner:
+"<partner_uid>\t<segment|segment>"}`: what a partner's newest export held of it when
+erasure removed it from that export, until the partner's next export tells the partner
+to remove it (see functions/builder/export.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from functions.core.storage.aws import TableAdapter, batch_get, batch_write, n, s
+from botocore.exceptions import ClientError
+
+from functions.core.storage.aws import TableAdapter, batch_get, error_code, n, s
 from functions.core.tables import SUPPRESSION
 
 VISITOR_KEY = SUPPRESSION.partition_key
 EXPIRES_AT = SUPPRESSION.ttl_attribute or "expires_at"
+NOTICES = "export_notices"
 
 
 @dataclass(frozen=True)
@@ -25,24 +33,23 @@ class Suppression:
     # When the visitor's stored data was erased; None while that is still to do (an
     # opt-out suppresses at once, and the next build erases what is stored).
     erased_at: int | None = None
+    # Removal notices still to be exported: {partner: "<partner_uid>\t<segment|segment>"}.
+    export_notices: dict[str, str] = field(default_factory=dict)
 
 
 class SuppressionStore(TableAdapter):
     def suppress(self, visitor_ids: Iterable[str], *, reason: str, at_s: int, keep_seconds: int) -> None:
-        """Suppress each visitor from `at_s` on; its data is still to be erased."""
-        items = [
-            {
-                VISITOR_KEY: s(visitor_id),
-                "reason": s(reason),
-                "suppressed_at": n(at_s),
-                EXPIRES_AT: n(at_s + keep_seconds),
-            }
-            for visitor_id in dict.fromkeys(visitor_ids)
-        ]
-        if len(items) == 1:
-            self.client.put_item(TableName=self.table_name, Item=items[0])
-        else:
-            batch_write(self.client, self.table_name, [{"PutRequest": {"Item": item}} for item in items])
+        """Suppress each visitor from `at_s` on; its data is still to be erased. One write
+        each, an update rather than a put: suppressing a visitor again (another opt-out)
+        must not drop removal notices its partners' exports have still to write."""
+        for visitor_id in dict.fromkeys(visitor_ids):
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={VISITOR_KEY: s(visitor_id)},
+                UpdateExpression="SET #r = :r, #t = :t, #x = :x REMOVE #e",
+                ExpressionAttributeNames={"#r": "reason", "#t": "suppressed_at", "#x": EXPIRES_AT, "#e": "erased_at"},
+                ExpressionAttributeValues={":r": s(reason), ":t": n(at_s), ":x": n(at_s + keep_seconds)},
+            )
 
     def mark_erased(self, visitor_id: str, at_s: int) -> None:
         self.client.update_item(
@@ -53,6 +60,63 @@ class SuppressionStore(TableAdapter):
             ExpressionAttributeNames={"#v": VISITOR_KEY},
             ExpressionAttributeValues={":t": n(at_s)},
         )
+
+    def add_export_notices(self, visitor_id: str, notices: Mapping[str, str]) -> None:
+        """Keep removal notices on the visitor's item, one per partner (a newer one for the
+        same partner replaces it). The item must exist: erasure suppresses first."""
+        if not notices:
+            return
+        names = {"#v": VISITOR_KEY, "#n": NOTICES}
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={VISITOR_KEY: s(visitor_id)},
+            UpdateExpression="SET #n = if_not_exists(#n, :empty)",
+            ConditionExpression="attribute_exists(#v)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":empty": {"M": {}}},
+        )
+        partners = {f"#p{index}": partner for index, partner in enumerate(notices)}
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={VISITOR_KEY: s(visitor_id)},
+            UpdateExpression="SET " + ", ".join(f"#n.{name} = :{name[1:]}" for name in partners),
+            ConditionExpression="attribute_exists(#v)",
+            ExpressionAttributeNames=names | partners,
+            ExpressionAttributeValues={f":{name[1:]}": s(notices[partner]) for name, partner in partners.items()},
+        )
+
+    def export_notices(self) -> dict[str, dict[str, str]]:
+        """Every removal notice still to be exported: {partner: {visitor_id: notice}}."""
+        notices: dict[str, dict[str, str]] = {}
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table_name,
+            FilterExpression="attribute_exists(#n)",
+            ProjectionExpression="#v, #n",
+            ExpressionAttributeNames={"#v": VISITOR_KEY, "#n": NOTICES},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                for partner, notice in item[NOTICES]["M"].items():
+                    notices.setdefault(partner, {})[item[VISITOR_KEY]["S"]] = notice["S"]
+        return notices
+
+    def clear_export_notice(self, visitor_id: str, partner: str, notice: str) -> bool:
+        """Drop a notice the partner's export has written; False (and kept) when it has
+        changed since it was read (a later erasure's: the next export writes it)."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={VISITOR_KEY: s(visitor_id)},
+                UpdateExpression="REMOVE #n.#p",
+                ConditionExpression="#n.#p = :notice",
+                ExpressionAttributeNames={"#n": NOTICES, "#p": partner},
+                ExpressionAttributeValues={":notice": s(notice)},
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def get(self, visitor_id: str) -> Suppression | None:
         item = self.client.get_item(TableName=self.table_name, Key={VISITOR_KEY: s(visitor_id)}).get("Item")
@@ -95,4 +159,5 @@ def _suppression(item: Mapping[str, Any]) -> Suppression:
         suppressed_at=int(item["suppressed_at"]["N"]),
         expires_at=int(item[EXPIRES_AT]["N"]),
         erased_at=int(erased["N"]) if erased else None,
+        export_notices={partner: value["S"] for partner, value in item.get(NOTICES, {}).get("M", {}).items()},
     )
