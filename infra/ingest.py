@@ -1,22 +1,30 @@
-"""Collection: the ingest function behind a public HTTP API (`/p.gif`, `/collect`, `/tag.js`, `/optout`),
-served to browsers through CloudFront, which adds the viewer's location (DESIGN.md: geo
-comes from CloudFront's viewer headers).
+"""Collection: the ingest function behind a public HTTP API (`/p.gif`, `/collect`, `/tag.js`,
+`/optout`, `/sync`), served to browsers through CloudFront, which adds the viewer's location
+(DESIGN.md: geo comes from CloudFront's viewer headers).
 
 The API's own endpoint stays public, so anyone could call it with `CloudFront-Viewer-*`
 headers of their choosing. CloudFront therefore adds a secret origin-verify header to every
 origin request, and the function believes the viewer headers only when it carries the
 secret (a hit without it is stored without a location, never dropped).
+
+With an `IngestDomain` (the site's own subdomain, e.g. `collect.shop.example`, and its ACM
+certificate) the distribution answers on that name. The function sets the visitor cookie
+without a Domain attribute, so the browser scopes it to the name it called: on the
+distribution's `*.cloudfront.net` name it is a third-party cookie on every customer site
+(which Safari and Firefox drop), on the site's own subdomain a first-party one.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_dynamodb as dynamodb
@@ -29,12 +37,14 @@ from functions.core.config import Env
 from functions.ingest.logic import ORIGIN_VERIFY_HEADER
 from infra.compliance import acknowledge
 from infra.lambda_layer import LambdaPackaging
+from infra.settings import IngestDomain
 
 ROUTES = (
     (apigwv2.HttpMethod.GET, "/p.gif"),
     (apigwv2.HttpMethod.POST, "/collect"),
     (apigwv2.HttpMethod.GET, "/tag.js"),
     (apigwv2.HttpMethod.GET, "/optout"),
+    (apigwv2.HttpMethod.GET, "/sync"),
 )
 # Stage-wide limits: well above one site's page views, well below the account's 10k rps,
 # so a flood on the pixel cannot starve the partner API of the account's capacity.
@@ -73,7 +83,7 @@ ORIGIN_REQUEST_HEADERS = (
     "Access-Control-Request-Method",
 )
 # Paths whose every request must reach the function: a cached hit is a lost event.
-UNCACHED_PATHS = ("/p.gif", "/collect", "/optout")
+UNCACHED_PATHS = ("/p.gif", "/collect", "/optout", "/sync")
 TAG_PATH = "/tag.js"
 
 
@@ -96,8 +106,10 @@ class Ingest(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         price_class: cloudfront.PriceClass,
+        domain: IngestDomain | None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.domain = domain
         self.origin_verify_secret = self._add_origin_verify_secret()
         # Both places get the value through a `{{resolve:secretsmanager:...}}` dynamic
         # reference, which CloudFormation resolves at deploy time: the template holds only
@@ -156,7 +168,7 @@ class Ingest(Construct):
                     f"{method.value} {path} is public by contract: browsers call it from any visited page "
                     "without credentials; consent and bot checks happen in the function.",
                 )
-        self._add_distribution(price_class, origin_verify_value)
+        self._add_distribution(price_class, origin_verify_value, domain)
 
     def _add_origin_verify_secret(self) -> secretsmanager.Secret:
         secret = secretsmanager.Secret(
@@ -183,7 +195,9 @@ class Ingest(Construct):
         )
         return secret
 
-    def _add_distribution(self, price_class: cloudfront.PriceClass, origin_verify_value: str) -> None:
+    def _add_distribution(
+        self, price_class: cloudfront.PriceClass, origin_verify_value: str, domain: IngestDomain | None
+    ) -> None:
         stack = Stack.of(self)
         self.origin_request_policy = cloudfront.OriginRequestPolicy(
             self,
@@ -229,7 +243,7 @@ class Ingest(Construct):
             self,
             "Distribution",
             comment=f"DMP collection endpoints ({stack.stack_name})",
-            # Routes to come (/sync, /optout) are uncached and get the viewer's data too.
+            # Any other path (a route to come) is uncached and gets the viewer's data too.
             default_behavior=uncached,
             additional_behaviors={
                 **dict.fromkeys(UNCACHED_PATHS, uncached),
@@ -245,10 +259,11 @@ class Ingest(Construct):
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=price_class,
             enable_logging=False,
+            **_viewer_certificate(self, domain),
         )
-        self._acknowledge_distribution_findings()
+        self._acknowledge_distribution_findings(custom_domain=domain is not None)
 
-    def _acknowledge_distribution_findings(self) -> None:
+    def _acknowledge_distribution_findings(self, *, custom_domain: bool) -> None:
         findings = {
             "AwsSolutions-CFR1": (
                 "Collection is worldwide by design: visitors of the customers' sites come from any "
@@ -265,24 +280,41 @@ class Ingest(Construct):
                 "leave fields out, must be set up in us-east-1 and this stack is region-agnostic. Every "
                 "request that reaches the origin is in the HTTP API's access log, without IPs."
             ),
-            "AwsSolutions-CFR4": (
-                "The distribution uses the default *.cloudfront.net certificate, with which CloudFront "
-                "accepts TLSv1 whatever the minimum protocol version; TLSv1.2_2021 needs a custom "
-                "domain and an ACM certificate in us-east-1, which this stack does not assume."
-            ),
         }
+        if not custom_domain:
+            # With a custom domain the distribution has its own certificate and TLSv1.2_2021.
+            findings["AwsSolutions-CFR4"] = (
+                "No custom domain configured (ingest_domain, ingest_certificate_arn): the distribution "
+                "uses the default *.cloudfront.net certificate, with which CloudFront accepts TLSv1 "
+                "whatever the minimum protocol version. A custom domain brings TLSv1.2_2021."
+            )
         for rule_id, reason in findings.items():
             acknowledge(self.distribution, rule_id, reason)
 
     @property
     def url(self) -> str:
-        """The collection endpoints' base URL for browsers: the distribution, without a trailing slash."""
-        return f"https://{self.distribution.distribution_domain_name}"
+        """The collection endpoints' base URL for browsers, without a trailing slash: the custom
+        domain when there is one, else the distribution's own name."""
+        return f"https://{self.domain.name if self.domain else self.distribution.distribution_domain_name}"
 
     @property
     def api_url(self) -> str:
         """The HTTP API's own base URL (no viewer location), without a trailing slash."""
         return self.http_api.api_endpoint
+
+
+def _viewer_certificate(scope: Construct, domain: IngestDomain | None) -> dict[str, Any]:
+    """The distribution's properties for a custom domain: its name, its certificate (imported
+    by ARN: no lookup at synth) and TLS 1.2 at least (SNI, so no dedicated-IP fee); none
+    without one, which keeps CloudFront's default certificate."""
+    if domain is None:
+        return {}
+    return {
+        "domain_names": [domain.name],
+        "certificate": acm.Certificate.from_certificate_arn(scope, "Certificate", domain.certificate_arn),
+        "minimum_protocol_version": cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
+        "ssl_support_method": cloudfront.SSLMethod.SNI,
+    }
 
 
 def _cors(origins: Sequence[str]) -> apigwv2.CorsPreflightOptions | None:

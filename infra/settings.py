@@ -20,12 +20,29 @@ SCHEDULE = re.compile(r"^(rate|cron)\(.+\)$")
 DEV_STAGE = re.compile(r"^dev(-[a-z0-9-]+)?$")
 # CloudFront's price classes, by the name of CDK's `PriceClass` member.
 PRICE_CLASSES = ("PRICE_CLASS_100", "PRICE_CLASS_200", "PRICE_CLASS_ALL")
+# A DNS host name (letters, digits, hyphens; at least two labels), as CloudFront's
+# alternate domain names take it. No wildcard: the visitor cookie is scoped to one name.
+HOST_NAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+ACM_CERTIFICATE_ARN = re.compile(
+    r"^arn:(?P<partition>[a-z-]+):acm:(?P<region>[a-z0-9-]+):\d{12}:certificate/[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}$"
+)
+# CloudFront is global and takes viewer certificates from ACM in this region only.
+CLOUDFRONT_CERTIFICATE_REGION = "us-east-1"
 
 T = TypeVar("T")
 
 
 class ContextError(ValueError):
     """A context value is missing or malformed; nothing is synthesised."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestDomain:
+    """The site's own name for the collection endpoints (`collect.shop.example`) and its
+    ACM certificate in us-east-1: the visitor cookie is then first-party on the site."""
+
+    name: str
+    certificate_arn: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +60,7 @@ class DeploySettings:
     catalog_refresh_seconds: int
     segments_dir: Path
     cloudfront_price_class: str
+    ingest_domain: IngestDomain | None
 
     @property
     def stack_name(self) -> str:
@@ -82,6 +100,10 @@ class DeploySettings:
             catalog_refresh_seconds=get("catalog_refresh_seconds", _integer(1, 3600)),
             segments_dir=segments_dir if segments_dir.is_absolute() else root / segments_dir,
             cloudfront_price_class=get("cloudfront_price_class", _price_class),
+            ingest_domain=_ingest_domain(
+                get("ingest_domain", _optional(_host_name)),
+                get("ingest_certificate_arn", _optional(_certificate_arn)),
+            ),
         )
 
 
@@ -118,6 +140,56 @@ def _origins(raw: Any) -> tuple[str, ...]:
         if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
             raise ValueError(f"{origin!r} is not an origin like https://shop.example")
     return origins
+
+
+def _optional(parse: Callable[[Any], str]) -> Callable[[Any], str | None]:
+    """`parse`, with "" (cdk.json's default) meaning not set."""
+
+    def parse_optional(raw: Any) -> str | None:
+        return parse(raw) if str(raw).strip() else None
+
+    return parse_optional
+
+
+def _host_name(raw: Any) -> str:
+    value = str(raw).strip().lower()
+    if not HOST_NAME.match(value):
+        raise ValueError("expected a host name like collect.shop.example (no scheme, path, port or wildcard)")
+    return value
+
+
+def _certificate_arn(raw: Any) -> str:
+    value = str(raw).strip()
+    match = ACM_CERTIFICATE_ARN.match(value)
+    if not match:
+        raise ValueError(
+            f"expected an ACM certificate ARN, arn:aws:acm:{CLOUDFRONT_CERTIFICATE_REGION}:<account>:certificate/<id>"
+        )
+    if match["partition"] != "aws":
+        raise ValueError(f"CloudFront takes ACM certificates of the aws partition only, not {match['partition']}")
+    if match["region"] != CLOUDFRONT_CERTIFICATE_REGION:
+        raise ValueError(
+            f"CloudFront takes viewer certificates from ACM in {CLOUDFRONT_CERTIFICATE_REGION} only; this one is in "
+            f"{match['region']}: request (or import) the certificate in {CLOUDFRONT_CERTIFICATE_REGION}"
+        )
+    return value
+
+
+def _ingest_domain(name: str | None, certificate_arn: str | None) -> IngestDomain | None:
+    """Both or neither: a custom name needs its certificate, and a certificate serves a name."""
+    if name and certificate_arn:
+        return IngestDomain(name=name, certificate_arn=certificate_arn)
+    if name:
+        raise ContextError(
+            f"context 'ingest_certificate_arn' is missing: 'ingest_domain' ({name}) needs its ACM certificate "
+            f"(in {CLOUDFRONT_CERTIFICATE_REGION}), and the two are set together"
+        )
+    if certificate_arn:
+        raise ContextError(
+            "context 'ingest_domain' is missing: 'ingest_certificate_arn' is the certificate of a custom domain "
+            "name for the collection endpoints, and the two are set together"
+        )
+    return None
 
 
 def _price_class(raw: Any) -> str:

@@ -69,6 +69,7 @@ class DmpStack(Stack):
             log_retention=LOG_RETENTION,
             removal_policy=removal_policy,
             price_class=cloudfront.PriceClass[settings.cloudfront_price_class],
+            domain=settings.ingest_domain,
         )
         self.builder = Builder(
             self,
@@ -181,8 +182,11 @@ class DmpStack(Stack):
     def _add_outputs(self) -> None:
         storage = self.storage
         outputs = {
-            # What sites embed: through CloudFront, which adds the viewer's location.
+            # What sites embed: through CloudFront, which adds the viewer's location; on the
+            # site's own subdomain (`ingest_domain`) when there is one.
             "IngestUrl": self.ingest.url,
+            # The CNAME (or Route 53 alias) target of `ingest_domain`.
+            "IngestDistributionDomainName": self.ingest.distribution.distribution_domain_name,
             "IngestApiUrl": self.ingest.api_url,
             "LookupUrl": self.lookup.url,
             # `dmp partners add --stack` puts each new partner key's API key in this plan.

@@ -6,7 +6,14 @@
  * has answered (with both, until both have). No dependencies, no cookies of its own:
  * the visitor cookie is set by the server (HttpOnly), so the first batch goes with
  * fetch and later ones wait for its answer: a new visitor gets one id, not one per
- * batch in flight. */
+ * batch in flight.
+ * dmp.getVisitorId(callback) hands the page that id (for Prebid's pubProvidedId): the
+ * script cannot read the HttpOnly cookie, so it keeps the `uid` of the first answer and
+ * calls back every waiting and later callback with it, or with null when there is none
+ * to share (nothing stored: consent refused, opt-out; or no readable answer). The answer
+ * is read through CORS (the page's origin must be one of the stack's cors_origins), and
+ * only when the page asked before the first batch went: call it at load, e.g. through
+ * dmp.que, whose functions (pushed before the tag loaded) run once it has. */
 (function (w, d) {
   "use strict";
   if (w.dmp && w.dmp._loaded) return;
@@ -15,6 +22,7 @@
   var queue = [], consent = null, gpp = null, timer = null, seq = 0;
   var tcfReady = !w.__tcfapi, gppReady = !w.__gpp;
   var firstSent = false, inFlight = false, unloading = false;
+  var visitorId = null, visitorIdKnown = false, visitorIdCallbacks = [];
   var MAX_BATCH = 50;
 
   function id() {
@@ -44,6 +52,27 @@
     img.src = base + "/p.gif?" + q.join("&");
   }
 
+  // Each callback on its own turn: one that throws breaks neither the tag nor the others.
+  function callBack(callback) { setTimeout(function () { callback(visitorId); }, 0); }
+
+  function learnVisitorId(uid) {
+    if (visitorIdKnown) return;
+    visitorIdKnown = true;
+    visitorId = typeof uid === "string" && uid ? uid : null;
+    while (visitorIdCallbacks.length) callBack(visitorIdCallbacks.shift());
+  }
+
+  function getVisitorId(callback) {
+    if (typeof callback !== "function") return;
+    if (visitorIdKnown) callBack(callback); else visitorIdCallbacks.push(callback);
+  }
+
+  function answered(response) {
+    if (!response.ok) { learnVisitorId(null); return; }  // also an unread (no-cors) answer
+    response.json().then(function (answer) { learnVisitorId(answer && answer.uid); },
+                         function () { learnVisitorId(null); });
+  }
+
   function beacon(payload, batch) {
     var sent = false;
     try {
@@ -61,17 +90,29 @@
     var payload = JSON.stringify(body);
     if (!firstSent && !unloading && w.fetch) {
       // The first answer carries the visitor cookie: hold later batches until it is in.
+      // It also names the visitor; it is read (CORS, text/plain: no preflight) only when the
+      // page has asked for the id, as reading it from an origin the stack does not allow
+      // fails, and the batch then goes again by beacon (stored once: same event ids).
       firstSent = inFlight = true;
       var done = function () { inFlight = false; flush(); };
+      var again = function () { queue = batch.concat(queue); done(); learnVisitorId(null); };
       try {
-        w.fetch(base + "/collect", { method: "POST", mode: "no-cors", credentials: "include", keepalive: true,
+        w.fetch(base + "/collect", { method: "POST", mode: visitorIdCallbacks.length ? "cors" : "no-cors",
+                                     credentials: "include", keepalive: true,
                                      headers: { "Content-Type": "text/plain" }, body: payload })
-          .then(done, function () { queue = batch.concat(queue); done(); });
+          .then(function (response) {
+            // 5xx: not stored (the answer says to send them again); the beacon retries them once.
+            if (response.status >= 500) { again(); return; }
+            done();
+            answered(response);
+          }, again);
         return;
-      } catch (e) { inFlight = false; }
+      } catch (e) { firstSent = inFlight = false; }
     }
+    var first = !firstSent;
     firstSent = true;
     beacon(payload, batch);
+    if (first) learnVisitorId(null);  // a beacon's answer cannot be read: the id stays the server's
   }
 
   function flush() {
@@ -143,6 +184,14 @@
   d.addEventListener("visibilitychange", function () {
     if (d.visibilityState === "hidden") leaving(); else unloading = false;
   });
-  w.dmp = { _loaded: true, track: track, flush: flush };
+  function run(command) {
+    if (typeof command !== "function") return;
+    try { command(); } catch (e) { setTimeout(function () { throw e; }, 0); }
+  }
+
+  var waiting = w.dmp && w.dmp.que && w.dmp.que.length ? w.dmp.que : [];
+  w.dmp = { _loaded: true, track: track, flush: flush, getVisitorId: getVisitorId,
+            que: { push: function () { for (var i = 0; i < arguments.length; i++) run(arguments[i]); } } };
   track("page_view", {});
+  for (var i = 0; i < waiting.length; i++) run(waiting[i]);
 })(window, document);

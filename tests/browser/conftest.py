@@ -78,10 +78,11 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`dmp serve --port 0` in a fresh directory, knowing our TCF vendor id."""
+def stack(tmp_path_factory: pytest.TempPathFactory, site: Site) -> Iterator[Stack]:
+    """`dmp serve --port 0` in a fresh directory, knowing our TCF vendor id, and allowing
+    the shop's origin (CORS) to read `/collect`'s answers, as a deployment's `cors_origins`."""
     cwd = tmp_path_factory.mktemp("dmp-serve")
-    with dmp_serve(cwd, env={"TCF_VENDOR_ID": str(TCF_VENDOR_ID)}) as state:
+    with dmp_serve(cwd, env={"TCF_VENDOR_ID": str(TCF_VENDOR_ID), "CORS_ORIGINS": site.origin}) as state:
         dynamodb = boto3.client(
             "dynamodb",
             endpoint_url=state["aws_endpoint_url"],

@@ -5,7 +5,9 @@ cookie is set.
 
 The shop is served from http://127.0.0.1 and the gateway listens on 127.0.0.1 too: the
 same site, and a host Chromium treats as potentially trustworthy, so it keeps the
-server's `Secure; SameSite=None` cookie although the page is plain http.
+server's `Secure; SameSite=None` cookie although the page is plain http. The stack allows
+the shop's origin (CORS, as a deployment's `cors_origins`), so the tag can read `/collect`'s
+answer when the page asks for our visitor id (`dmp.getVisitorId`, for Prebid).
 """
 
 from __future__ import annotations
@@ -479,3 +481,154 @@ def test_without_fetch_or_beacon_the_pixel_carries_the_gpp_string(stack: Stack, 
     # AND the server stored nothing for the page and set no visitor cookie
     assert stack.stored_events(url) == []
     assert VISITOR_COOKIE not in cookies(page)
+
+
+# --- dmp.getVisitorId: our visitor id for the page's header bidding (Prebid) -----------
+
+EID_SOURCE = "dmp.example"
+
+
+def prebid_page(gateway_url: str, *, cmp: str = "") -> str:
+    """A page with header bidding: the README's snippet hands our visitor id to Prebid's
+    pubProvidedId through `dmp.getVisitorId`, queued on `dmp.que` before the (async) tag
+    has loaded. `window.visitorIds` records every id the callback got. Prebid.js is a
+    stand-in: `pbjs.que`, run once it has "loaded", `setConfig` and `getConfig`."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Front page</title>{cmp}
+<script>
+  window.visitorIds = [];
+  window.dmp = window.dmp || {{ que: [] }};
+  window.pbjs = window.pbjs || {{ que: [] }};
+  dmp.que.push(function () {{
+    dmp.getVisitorId(function (uid) {{
+      window.visitorIds.push(uid);
+      if (!uid) return;
+      pbjs.que.push(function () {{
+        pbjs.setConfig({{ userSync: {{ userIds: [{{ name: "pubProvidedId", params: {{
+          eids: [{{ source: "{EID_SOURCE}", uids: [{{ id: uid, atype: 1 }}] }}] }} }}] }} }});
+      }});
+    }});
+  }});
+</script>
+<script>
+  // Prebid.js, as far as the page sees it: a command queue run once it has loaded.
+  setTimeout(function () {{
+    var config = {{}}, waiting = pbjs.que;
+    pbjs.setConfig = function (options) {{ for (var k in options) config[k] = options[k]; }};
+    pbjs.getConfig = function () {{ return config; }};
+    pbjs.que = {{ push: function (command) {{ command(); }} }};
+    for (var i = 0; i < waiting.length; i++) waiting[i]();
+  }}, 0);
+</script>
+<script async src="{gateway_url}/tag.js"></script>
+</head>
+<body><h1>Front page</h1></body></html>"""
+
+
+def visitor_ids(page: Page) -> list[str | None]:
+    return list(page.evaluate("window.visitorIds"))
+
+
+def prebid_user_ids(page: Page) -> list[Any]:
+    """The `userSync.userIds` the page gave Prebid ([] when none)."""
+    return list(page.evaluate("(pbjs.getConfig && (pbjs.getConfig().userSync || {}).userIds) || []"))
+
+
+def later_visitor_id(page: Page) -> str | None:
+    """What `dmp.getVisitorId` answers a caller that asks after the id is known."""
+    answer: str | None = page.evaluate("new Promise(function (resolve) { dmp.getVisitorId(resolve); })")
+    return answer
+
+
+def test_prebid_gets_our_visitor_id_the_one_of_the_browsers_cookie(stack: Stack, site: Site, page: Page) -> None:
+    # GIVEN a page whose Prebid setup asks the tag for our visitor id, opened by a browser
+    # with no cookies
+    url = site.publish("/prebid/front", prebid_page(stack.gateway_url))
+    # WHEN the page is loaded and the tag's first batch has been answered
+    page.goto(url)
+    (uid,) = wait_until(lambda: visitor_ids(page), "dmp.getVisitorId did not call back")
+    cookie = wait_until(lambda: cookies(page).get(VISITOR_COOKIE), "no dmp_uid cookie in the browser")
+    # THEN the callback got the id of the browser's (HttpOnly) cookie, once
+    assert uid == cookie["value"]
+    # AND Prebid was given it as a pubProvidedId eid
+    user_ids = wait_until(lambda: prebid_user_ids(page), "Prebid was given no user id")
+    assert user_ids == [
+        {"name": "pubProvidedId", "params": {"eids": [{"source": EID_SOURCE, "uids": [{"id": uid, "atype": 1}]}]}}
+    ]
+    # AND it is the visitor the page view was stored for
+    (page_view,) = wait_until(lambda: events_named(stack, url, "page_view"), "no page_view stored")
+    assert page_view["visitor_id"]["S"] == uid
+    # AND a later caller gets the same id
+    assert later_visitor_id(page) == uid
+    assert visitor_ids(page) == [uid]
+
+
+def test_a_returning_visitor_gets_the_same_id_on_the_next_page(stack: Stack, site: Site, page: Page) -> None:
+    # GIVEN a visitor whose first page gave Prebid our id
+    first = site.publish("/prebid/first", prebid_page(stack.gateway_url))
+    page.goto(first)
+    (uid,) = wait_until(lambda: visitor_ids(page), "dmp.getVisitorId did not call back on the first page")
+    # WHEN the visitor opens another page
+    second = site.publish("/prebid/second", prebid_page(stack.gateway_url))
+    page.goto(second)
+    # THEN that page's Prebid gets the same id, the cookie's
+    assert wait_until(lambda: visitor_ids(page), "dmp.getVisitorId did not call back on the second page") == [uid]
+    assert cookies(page)[VISITOR_COOKIE]["value"] == uid
+
+
+def test_when_consent_is_refused_prebid_gets_no_id(stack: Stack, site: Site, page: Page) -> None:
+    # GIVEN a page with the Prebid setup whose consent platform refuses purpose 1 to our vendor
+    tc = tc_string(purposes_consent={2, 3, 4, 7}, vendors={stack.tcf_vendor_id})
+    url = site.publish("/prebid/refused", prebid_page(stack.gateway_url, cmp=tcf_cmp(gdpr_applies=True, tc=tc)))
+    requests = TagRequests(page)
+    # WHEN the page is loaded and the server has answered the tag's batch
+    page.goto(url)
+    wait_until(lambda: "page_view" in sent_events(requests.collect_exchanges()), "no page_view sent to /collect")
+    # THEN the callback got null: nothing is stored, so there is no id to share
+    assert wait_until(lambda: visitor_ids(page), "dmp.getVisitorId did not call back") == [None]
+    assert later_visitor_id(page) is None
+    # AND Prebid was given no id, no cookie was set and nothing was stored
+    page.wait_for_timeout(QUIET_PERIOD * 1000)
+    assert prebid_user_ids(page) == []
+    assert VISITOR_COOKIE not in cookies(page)
+    assert stack.stored_events(url) == []
+
+
+def on_an_origin_not_allowed(url: str) -> str:
+    """The same page from http://localhost: another origin, which the stack's CORS origins
+    (as a deployment's `cors_origins`) do not list."""
+    return url.replace("://127.0.0.1:", "://localhost:", 1)
+
+
+def test_a_page_that_does_not_ask_for_the_id_sends_as_before_from_any_origin(
+    stack: Stack, site: Site, page: Page
+) -> None:
+    # GIVEN the shop page, which never calls dmp.getVisitorId, on an origin CORS does not allow
+    url = on_an_origin_not_allowed(site.publish("/prebid/never-asks", shop_page(stack.gateway_url)))
+    requests = TagRequests(page)
+    # WHEN it is loaded and its page view stored
+    page.goto(url)
+    wait_until(lambda: events_named(stack, url, "page_view"), "no page_view stored")
+    page.wait_for_timeout(QUIET_PERIOD * 1000)
+    # THEN its batch went once and was answered: the tag did not try to read the answer
+    # (which CORS would have refused, and the batch would have gone again)
+    assert [(sent_events([exchange]), exchange[1]) for exchange in requests.collect_exchanges()] == [
+        ({"page_view"}, 200)
+    ]
+    assert requests.sent("/p.gif") == []
+    # AND a caller after the first answer gets null: it was not read
+    assert later_visitor_id(page) is None
+
+
+def test_asking_from_an_origin_cors_does_not_allow_calls_back_null_and_loses_no_event(
+    stack: Stack, site: Site, page: Page
+) -> None:
+    # GIVEN the Prebid page on an origin the stack's CORS origins do not list
+    url = on_an_origin_not_allowed(site.publish("/prebid/not-allowed", prebid_page(stack.gateway_url)))
+    # WHEN it is loaded
+    page.goto(url)
+    # THEN the tag cannot read the answer: the callback gets null, Prebid no id
+    assert wait_until(lambda: visitor_ids(page), "dmp.getVisitorId did not call back") == [None]
+    assert prebid_user_ids(page) == []
+    # AND the page view is stored all the same (the batch goes again by beacon)
+    wait_until(lambda: events_named(stack, url, "page_view"), "no page_view stored")

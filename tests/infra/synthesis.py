@@ -47,6 +47,9 @@ PROD_CONTEXT = {
     "catalog_refresh_seconds": "45",
     # CloudFront's spelling; cdk.json uses CDK's (PRICE_CLASS_100).
     "cloudfront_price_class": "PriceClass_All",
+    # The site's own subdomain for collection (cdk.json: none, the *.cloudfront.net name).
+    "ingest_domain": "collect.shop.example",
+    "ingest_certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
 }
 
 

@@ -4,15 +4,19 @@ distribution in front of it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cdk import App, Validations
 
-from tests.infra.synthesis import Synthesised, as_list, role_statements
+from infra.app import cdk_json_context, create_app
+from infra.settings import ContextError, DeploySettings, IngestDomain
+from tests.infra.synthesis import SKIP_BUNDLING, Synthesised, as_list, role_statements
 
 pytestmark = pytest.mark.slow  # synthesises the CDK app
 
-ROUTE_KEYS = {"GET /p.gif", "POST /collect", "GET /tag.js", "GET /optout"}
+ROUTE_KEYS = {"GET /p.gif", "POST /collect", "GET /tag.js", "GET /optout", "GET /sync"}
 # AWS's managed CachingDisabled policy (the same id in every account).
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 GEO_HEADERS = {"CloudFront-Viewer-Country", "CloudFront-Viewer-Country-Region", "CloudFront-Viewer-City"}
@@ -141,7 +145,7 @@ def test_origin_requests_carry_the_viewer_location_consent_headers_cookies_and_q
     assert policy["QueryStringsConfig"] == {"QueryStringBehavior": "all"}
 
 
-@pytest.mark.parametrize("path", ["/p.gif", "/collect", "*"])
+@pytest.mark.parametrize("path", ["/p.gif", "/collect", "/optout", "/sync", "*"])
 def test_hits_are_never_cached_and_reach_the_function_with_the_viewer_data(prod_stack: Synthesised, path: str) -> None:
     # GIVEN the behaviour of a collection path (or of any other path, such as routes to come)
     found = behaviour(prod_stack, path)
@@ -249,3 +253,147 @@ def test_the_ingest_function_needs_no_access_to_the_origin_secret(prod_stack: Sy
     statements = role_statements(prod_stack, prod_stack.stack.ingest.function.role)
     actions = {action for statement in statements for action in as_list(statement["Action"])}
     assert not {action for action in actions if action.startswith("secretsmanager:")}
+
+
+def test_the_sync_route_is_public_and_invokes_the_ingest_function(prod_stack: Synthesised) -> None:
+    # GIVEN the ingest API's routes and the integration each names
+    ingest = prod_stack.stack.ingest
+    routes = prod_stack.template.find_resources(
+        "AWS::ApiGatewayV2::Route", {"Properties": {"ApiId": prod_stack.ref(ingest.http_api), "RouteKey": "GET /sync"}}
+    )
+    # THEN `GET /sync` is one route, without authorisation (browsers call it as partners redirect them)
+    (route,) = routes.values()
+    assert route["Properties"].get("AuthorizationType", "NONE") == "NONE"
+    prefix, integration_ref = route["Properties"]["Target"]["Fn::Join"][1]
+    assert prefix == "integrations/"
+    # AND it reaches the ingest function, as the pixel does
+    integration = prod_stack.template.to_json()["Resources"][integration_ref["Ref"]]["Properties"]
+    assert integration["IntegrationUri"] == prod_stack.arn(ingest.function)
+
+
+# --- the site's own collection domain: a first-party visitor cookie ------------------
+
+CUSTOM_DOMAIN = "collect.shop.example"  # PROD_CONTEXT's ingest_domain
+PROD_CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+CERTIFICATE_IN_EU = "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+
+
+def output(synthesised: Synthesised, name: str) -> Any:
+    return synthesised.template.find_outputs(name)[name]["Value"]
+
+
+def acknowledged_rules(synthesised: Synthesised) -> set[str]:
+    """The cdk-nag rules acknowledged on the distribution (CDK keeps them as metadata)."""
+    return {
+        rule.removeprefix("Annotation::")
+        for entry in synthesised.stack.ingest.distribution.node.metadata
+        if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+        for rule in entry.data
+    }
+
+
+def test_with_a_custom_domain_the_distribution_answers_on_it_with_its_certificate_and_tls_1_2(
+    prod_stack: Synthesised,
+) -> None:
+    # GIVEN `-c ingest_domain=collect.shop.example -c ingest_certificate_arn=<its us-east-1 certificate>`
+    config = distribution_config(prod_stack)
+    # THEN the distribution answers on that name, with that certificate (imported by ARN,
+    # not looked up), over SNI and no older protocol than TLS 1.2 (the 2021 policy)
+    assert config["Aliases"] == [CUSTOM_DOMAIN]
+    assert config["ViewerCertificate"] == {
+        "AcmCertificateArn": PROD_CERTIFICATE,
+        "SslSupportMethod": "sni-only",
+        "MinimumProtocolVersion": "TLSv1.2_2021",
+    }
+    assert not prod_stack.template.find_resources("AWS::CertificateManager::Certificate")
+
+
+def test_with_a_custom_domain_sites_embed_it_and_the_distribution_name_is_the_dns_target(
+    prod_stack: Synthesised,
+) -> None:
+    distribution = prod_stack.logical_id(prod_stack.stack.ingest.distribution)
+    # The tag's and the pixel's base URL is the site's own subdomain...
+    assert output(prod_stack, "IngestUrl") == f"https://{CUSTOM_DOMAIN}"
+    # ...whose CNAME (or Route 53 alias) points at the distribution's own name.
+    assert output(prod_stack, "IngestDistributionDomainName") == {"Fn::GetAtt": [distribution, "DomainName"]}
+
+
+def test_without_a_custom_domain_the_distribution_keeps_its_cloudfront_name_and_certificate(
+    dev_stack: Synthesised,
+) -> None:
+    config = distribution_config(dev_stack)
+    assert "Aliases" not in config
+    assert "ViewerCertificate" not in config  # CloudFront's default *.cloudfront.net certificate
+    distribution = dev_stack.logical_id(dev_stack.stack.ingest.distribution)
+    assert output(dev_stack, "IngestDistributionDomainName") == {"Fn::GetAtt": [distribution, "DomainName"]}
+
+
+def test_with_a_custom_domain_the_outdated_tls_finding_is_fixed_not_acknowledged(
+    prod_stack: Synthesised, dev_stack: Synthesised
+) -> None:
+    # cdk-nag finds nothing unacknowledged in either stack (test_cdk_app.py); CFR4 (viewers
+    # may use TLSv1) is acknowledged only where the default certificate makes it true.
+    assert "AwsSolutions-CFR4" not in acknowledged_rules(prod_stack)
+    assert "AwsSolutions-CFR4" in acknowledged_rules(dev_stack)
+
+
+@pytest.mark.parametrize(
+    ("context", "error"),
+    [
+        # Both or neither.
+        ({"ingest_domain": CUSTOM_DOMAIN}, r"context 'ingest_certificate_arn' is missing"),
+        ({"ingest_certificate_arn": PROD_CERTIFICATE}, r"context 'ingest_domain' is missing"),
+        # CloudFront only takes certificates from ACM in us-east-1.
+        (
+            {"ingest_domain": CUSTOM_DOMAIN, "ingest_certificate_arn": CERTIFICATE_IN_EU},
+            r"context 'ingest_certificate_arn': CloudFront takes viewer certificates from ACM in us-east-1 only; "
+            r"this one is in eu-west-1",
+        ),
+        (
+            {"ingest_domain": CUSTOM_DOMAIN, "ingest_certificate_arn": PROD_CERTIFICATE.replace("aws", "aws-cn", 1)},
+            r"context 'ingest_certificate_arn': CloudFront takes ACM certificates of the aws partition only",
+        ),
+        (
+            {
+                "ingest_domain": CUSTOM_DOMAIN,
+                "ingest_certificate_arn": "arn:aws:iam::123456789012:server-certificate/collect",
+            },
+            r"context 'ingest_certificate_arn': expected an ACM certificate ARN",
+        ),
+        (
+            {"ingest_domain": CUSTOM_DOMAIN, "ingest_certificate_arn": "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"},
+            r"context 'ingest_certificate_arn': expected an ACM certificate ARN",
+        ),
+        # A host name, not a URL, a wildcard or a single label.
+        *(
+            ({"ingest_domain": domain, "ingest_certificate_arn": PROD_CERTIFICATE}, r"context 'ingest_domain'")
+            for domain in (
+                "https://collect.shop.example",
+                "collect.shop.example/",
+                "collect.shop.example:443",
+                "*.shop.example",
+                "collect",
+                "collect..shop.example",
+                "-collect.shop.example",
+                "192.0.2.10",
+            )
+        ),
+    ],
+)
+def test_a_bad_custom_domain_stops_synth_with_a_clear_error(
+    tmp_path: Path, context: dict[str, str], error: str
+) -> None:
+    with pytest.raises(ContextError, match=error):
+        create_app(context={**SKIP_BUNDLING, **context}, outdir=str(tmp_path))
+
+
+def test_a_custom_domain_is_taken_in_any_case_as_its_lower_case_name(tmp_path: Path) -> None:
+    context = {"ingest_domain": " Collect.Shop.Example ", "ingest_certificate_arn": PROD_CERTIFICATE}
+    app = App(context={**cdk_json_context(), **context}, outdir=str(tmp_path))
+    settings = DeploySettings.from_context(app.node, root=tmp_path)
+    assert settings.ingest_domain == IngestDomain(name=CUSTOM_DOMAIN, certificate_arn=PROD_CERTIFICATE)
+
+
+def test_no_custom_domain_by_default(tmp_path: Path) -> None:
+    app = App(context=cdk_json_context(), outdir=str(tmp_path))
+    assert DeploySettings.from_context(app.node, root=tmp_path).ingest_domain is None

@@ -9,7 +9,16 @@ from aws_cdk.assertions import Match
 
 from functions.core.layout import DEFINITIONS_PREFIX
 from functions.core.segments import load_definitions
-from functions.core.tables import ALL_TABLES, CATALOG, EVENTS, ID_MAP, MEMBERSHIP, PARTNERS, SUPPRESSION, TableDefinition
+from functions.core.tables import (
+    ALL_TABLES,
+    CATALOG,
+    EVENTS,
+    ID_MAP,
+    MEMBERSHIP,
+    PARTNERS,
+    SUPPRESSION,
+    TableDefinition,
+)
 from infra.storage import read_segment_definitions
 from tests.infra.synthesis import Synthesised
 

@@ -327,3 +327,73 @@ def test_without_an_origin_secret_configured_viewer_headers_are_trusted_as_befor
     assert location(item) == LONDON
     assert "whatever-the-caller-sent" not in json.dumps(item)
     assert "geo_untrusted" not in metric_names(capsys.readouterr().out)
+
+
+# --- the visitor id: told to the page, scoped to the collection host --------------------
+
+KNOWN_VISITOR = "5b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e"  # the dmp_uid cookie of events/collect_post.json
+
+
+def cookie_value(set_cookie: str) -> str:
+    return set_cookie.split(";")[0].split("=", 1)[1]
+
+
+def test_collect_answer_names_the_returning_visitor_its_events_were_stored_for(ingest, aws, lambda_context):
+    # GIVEN a batch from a browser with a visitor cookie
+    response = ingest.handler(load_event("collect_post"), lambda_context)
+    # THEN the answer names the visitor the events were stored for (the page cannot read
+    # the HttpOnly cookie: this is how the tag's dmp.getVisitorId learns it)
+    body = json.loads(response["body"])
+    assert body["uid"] == KNOWN_VISITOR
+    assert {item["visitor_id"]["S"] for item in stored_items(aws.events_table)} == {KNOWN_VISITOR}
+
+
+def test_collect_answer_names_a_new_visitor_by_the_id_of_its_new_cookie(ingest, aws, lambda_context):
+    # GIVEN a new visitor's first batch (no cookie)
+    event = load_event("collect_post")
+    event["cookies"] = ["_ga=GA1.1.123.456"]
+    response = ingest.handler(event, lambda_context)
+    # THEN the answer's uid is the id of the cookie it sets, and of the stored events
+    (set_cookie,) = response["cookies"]
+    uid = json.loads(response["body"])["uid"]
+    assert uid == cookie_value(set_cookie)
+    assert {item["visitor_id"]["S"] for item in stored_items(aws.events_table)} == {uid}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"headers": {"dnt": "1"}}, "DNT: consent refused"),
+        ({"body": {"gdpr": 1}}, "GDPR without a TC string"),
+        ({"cookies": ["dmp_optout=1"]}, "opted out"),
+        ({"body": {"events": [{"e": "Bad Name"}]}}, "every event rejected"),
+    ],
+)
+def test_collect_answer_has_no_uid_when_nothing_is_stored(ingest, aws, lambda_context, change, reason):
+    # GIVEN a batch that stores nothing
+    event = load_event("collect_post")
+    event["headers"].update(change.get("headers", {}))
+    event["body"] = json.dumps({**json.loads(event["body"]), **change.get("body", {})})
+    if "cookies" in change:
+        event["cookies"] = change["cookies"]
+    response = ingest.handler(event, lambda_context)
+    # THEN it is answered without a visitor id
+    assert response["statusCode"] == 200, reason
+    body = json.loads(response["body"])
+    assert body["accepted"] == 0, reason
+    assert "uid" not in body, reason
+    assert stored_items(aws.events_table) == [], reason
+
+
+@pytest.mark.parametrize("sample", ["pixel_get", "collect_post"])
+def test_the_visitor_cookie_is_host_only_so_it_is_scoped_to_the_collection_name(ingest, aws, lambda_context, sample):
+    # GIVEN a new visitor's hit (on a deployment with a custom domain, collect.shop.example)
+    event = load_event(sample)
+    event["cookies"] = []
+    response = ingest.handler(event, lambda_context)
+    # THEN its cookie has no Domain attribute: the browser keeps it for the host it called
+    # (the site's own subdomain: a first-party cookie), and sends it to no other host
+    (set_cookie,) = response["cookies"]
+    assert set_cookie.startswith("dmp_uid=")
+    attributes = {part.strip().split("=", 1)[0].lower() for part in set_cookie.split(";")[1:]}
+    assert attributes == {"max-age", "path", "secure", "httponly", "samesite"}
