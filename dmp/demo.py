@@ -3,12 +3,16 @@
 Visitors from several cities browse the shop over four weeks — new and returning, on
 desktops, phones and tablets — and their browsers send pixel hits and `/collect`
 batches over HTTP to the local gateway, which stamps each request with the simulated
-time of the visit. Then a build runs, and an ad platform looks visitors up with its
-partner key, in both answer formats.
+time of the visit. The ad platform `demo-dsp` syncs ids with a third of the browsers
+as they browse (its sync pixel: we redirect to it with our id, it calls back with its
+own). Then a build runs, and the ad platform looks visitors up with its partner key, by
+our ids and by its own, in both answer formats, and fetches its export.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import logging
 import random
@@ -20,12 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from dmp.gateway import SIMULATED_TIME_HEADER
 from functions.core.hits import DEVICE_TYPES
 
 SHOP = "https://shop.example"
+DSP = "demo-dsp"
+DSP_SYNC_URL = "https://sync.demo-dsp.example/match?dmp_uid={uid}&gdpr={gdpr}&gdpr_consent={gdpr_consent}"
 SEGMENTS_DIR = Path(__file__).resolve().parent.parent / "segments"
 CITIES = [  # country, region, city, weight
     ("GB", "ENG", "London", 35),
@@ -45,6 +51,14 @@ PRODUCTS = ["wool-scarf", "advent-calendar", "tree-lights", "gift-box", "ski-glo
 POSTS = ["gift-guide-2026", "wrapping-ideas", "christmas-cocktails", "sustainable-gifts"]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as an HTTPError, not followed (the sync's target is the
+    DSP's server, not ours)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 @dataclass
 class Browser:
     """One visitor's browser: its user agent, location and the cookie the server set."""
@@ -54,6 +68,7 @@ class Browser:
     geo: tuple[str, str, str]
     cookie: str | None = None
     referrer: str = ""
+    dsp_id: str | None = None
     sent: Counter[str] = field(default_factory=Counter)
 
     def _headers(self, at: datetime, user_agent: str | None = None) -> dict[str, str]:
@@ -69,8 +84,9 @@ class Browser:
             headers["Cookie"] = self.cookie
         return headers
 
-    def _send(self, request: urllib.request.Request) -> bytes:
-        with urllib.request.urlopen(request, timeout=30) as response:
+    def _send(self, request: urllib.request.Request, *, follow_redirects: bool = True) -> bytes:
+        opener = urllib.request.build_opener() if follow_redirects else urllib.request.build_opener(_NoRedirect)
+        with opener.open(request, timeout=30) as response:
             for header in response.headers.get_all("Set-Cookie") or []:
                 self.cookie = header.split(";", 1)[0]  # the browser keeps dmp_uid
             return response.read()
@@ -81,6 +97,27 @@ class Browser:
         self._send(urllib.request.Request(f"{self.gateway}/p.gif?{query}", headers=self._headers(at, user_agent)))
         self.referrer = url
         self.sent["page_view"] += 1
+
+    def sync(self, at: datetime) -> str | None:
+        """The DSP's sync pixel on the page: we redirect to its registered URL with our id
+        (never a URL from the request), and its match endpoint calls back with its own id
+        for this browser. Returns the DSP's id."""
+        request = urllib.request.Request(f"{self.gateway}/sync?partner={DSP}", headers=self._headers(at))
+        try:
+            self._send(request, follow_redirects=False)
+            return None  # no redirect: the visitor said no, nothing to sync
+        except urllib.error.HTTPError as redirect:
+            if redirect.code != 302:
+                raise
+            location = redirect.headers["Location"]
+            for header in redirect.headers.get_all("Set-Cookie") or []:
+                self.cookie = header.split(";", 1)[0]
+        our_id = parse_qs(urlsplit(location).query)["dmp_uid"][0]
+        dsp_id = "dsp-" + hashlib.sha256(our_id.encode()).hexdigest()[:20]
+        query = urlencode({"partner": DSP, "puid": dsp_id})
+        self._send(urllib.request.Request(f"{self.gateway}/sync?{query}", headers=self._headers(at)))
+        self.sent["sync"] += 1
+        return dsp_id
 
     def track(self, name: str, props: dict[str, str], at: datetime) -> None:
         """What the tag's `dmp.track()` sends with sendBeacon: a text/plain JSON batch."""
@@ -125,6 +162,8 @@ def _simulate(gateway: str, index: int, now: datetime, seed: int) -> Browser:
         starts = sorted(now - timedelta(days=rng.uniform(18, 40)) for _ in range(rng.randint(1, 3)))
     for number, start in enumerate(starts):
         _visit(browser, start, rng, buyer=(kind == "lapsed" and number == len(starts) - 1))
+        if number == 0 and index % 3 == 0:
+            browser.dsp_id = browser.sync(start + timedelta(minutes=1))
     return browser
 
 
@@ -143,6 +182,39 @@ def _call(url: str, key: str | None, body: dict[str, Any] | None = None) -> tupl
 
 class DemoFailure(RuntimeError):
     pass
+
+
+def _partner_ids_and_export(gateway: str, key: str, members: list[str], synced: dict[str, str], out: Any) -> None:
+    """The ad platform looks visitors up by its own ids (as a bid request carries them),
+    then fetches its export of the build through the pre-signed URLs."""
+    dsp_ids = [synced[uid] for uid in members if uid in synced][:2] + [
+        v for u, v in synced.items() if u not in members
+    ][:1]
+    if not dsp_ids:
+        raise DemoFailure("no synced browser to look up by the ad platform's own id")
+    out(f"\n'{DSP}' looks visitors up by its own ids (from ID sync):")
+    status, answer = _call(f"{gateway}/v1/users/{dsp_ids[0]}/segments?id_type=partner", key)
+    _expect(status, answer, "GET /v1/users/{id}/segments?id_type=partner")
+    out(f"GET /v1/users/{dsp_ids[0]}/segments?id_type=partner -> {status}\n  {json.dumps(answer)}")
+    status, answer = _call(f"{gateway}/v1/lookup", key, {"uids": dsp_ids, "id_type": "partner"})
+    _expect(status, answer, "POST /v1/lookup (partner ids)")
+    out(f"POST /v1/lookup {len(dsp_ids)} of its ids -> {status}")
+    for result in answer.get("results", []):
+        out(f"  {result['uid']}: {', '.join(s['id'] for s in result['segments']) or '(none)'}")
+    status, export = _call(f"{gateway}/v1/exports/latest", key)
+    _expect(status, export, "GET /v1/exports/latest")
+    out(
+        f"GET /v1/exports/latest -> {status}: build {export['build_id']}, full {export['full']['rows']} rows, "
+        f"delta {export['delta']['rows']} rows"
+    )
+    with urllib.request.urlopen(export["full"]["url"], timeout=30) as response:
+        lines = gzip.decompress(response.read()).decode().splitlines()
+    if len(lines) - 1 != export["full"]["rows"]:
+        raise DemoFailure(f"the full export has {len(lines) - 1} rows, latest.json says {export['full']['rows']}")
+    with_ids = sum(1 for line in lines[1:] if line.split(",")[1])
+    out(f"  full.csv.gz: {lines[0]}; {with_ids} of {len(lines) - 1} rows carry the platform's own id")
+    for line in [line for line in lines[1:] if line.split(",")[1]][:2]:
+        out(f"    {line}")
 
 
 def _expect(status: int, answer: Any, what: str) -> Any:
@@ -165,8 +237,8 @@ def _run(visitors: int, seed: int, out: Any) -> int:
     from functions.core.partners import key_hash, new_key
     from functions.core.segments import load_definitions
     from functions.core.storage.bucket import SegmentsBucket
-    from functions.core.storage.events import EventStore
-    from functions.core.storage.partners import PartnerStore
+    from functions.core.storage.events import EventStore, is_mapping
+    from functions.core.storage.partners import PartnerProfile, PartnerStore
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -181,6 +253,9 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         for definition in load_definitions(files):
             bucket.put_definition(definition.id, definition.model_dump(mode="json", by_alias=True, exclude_none=True))
         out(f"Pushed {len(files)} segment definitions from {SEGMENTS_DIR.name}/")
+        partners = PartnerStore(target.partners_table)
+        partners.put_profile(PartnerProfile(name=DSP, sync=True, sync_url=DSP_SYNC_URL, updated_at=now.isoformat()))
+        out(f"Registered '{DSP}' for ID sync: {DSP_SYNC_URL}")
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             browsers = list(pool.map(lambda i: _simulate(gateway, i, now, seed), range(visitors)))
@@ -188,21 +263,22 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         for path in ("/", "/pricing", "/blog/gift-guide-2026"):
             crawler.view(path, now - timedelta(hours=1), user_agent=BOT_AGENT)
         sent = sum((b.sent for b in browsers), Counter())
-        stored = sum(1 for _ in EventStore(target.events_table).scan())
+        stored = sum(1 for item in EventStore(target.events_table).scan() if not is_mapping(item))
         out(
             f"Sent {sum(sent.values())} hits from {visitors} browsers over 4 weeks "
             f"({', '.join(f'{n} {k}' for k, n in sent.most_common())}) and 3 from a crawler; "
             f"{stored} events stored (the crawler's were not)."
         )
+        synced = {b.cookie.split("=", 1)[1]: b.dsp_id for b in browsers if b.dsp_id and b.cookie}
+        out(f"{len(synced)} browsers synced ids with '{DSP}' as they browsed.")
 
         manifest = build(target.build_stores(), now, shards=2, retention_seconds=target.retention_seconds).manifest
         out(f"\nBuild {manifest.build_id} evaluated at {manifest.evaluated_at} (2 shards):")
         for segment in manifest.segments:
             out(f"  {segment.id:<36} {segment.size:>5} visitors  -> {', '.join(segment.destinations)}")
 
-        partners = PartnerStore(target.partners_table)
         key = new_key()
-        partners.add(key_hash(key), "demo-dsp", now.isoformat())
+        partners.add(key_hash(key), DSP, now.isoformat())
         out("\nAd platform 'demo-dsp' calls the lookup API with its partner key:")
         status, catalog = _call(f"{gateway}/v1/segments", key)
         _expect(status, catalog, "GET /v1/segments")
@@ -228,6 +304,7 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         out(f"POST /v1/lookup {len(sample)} uids -> {status}")
         for result in answer.get("results", []):
             out(f"  {result['uid']}: {', '.join(s['id'] for s in result['segments']) or '(none)'}")
+        _partner_ids_and_export(gateway, key, members, synced, out)
         status, answer = _call(f"{gateway}/v1/segments", None)
         if status != 401:
             raise DemoFailure(f"GET /v1/segments without a key answered {status}, not 401")
