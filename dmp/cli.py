@@ -163,6 +163,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"  {segment.id:<45} {segment.size:>8}")
     if result.membership_changes is not None:
         print(f"membership changes: {result.membership_changes}")
+    for partner, export in sorted(result.exports.items()):
+        print(f"export {partner}: full {export.full_rows} rows, delta {export.delta_rows} rows")
     return 0
 
 

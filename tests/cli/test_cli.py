@@ -99,6 +99,8 @@ def test_push_ingest_build_and_lookup_from_a_shell(served, tmp_path):
     # WHEN a build runs
     built = dmp(cwd, "build", "--local", "--shards", "2")
     assert "holiday-returning-london-pricing" in built.stdout
+    # AND the partner the London segment names gets its export: the visitor, added
+    assert "export demo-dsp: full 1 rows, delta 1 rows" in built.stdout
 
     # THEN the partner finds the visitor in the London segment through the lookup API
     status, body = call(f"{state['gateway_url']}/v1/users/{VISITOR}/segments", key)
