@@ -37,8 +37,17 @@ SIMULATED_TIME_HEADER = "x-dmp-simulated-time"
 MAX_BODY = 1024 * 1024  # API Gateway's own limits are larger; the handlers enforce theirs
 
 
+INGEST_PATHS = frozenset(path for _method, path in INGEST_ROUTES)
+JSON = [("Content-Type", "application/json")]
+
+
 def _error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def _gateway_message(message: str) -> bytes:
+    """API Gateway's own error body, for requests it answers without a function."""
+    return json.dumps({"message": message}).encode()
 
 
 class Handlers:
@@ -176,6 +185,9 @@ class Gateway:
         if (method, path) in INGEST_ROUTES:
             event = self.http_api_event(method, path, query, headers, body, source_ip)
             return self._answer(self._invoke(self.handlers.ingest, event, "ingest"))
+        if path in INGEST_PATHS:
+            # An HTTP API answers a method its route does not have as it answers no route.
+            return 404, JSON, _gateway_message("Not Found")
         if path.startswith(routes.PREFIX):
             authorizer: dict[str, Any] | None = None
             if path not in routes.PUBLIC:
@@ -248,7 +260,20 @@ def make_request_handler(gateway: Gateway, log: Callable[[str], None] | None = N
             if self.command != "HEAD":
                 self.wfile.write(payload)
 
-        do_GET = do_POST = do_OPTIONS = do_PUT = do_DELETE = do_HEAD = _handle
+        def __getattr__(self, name: str) -> Any:
+            # Every method reaches the gateway (TRACE, PATCH, made-up ones), which answers
+            # it as API Gateway would, never with the HTTP server's own 501 page.
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """The server's own refusals (a malformed request line, an over-long header),
+            in JSON as API Gateway gives them, not as an HTML page."""
+            self.close_connection = True
+            if self.request_version == "HTTP/0.9":  # no version read yet: answer as HTTP/1.1
+                self.request_version = self.protocol_version
+            self._send(code, JSON, _gateway_message(message or self.responses.get(code, ("Error",))[0]))
 
         def log_message(self, format: str, *args: Any) -> None:
             if log is not None:

@@ -213,3 +213,47 @@ def test_validate_against_a_stack_reports_unknown_destinations(served, tmp_path)
     assert result.returncode == 1
     assert f"{definition}: destinations[1]: unknown partner 'ghost-dsp'" in result.stderr
     assert "destinations[0]" not in result.stderr
+
+
+def raw_exchange(gateway_url: str, request: bytes) -> tuple[int, str, bytes]:
+    """(status, Content-Type, body) of one raw HTTP/1.1 request to the gateway."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(gateway_url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers.get("Content-Type", ""), body
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        ("TRACE /p.gif HTTP/1.1", 404),  # a method the route does not have: HTTP API's 404
+        ("PATCH /collect HTTP/1.1", 404),
+        ("BREW /optout HTTP/1.1", 404),
+        ("TRACE /no/such/path HTTP/1.1", 404),
+        ("GARBAGE", 400),  # not a request line at all
+    ],
+)
+def test_the_local_gateway_answers_any_method_in_json_never_with_a_5xx(served, request_line, status):
+    _, state = served
+    request = f"{request_line}\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+    answered, content_type, body = raw_exchange(state["gateway_url"], request)
+    assert answered == status
+    assert content_type == "application/json"
+    assert set(json.loads(body)) <= {"message", "error"}
+
+
+def test_an_unknown_method_on_the_lookup_api_is_answered_by_it_in_json(served):
+    _, state = served
+    request = b"TRACE /v1/segments HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    answered, content_type, body = raw_exchange(state["gateway_url"], request)
+    assert answered < 500 and content_type == "application/json", (answered, body)
+    assert json.loads(body)
