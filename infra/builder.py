@@ -203,7 +203,7 @@ class Builder(Construct):
             description="A segment build failed for good or its schedule event was not delivered: "
             "the published build is stale. The messages in the dead-letter queue say which.",
         )
-        # No actions here either: who is told is the operator's choice.
+        # Its action, like every alarm's, is the alarms topic (infra/monitoring.py).
         self.errors_alarm = cloudwatch.Alarm(
             self,
             "ErrorsAlarm",

@@ -26,8 +26,8 @@ def dead_letter_queue(scope: Construct, construct_id: str, *, holds: str) -> sqs
 
 
 def alarm_on_messages(scope: Construct, construct_id: str, queue: sqs.IQueue, *, description: str) -> cloudwatch.Alarm:
-    """Goes off as soon as anything is in `queue`. No actions: who is told (SNS, chat,
-    pager) is the operator's choice."""
+    """Goes off as soon as anything is in `queue`. Its action is added with every other
+    alarm's: the stack's alarms topic (infra/monitoring.py)."""
     return cloudwatch.Alarm(
         scope,
         construct_id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,17 @@ ACM_CERTIFICATE_ARN = re.compile(
 )
 # CloudFront is global and takes viewer certificates from ACM in this region only.
 CLOUDFRONT_CERTIFICATE_REGION = "us-east-1"
+# EventBridge's `rate(value unit)`, whose unit is singular for 1 and plural otherwise.
+RATE = re.compile(r"^rate\((?P<value>[1-9]\d*) (?P<unit>minute|hour|day)s?\)$")
+RATE_UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+# A build is stale after twice its schedule. A cron schedule's interval is not derived:
+# builds on one are usually daily, so 48 hours unless `build_stale_after_hours` says.
+STALE_AFTER_SCHEDULES = 2
+CRON_STALE_AFTER = timedelta(hours=48)
+# The longest a CloudWatch alarm looks back (its periods times its evaluation periods).
+MAX_ALARM_WINDOW = timedelta(days=7)
+HOUR = timedelta(hours=1)
+EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[a-z]{2,}$", re.IGNORECASE)
 
 T = TypeVar("T")
 
@@ -61,6 +73,9 @@ class DeploySettings:
     segments_dir: Path
     cloudfront_price_class: str
     ingest_domain: IngestDomain | None
+    # How long without a published build before the stale-build alarm goes off.
+    build_stale_after: timedelta
+    alarm_email: str | None
 
     @property
     def stack_name(self) -> str:
@@ -83,10 +98,11 @@ class DeploySettings:
                 raise ContextError(f"context {key!r}: {error} (got {raw!r})") from None
 
         segments_dir = Path(get("segments_dir", str))
+        build_schedule = get("build_schedule", _matching(SCHEDULE, "expected rate(...) or cron(...)"))
         return cls(
             stage=get("stage", _matching(STAGE, "a stage is [a-z][a-z0-9-]{0,19}")),
             retention_days=get("retention_days", _integer(1, 3650)),
-            build_schedule=get("build_schedule", _matching(SCHEDULE, "expected rate(...) or cron(...)")),
+            build_schedule=build_schedule,
             build_shards=get("build_shards", _integer(1, 1000)),
             tcf_vendor_id=get("tcf_vendor_id", _integer(0, 1_000_000)),
             cors_origins=get("cors_origins", _origins),
@@ -104,6 +120,11 @@ class DeploySettings:
                 get("ingest_domain", _optional(_host_name)),
                 get("ingest_certificate_arn", _optional(_certificate_arn)),
             ),
+            # 0: twice the schedule (see `_stale_after`).
+            build_stale_after=_stale_after(
+                build_schedule, get("build_stale_after_hours", _integer(0, MAX_ALARM_WINDOW // HOUR))
+            ),
+            alarm_email=get("alarm_email", _optional(_email)),
         )
 
 
@@ -199,3 +220,32 @@ def _price_class(raw: Any) -> str:
         if name.replace("_", "") == wanted:
             return name
     raise ValueError(f"expected one of {', '.join(PRICE_CLASSES)}")
+
+
+def _stale_after(schedule: str, hours: int) -> timedelta:
+    """`build_stale_after_hours` when set (not 0), else twice a `rate(...)` schedule, or
+    CRON_STALE_AFTER for a cron one."""
+    if hours:
+        return hours * HOUR
+    if schedule.startswith("cron("):
+        return CRON_STALE_AFTER
+    match = RATE.match(schedule)
+    if not match:
+        raise ContextError(
+            f"context 'build_schedule': expected rate(<n> minutes|hours|days) like rate(1 hour) (got {schedule!r})"
+        )
+    stale_after = STALE_AFTER_SCHEDULES * int(match["value"]) * RATE_UNITS[match["unit"]]
+    if stale_after > MAX_ALARM_WINDOW:
+        raise ContextError(
+            f"context 'build_stale_after_hours' is needed: twice {schedule} is longer than the "
+            f"{MAX_ALARM_WINDOW.days} days a CloudWatch alarm can look back; set at most "
+            f"{MAX_ALARM_WINDOW // HOUR} hours"
+        )
+    return stale_after
+
+
+def _email(raw: Any) -> str:
+    value = str(raw).strip()
+    if not EMAIL.match(value):
+        raise ValueError("expected one email address like oncall@shop.example")
+    return value

@@ -22,6 +22,7 @@ from infra.compliance import acknowledge, arn_in_findings
 from infra.ingest import Ingest
 from infra.lambda_layer import LambdaPackaging
 from infra.lookup import Lookup
+from infra.monitoring import Monitoring
 from infra.replay import Replay
 from infra.settings import DeploySettings
 from infra.storage import Storage, read_segment_definitions
@@ -103,6 +104,22 @@ class DmpStack(Stack):
             catalog_refresh_seconds=settings.catalog_refresh_seconds,
             authorizer_cache=Duration.seconds(settings.authorizer_cache_seconds),
             log_retention=LOG_RETENTION,
+            removal_policy=removal_policy,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            ingest_function=self.ingest.function,
+            build_state_machine=self.builder.state_machine,
+            fallback_queue=self.replay.queue,
+            dead_letter_queues={
+                "builds": self.builder.dead_letter_queue,
+                "deferred hits": self.replay.dead_letter_queue,
+            },
+            lookup_stage=self.lookup.api.deployment_stage,
+            other_alarms=[self.builder.dead_letter_alarm, self.builder.errors_alarm, self.replay.dead_letter_alarm],
+            build_stale_after=settings.build_stale_after,
+            alarm_email=settings.alarm_email,
             removal_policy=removal_policy,
         )
 

@@ -94,6 +94,10 @@ def _summary(result: PublishResult) -> BuildAnswer:
     _count("builds_published", 1 if result.published else 0)
     _count("membership_changes", result.membership_changes or 0)
     sizes = {s.id: s.size for s in manifest.segments}
+    if result.published:
+        # The published build's size, graphed on the dashboard (infra/monitoring.py).
+        _count("build_visitors_scanned", manifest.visitors_scanned)
+        _count("build_memberships", sum(sizes.values()))
     logger.info("build finished", build_id=manifest.build_id, sizes=sizes, published=result.published)
     return BuildAnswer(
         build_id=manifest.build_id,
