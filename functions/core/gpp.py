@@ -313,13 +313,13 @@ def us_opted_out(section_id: int, encoded: str) -> bool:
         if len(segments[0]) != 4:
             raise InvalidGPPString("US Privacy section is not 4 characters")
         return segments[0][2] not in "N-"
-    core = base64url_bits(segments[0])
+    core = base64url_bits(segments[0], _CORE_BITS[section_id])
     if core is None or len(core) < _CORE_BITS[section_id]:
         raise InvalidGPPString(f"GPP section {section_id} is malformed or truncated")
     opted_out = any(core[offset : offset + 2] not in _NOT_OPTED_OUT for offset in _OPT_OUT_OFFSETS[section_id])
     second = US_SECTIONS[section_id].second
     if second is not SecondSegment.NONE and len(segments) > 1:
-        bits = base64url_bits(segments[1])
+        bits = base64url_bits(segments[1], second.value)
         if bits is None or len(bits) < second.value:
             raise InvalidGPPString(f"GPP section {section_id} has a malformed second segment")
         if second is SecondSegment.GPC and bits[2] == "1":

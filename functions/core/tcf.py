@@ -81,14 +81,18 @@ class VendorSignals:
         return frozenset(kind for restricted, kind in self.restrictions if restricted == purpose)
 
 
-def base64url_bits(text: str) -> str | None:
+def base64url_bits(text: str, limit: int | None = None) -> str | None:
     """The bits of a base64url text ("0"/"1", 6 per character, as the IAB libraries read
-    them: no padding, trailing bits kept), or None if a character is outside the alphabet."""
+    them: no padding, trailing bits kept), or None if a character is outside the alphabet.
+    With `limit`, every character is still checked but only the characters holding the
+    first `limit` bits are decoded (a reader of a few fixed fields needs no more)."""
     if not text.isascii():
         return None
     raw = text.encode("ascii")
     if raw.translate(None, _BASE64URL):
         return None
+    if limit is not None:
+        raw = raw[: -(-limit // 6)]
     if not raw:
         return ""
     # Whole groups of 4 characters decode to whole bytes; "A" pads with zero bits.

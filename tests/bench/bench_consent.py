@@ -3,7 +3,8 @@ ordinary one; the old decoder spent ~1.6 s of CPU on a 4 KB string of vendor ran
 
 - tcf_worst_case_ratio: `consent_refusal` on the costliest TC string we can write within
   MAX_TC_STRING (the slowest of several shapes: the most vendor ranges, the most single
-  ids, the most publisher restrictions or restriction ranges, none naming our vendor) /
+  ids, the most publisher restrictions, restriction ranges, or restrictions of one range
+  each, none naming our vendor) /
   on a typical CMP string (a few hundred vendors consented, legitimate interests, two
   restrictions, the disclosed-vendors segment).
 - gpp_worst_case_ratio: the same for GPP strings: the costliest TC string as the TCF EU
@@ -83,6 +84,13 @@ def crafted_tc_strings() -> dict[str, str]:
         "restrictions": _longest(
             lambda n: CoreSegment(
                 **granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1 + i % 24, 0, [1]) for i in range(n)]
+            ).encode()
+        ),
+        "restrictions_of_one_range": _longest(
+            lambda n: CoreSegment(
+                **granting,
+                vendors={OUR_VENDOR},
+                restrictions=[Restriction(1 + i % 24, 0, [_around_our_vendor(i)]) for i in range(n)],
             ).encode()
         ),
         "empty_restrictions": _longest(

@@ -6,6 +6,9 @@ decoder's answers on a large corpus are checked in tests/reference.
 
 from __future__ import annotations
 
+import base64
+import random
+
 import pytest
 
 from functions.core.tcf import (
@@ -13,6 +16,7 @@ from functions.core.tcf import (
     InvalidTCString,
     RestrictionType,
     VendorSignals,
+    base64url_bits,
     read_vendor_signals,
 )
 from tests.unit.gpp_builder import base64url_of_bits
@@ -348,3 +352,268 @@ def test_the_most_restrictions_that_fit_are_all_read():
 
     # THEN the last restriction is found
     assert read_vendor_signals(crafted, OUR_VENDOR).restrictions == {(4, RestrictionType.REQUIRE_LEGITIMATE_INTEREST)}
+
+
+# --- long sections, read by `re` (see "Cost" in functions/core/tcf.py) ----------------
+
+# The first vendor section starts at bit 213 of the core segment.
+VENDOR_CONSENTS = 213
+
+
+def with_field(core: CoreSegment, offset: int, width: int, value: int) -> str:
+    """The TC string of `core` with the field at bit `offset` set to `value`."""
+    bits = core.bits().bit_string()
+    return base64url_of_bits(bits[:offset] + format(value, f"0{width}b") + bits[offset + width :])
+
+
+def around(vendor: int, i: int) -> tuple[int, int]:
+    """Ranges that come as close to `vendor` as possible without holding it."""
+    return (1, vendor - 1) if i % 2 else (vendor + 1, 65535)
+
+
+def test_a_vendor_named_only_by_an_entry_past_num_entries_is_not_found():
+    # GIVEN 21 legitimate interest entries, vendor 7 the last, then NumEntries said to be
+    # 20: the 21st entry is then read as NumPubRestrictions (7 < 32 makes that 0)
+    entries = [*range(101, 121), 7]
+    core = CoreSegment(li_vendor_ranges=entries)
+    count_offset = VENDOR_CONSENTS + 17 + 17  # past an empty consent bitfield, MaxVendorId and IsRangeEncoding
+    assert read_vendor_signals(core.encode(), 7).vendor_legitimate_interest is True
+
+    # THEN the vendor is not found, and the string is still well-formed
+    read = read_vendor_signals(with_field(core, count_offset, 12, 20), 7)
+    assert read.vendor_legitimate_interest is False
+    assert read.restrictions == frozenset()
+
+
+@pytest.mark.parametrize("position", [0, 1, 3, 4, 255, 256, 299])
+def test_our_vendor_is_found_wherever_it_is_among_many_entries(position):
+    # GIVEN 300 ranges around our vendor, one of them replaced by our vendor
+    entries: list = [around(OUR_VENDOR, i) for i in range(300)]
+    entries[position] = OUR_VENDOR
+
+    # THEN it is found, as the first entry, the last, or one inside a repeated chunk
+    assert signals(vendor_ranges=entries).vendor_consent is True
+    entries[position] = (OUR_VENDOR + 1, OUR_VENDOR + 1)
+    assert signals(vendor_ranges=entries).vendor_consent is False
+
+
+@pytest.mark.parametrize("leading", range(8))
+@pytest.mark.parametrize("named_by", [OUR_VENDOR, (OUR_VENDOR, OUR_VENDOR), (OUR_VENDOR - 3, OUR_VENDOR + 3)])
+def test_our_vendor_is_found_after_any_number_of_entries(leading, named_by):
+    # GIVEN entries of 17 and 33 bits before ours, so that it starts at each bit of a nibble
+    before = [(1 + i, 2 + i) if i % 3 else 10 + i for i in range(leading)]
+
+    # THEN it is found, and a neighbour is not
+    assert signals(vendor_ranges=[*before, named_by, 4000]).vendor_consent is True
+    assert signals(vendor_ranges=[*before, OUR_VENDOR + 1, 4000]).vendor_consent is False
+
+
+def test_a_range_starting_at_0_deep_in_a_long_section_is_malformed():
+    entries: list = [around(OUR_VENDOR, i) for i in range(500)]
+    entries[400] = (0, 3)
+    with pytest.raises(InvalidTCString):
+        signals(vendor_ranges=entries)
+    entries[400] = 0
+    with pytest.raises(InvalidTCString):
+        signals(li_vendor_ranges=entries)
+
+
+def test_many_restrictions_are_read_wherever_they_name_our_vendor():
+    # GIVEN 400 restrictions of single ids, three naming our vendor at the start, middle, end
+    restrictions = [Restriction(1 + i % 24, i % 3, [1 + i]) for i in range(400)]
+    restrictions[0] = Restriction(4, 0, [OUR_VENDOR])
+    restrictions[200] = Restriction(3, 2, [5, OUR_VENDOR, 9])
+    restrictions[399] = Restriction(1, 1, [OUR_VENDOR])
+
+    # THEN each is reported
+    read = signals(vendors={OUR_VENDOR}, restrictions=restrictions)
+    assert read.restrictions == {
+        (4, RestrictionType.NOT_ALLOWED),
+        (3, RestrictionType.REQUIRE_LEGITIMATE_INTEREST),
+        (1, RestrictionType.REQUIRE_CONSENT),
+    }
+
+
+@pytest.mark.parametrize("bad", [Restriction(0, 1, [7]), Restriction(5, 3, [7])])
+def test_a_restriction_with_entries_under_purpose_0_or_type_3_among_many_is_malformed(bad):
+    # GIVEN 300 short restrictions, one with entries under purpose 0 or type 3
+    restrictions = [Restriction(1 + i % 24, 0, [1 + i]) for i in range(300)]
+    restrictions[150] = bad
+    with pytest.raises(InvalidTCString):
+        signals(vendors={OUR_VENDOR}, restrictions=restrictions)
+
+    # THEN without entries it is not
+    restrictions[150] = Restriction(bad.purpose, bad.type, [])
+    assert signals(vendors={OUR_VENDOR}, restrictions=restrictions).restrictions == frozenset()
+
+
+@pytest.mark.parametrize("count", [4, 9, 40])
+def test_a_restriction_with_many_entries_names_our_vendor_by_a_range(count):
+    # GIVEN a restriction of `count` ranges around our vendor, among other restrictions
+    entries: list = [around(OUR_VENDOR, i) for i in range(count)]
+    others = [Restriction(2, 0, [1, 2]), Restriction(7, 1, [(3, 9)] * 20)]
+
+    # THEN it names our vendor once a range holds it
+    assert signals(vendors={OUR_VENDOR}, restrictions=[*others, Restriction(4, 2, entries)]).restrictions == frozenset()
+    entries[count // 2] = (OUR_VENDOR - 1, OUR_VENDOR + 1)
+    assert signals(vendors={OUR_VENDOR}, restrictions=[*others, Restriction(4, 2, entries)]).restrictions == {
+        (4, RestrictionType.REQUIRE_LEGITIMATE_INTEREST)
+    }
+
+
+@pytest.mark.parametrize("count", [1, 4, 9, 40])
+@pytest.mark.parametrize("among", [1, 300])
+def test_a_restriction_range_ending_before_it_starts_is_malformed_wherever_it_is(count, among):
+    # GIVEN `among` restrictions, one of `count` entries whose last ends before it starts
+    def restrictions(last):
+        listed = [Restriction(1 + i % 24, 0, [1 + i]) for i in range(among)]
+        listed[among // 2] = Restriction(3, 0, [*([(10, 20)] * (count - 1)), last])
+        return listed
+
+    with pytest.raises(InvalidTCString):
+        signals(vendors={OUR_VENDOR}, restrictions=restrictions((OUR_VENDOR + 1, OUR_VENDOR)))
+
+    # THEN a range of one vendor, or of two, is fine
+    for last in [(OUR_VENDOR, OUR_VENDOR), (OUR_VENDOR - 1, OUR_VENDOR)]:
+        read = signals(vendors={OUR_VENDOR}, restrictions=restrictions(last))
+        assert read.restrictions == {(3, RestrictionType.NOT_ALLOWED)}
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 29])
+def test_restrictions_past_num_pub_restrictions_are_not_read(count):
+    # GIVEN `count` restrictions and one more naming our vendor, then NumPubRestrictions
+    # said to be `count`
+    restrictions = [Restriction(1 + i % 24, 0, [1 + i]) for i in range(count)]
+    core = CoreSegment(vendors={OUR_VENDOR}, restrictions=[*restrictions, Restriction(4, 0, [OUR_VENDOR])])
+    count_offset = VENDOR_CONSENTS + 17 + OUR_VENDOR + 17  # past the two bitfields
+    assert read_vendor_signals(core.encode(), OUR_VENDOR).restrictions == {(4, RestrictionType.NOT_ALLOWED)}
+
+    # THEN the last one is trailing bits, not a restriction
+    assert read_vendor_signals(with_field(core, count_offset, 12, count), OUR_VENDOR).restrictions == frozenset()
+
+
+def test_a_vendor_id_beyond_16_bits_is_never_named_and_vendor_0_may_be():
+    tc = tc_string(vendor_ranges=[(1, 65535)], restrictions=[Restriction(3, 1, [0, (1, 65535)])])
+    beyond = read_vendor_signals(tc, 70000)
+    assert (beyond.vendor_consent, beyond.restrictions) == (False, frozenset())
+    zero = read_vendor_signals(tc, 0)
+    assert (zero.vendor_consent, zero.restrictions) == (False, {(3, RestrictionType.REQUIRE_CONSENT)})
+
+
+def test_base64url_bits_up_to_a_limit_still_check_every_character():
+    text = "CP_aWiA" + "A" * 60
+    assert base64url_bits(text, 18) == base64url_bits(text)[:18]
+    assert base64url_bits(text[:2], 18) == base64url_bits(text[:2])  # fewer bits than the limit
+    assert base64url_bits(text + "%", 18) is None
+
+
+def reference_reading(tc: str, vendor: int) -> tuple[bool, bool, frozenset] | None:
+    """(vendor consent, vendor legitimate interest, restrictions naming `vendor`) of the
+    core segment read one field at a time, as the IAB decoder does; None when malformed.
+    The header fields are assumed well-formed and other segments are left out."""
+    core = tc.split(".")[0]
+    raw = base64.urlsafe_b64decode(core + "A" * (-len(core) % 4))
+    bits = "".join(f"{byte:08b}" for byte in raw)[: 6 * len(core)]
+
+    def field(offset: int, width: int) -> int:
+        if offset + width > len(bits):
+            raise InvalidTCString("truncated")
+        return int(bits[offset : offset + width], 2)
+
+    def entries(offset: int, count: int, *, restriction: bool) -> tuple[bool, int]:
+        named = False
+        for _ in range(count):
+            is_range, first = field(offset, 1), field(offset + 1, 16)
+            last = field(offset + 17, 16) if is_range else first
+            offset += 33 if is_range else 17
+            if (first == 0 and not restriction) or (last < first and restriction):
+                raise InvalidTCString("malformed entry")
+            named = named or first <= vendor <= last
+        return named, offset
+
+    def vendor_section(offset: int) -> tuple[bool, int]:
+        max_vendor_id = field(offset, 16)
+        if not field(offset + 16, 1):
+            field(offset + 17, max_vendor_id)  # there must be that many bits
+            return 1 <= vendor <= max_vendor_id and bits[offset + 16 + vendor] == "1", offset + 17 + max_vendor_id
+        return entries(offset + 29, field(offset + 17, 12), restriction=False)
+
+    try:
+        consent, offset = vendor_section(VENDOR_CONSENTS)
+        legitimate_interest, offset = vendor_section(offset)
+        found = set()
+        count, offset = field(offset, 12), offset + 12
+        for _ in range(count):
+            purpose, kind, listed = field(offset, 6), field(offset + 6, 2), field(offset + 8, 12)
+            if listed and (purpose == 0 or kind == 3):
+                raise InvalidTCString("malformed restriction")
+            named, offset = entries(offset + 20, listed, restriction=True)
+            if named:
+                found.add((purpose, kind))
+    except InvalidTCString:
+        return None
+    return consent, legitimate_interest, frozenset(found)
+
+
+def random_core(rng: random.Random, vendor: int) -> CoreSegment:
+    """A core segment with long sections of entries near `vendor`, mostly well-formed."""
+
+    def vendor_id() -> int:
+        return min(
+            65535, max(1, rng.choice([vendor, vendor - 1, vendor + 1, rng.randrange(1, 65536), rng.randrange(1, 3000)]))
+        )
+
+    def entry():
+        if rng.random() < 0.5:
+            return vendor_id()
+        first, last = sorted((vendor_id(), vendor_id()))
+        return (first, last)
+
+    def section() -> list:
+        return [entry() for _ in range(rng.choice([0, 1, 3, 7, 16, 33, 100, 300]))]
+
+    restrictions = []
+    for _ in range(rng.choice([0, 2, 9, 40, 120])):
+        listed = rng.choice(
+            [[], [vendor_id() for _ in range(rng.randrange(1, 16))], [entry() for _ in range(rng.randrange(1, 40))]]
+        )
+        restrictions.append(Restriction(rng.randrange(1, 64), rng.randrange(0, 3), listed))
+    consent, li = section(), section()
+    defect = rng.random()
+    if defect < 0.1 and consent:
+        consent[rng.randrange(len(consent))] = rng.choice([0, (0, 9)])
+    elif defect < 0.2 and restrictions:
+        at = rng.randrange(len(restrictions))
+        restrictions[at] = Restriction(restrictions[at].purpose, 0, [*restrictions[at].entries, (9, 3)])
+    elif defect < 0.3 and restrictions:
+        at = rng.randrange(len(restrictions))
+        restrictions[at] = Restriction(rng.choice([0, 9]), rng.choice([3, 0]), [*restrictions[at].entries, 5])
+    return CoreSegment(
+        purposes_consent={1, 3, 4}, vendor_ranges=consent, li_vendor_ranges=li, restrictions=restrictions
+    )
+
+
+def test_long_sections_read_the_same_as_field_by_field():
+    # GIVEN seeded random strings with long sections near the vendor, some malformed or cut
+    rng = random.Random(20251129)
+    for _ in range(150):
+        vendor = rng.choice([OUR_VENDOR, 1, 255, 4096, 65535, rng.randrange(1, 65536)])
+        tc = random_core(rng, vendor).encode()
+        if len(tc) > MAX_TC_STRING:
+            continue
+        if rng.random() < 0.15:
+            tc = tc[: rng.randrange(1, len(tc))]
+
+        # WHEN read
+        try:
+            read = read_vendor_signals(tc, vendor)
+            ours = (
+                read.vendor_consent,
+                read.vendor_legitimate_interest,
+                frozenset((p, int(k)) for p, k in read.restrictions),
+            )
+        except InvalidTCString:
+            ours = None
+
+        # THEN the answer is the field-by-field one
+        assert ours == reference_reading(tc, vendor), tc
