@@ -495,9 +495,10 @@ def request_cookies(event: dict[str, Any], name: str) -> list[str]:
 def header_refusal(event: dict[str, Any]) -> str | None:
     """A reason in the request's headers or cookies why nothing may be stored."""
     headers = event["headers"]
-    if headers.get("dnt") == "1":
+    # Header values come without the whitespace around them (HTTP's optional whitespace).
+    if headers.get("dnt", "").strip() == "1":
         return "DNT: 1"
-    if headers.get("sec-gpc") == "1":
+    if headers.get("sec-gpc", "").strip() == "1":
         return "Sec-GPC: 1"
     if headers.get("user-agent") in CRAWLERS:
         return "a known crawler"
