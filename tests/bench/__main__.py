@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, each a ratio against a baseline measured in the same run
-(these machines are noisy; absolute times are not comparable across runs). Prints
-`name: value` lines and writes .bench/results.json."""
+(these machines are noisy; absolute times are not comparable across runs), except the
+cost suite's dollars (bench_cost.py). Prints `name: value` lines and writes
+.bench/results.json."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.bench import bench_builder, bench_consent, bench_ingest, bench_lookup, bench_shard
+from tests.bench import bench_builder, bench_consent, bench_cost, bench_ingest, bench_lookup, bench_shard
 
 SUITES = {
     "ingest": bench_ingest.run,
@@ -16,7 +17,14 @@ SUITES = {
     "shard": bench_shard.run,
     "builder": bench_builder.run,
     "consent": bench_consent.run,
+    "cost": bench_cost.run,
 }
+
+
+def _rounded(value: float) -> float:
+    """Three decimals; three significant digits below 0.1, where the cost suite's
+    components (fractions of a cent) would otherwise print as 0."""
+    return float(f"{value:.3g}") if 0 < abs(value) < 0.1 else round(value, 3)
 
 
 def main(argv: list[str]) -> int:
@@ -24,7 +32,7 @@ def main(argv: list[str]) -> int:
     results: dict[str, float] = {}
     for name in chosen:
         for metric, value in SUITES[name]().items():
-            results[metric] = round(value, 3)
+            results[metric] = _rounded(value)
             print(f"{metric}: {results[metric]}", flush=True)
     out = Path(".bench")
     out.mkdir(exist_ok=True)

@@ -40,7 +40,7 @@ EVENTS_PER_VISITOR = 10.6  # about 1 M events for 100 k visitors (some visitors 
 SCALE = 4
 
 
-def _seconds(action: Callable[[], Any]) -> float:
+def cpu_seconds(action: Callable[[], Any]) -> float:
     """CPU seconds of this process: both sides use one core, and the machines running
     `make bench` are shared, so wall time would measure the neighbours too."""
     start = time.process_time()
@@ -48,7 +48,9 @@ def _seconds(action: Callable[[], Any]) -> float:
     return time.process_time() - start
 
 
-def _builder_action(population: Population) -> Callable[[], list[tuple[str, list[str]]]]:
+def builder_evaluation(population: Population) -> Callable[[], list[tuple[str, list[str]]]]:
+    """The builder's evaluation of every reference segment over `population`, as a shard
+    runs it after its scan."""
     records = population.records()
     segments = compile_segments([s.definition for s in reference.CATALOGUE])
     now_ms = population.now_ms
@@ -60,7 +62,7 @@ def run(repeat: int = 3) -> dict[str, float]:
     try:
         small = generate(1, VISITORS, events_per_visitor=EVENTS_PER_VISITOR)
         large = generate(2, SCALE * VISITORS, events_per_visitor=EVENTS_PER_VISITOR)
-        builder_small, builder_large = _builder_action(small), _builder_action(large)
+        builder_small, builder_large = builder_evaluation(small), builder_evaluation(large)
         events, traits = small.events_table, small.traits_table
     finally:
         gc.enable()
@@ -83,9 +85,9 @@ def run(repeat: int = 3) -> dict[str, float]:
         large_times: list[float] = []
         duckdb_times: list[float] = []
         for _ in range(repeat):
-            small_times.append(_seconds(builder_small))
-            large_times.append(_seconds(builder_large))
-            duckdb_times.extend(_seconds(lambda: reference.member_tables(con, small.now_ms)) for _ in range(2))
+            small_times.append(cpu_seconds(builder_small))
+            large_times.append(cpu_seconds(builder_large))
+            duckdb_times.extend(cpu_seconds(lambda: reference.member_tables(con, small.now_ms)) for _ in range(2))
         con.close()
     finally:
         gc.unfreeze()

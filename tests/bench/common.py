@@ -69,13 +69,14 @@ def quiet_stdout() -> Iterator[None]:
 
 
 class RequestCounter:
-    """DynamoDB API calls made through boto3, counted with botocore's event hooks."""
+    """API calls made through boto3 (DynamoDB's unless told), counted with botocore's
+    event hooks."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def attach(self, client: Any) -> None:
-        client.meta.events.register("before-call.dynamodb.*", self._count)
+    def attach(self, client: Any, service: str = "dynamodb") -> None:
+        client.meta.events.register(f"before-call.{service}.*", self._count)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
