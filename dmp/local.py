@@ -42,6 +42,13 @@ RESOURCE_NAMES = {
 }
 BUCKET = "dmp-local-segments"
 FALLBACK_QUEUE = "dmp-local-fallback"
+# The storage clients' read timeout on the emulator. moto answers a 1 MB scan page in
+# seconds, not DynamoDB's milliseconds (it serialises each item at ~1 ms and sorts the
+# whole table for every page), and a build's shards share its one core: at 100 k events a
+# page of a 4-shard build takes ~35 s. The functions' 5 s would cut every page off, and
+# each retry would pile the same work on the emulator again. Generous, but finite: a hung
+# emulator still fails the command.
+EMULATOR_READ_TIMEOUT_SECONDS = 300
 # Powertools outside Lambda: quiet logs, no metrics or traces to ship.
 QUIET_POWERTOOLS = {
     "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -106,9 +113,12 @@ class StackTarget:
         }
         if self.aws_endpoint_url:
             env.update(
-                AWS_ENDPOINT_URL=self.aws_endpoint_url,
-                AWS_ACCESS_KEY_ID="local",
-                AWS_SECRET_ACCESS_KEY="local",
+                {
+                    "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+                    "AWS_ACCESS_KEY_ID": "local",
+                    "AWS_SECRET_ACCESS_KEY": "local",
+                    Env.STORAGE_READ_TIMEOUT_SECONDS: str(EMULATOR_READ_TIMEOUT_SECONDS),
+                }
             )
         return env
 

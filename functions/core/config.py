@@ -34,6 +34,9 @@ class Env:
     CATALOG_REFRESH_SECONDS = "CATALOG_REFRESH_SECONDS"
     BUILD_SHARDS = "BUILD_SHARDS"
     ORIGIN_VERIFY_SECRET = "ORIGIN_VERIFY_SECRET"
+    # Local stack only (never set in AWS): the storage clients' read timeout for the
+    # emulator (`functions/core/storage/aws.py`).
+    STORAGE_READ_TIMEOUT_SECONDS = "STORAGE_READ_TIMEOUT_SECONDS"
 
 
 def initialised_ahead_of_requests(env: Mapping[str, str] | None = None) -> bool:

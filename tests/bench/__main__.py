@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.bench import bench_builder, bench_consent, bench_cost, bench_ingest, bench_lookup, bench_shard
+from tests.bench import bench_builder, bench_consent, bench_cost, bench_ingest, bench_local, bench_lookup, bench_shard
 
 SUITES = {
     "ingest": bench_ingest.run,
@@ -18,6 +18,7 @@ SUITES = {
     "builder": bench_builder.run,
     "consent": bench_consent.run,
     "cost": bench_cost.run,
+    "local": bench_local.run,
 }
 
 

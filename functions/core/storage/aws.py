@@ -8,20 +8,24 @@ Items use DynamoDB's low-level attribute format: no serializer on the hot path.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.core.config import ConfigurationError, Env
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-# Standard retry mode: exponential backoff with jitter on throttling and 5xx.
+# Standard retry mode: exponential backoff with jitter on throttling and 5xx. DynamoDB
+# answers in milliseconds, so a read that takes 5 s is better retried than waited for.
 CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
 S3_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 BATCH_WRITE_LIMIT = 25
@@ -43,19 +47,43 @@ def session() -> botocore.session.Session:
         return _session
 
 
+def read_timeout_override(env: Mapping[str, str] | None = None) -> int | None:
+    """The clients' read timeout in seconds when `STORAGE_READ_TIMEOUT_SECONDS` sets one.
+
+    Unset in AWS, where the defaults above hold. The local stack sets it for its emulator,
+    which takes seconds, not milliseconds, to answer a scan page (`dmp/local.py`)."""
+    env = os.environ if env is None else env
+    raw = env.get(Env.STORAGE_READ_TIMEOUT_SECONDS)
+    if not raw:
+        return None
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{Env.STORAGE_READ_TIMEOUT_SECONDS} must be an integer, got {raw!r}") from None
+    if seconds < 1:
+        raise ConfigurationError(f"{Env.STORAGE_READ_TIMEOUT_SECONDS} must be >= 1, got {seconds}")
+    return seconds
+
+
 def create_client(service: str, config: Config | None = None) -> Any:
     """A new client for `service` (region, credentials and endpoint from the environment),
-    with `config` merged over the defaults (e.g. how pre-signed URLs are signed).
+    with `config` merged over the defaults (e.g. how pre-signed URLs are signed) and the
+    read timeout of `read_timeout_override`, if any.
 
     S3's is boto3's, for its transfer manager (multipart uploads of large part files);
     the others come from one botocore session shared by the adapters of a process."""
+    defaults = S3_CONFIG if service == "s3" else CONFIG
+    timeout = read_timeout_override()
+    if timeout is not None:
+        defaults = defaults.merge(Config(read_timeout=timeout))
+    merged = defaults if config is None else defaults.merge(config)
     if service == "s3":
         import boto3
 
-        return boto3.client("s3", config=S3_CONFIG if config is None else S3_CONFIG.merge(config))
+        return boto3.client("s3", config=merged)
     current = session()
     with _session_lock:
-        return current.create_client(service, config=CONFIG if config is None else CONFIG.merge(config))
+        return current.create_client(service, config=merged)
 
 
 ClientT = TypeVar("ClientT")
