@@ -13,7 +13,7 @@ from functions.core import layout
 from functions.core.documents import Manifest
 from functions.core.records import Record
 from functions.core.storage.bucket import BuildDocuments, LinesWriter
-from functions.core.storage.membership import Membership
+from functions.core.storage.membership import Membership, MembershipChange, StoredMembership
 
 
 class MemoryEvents:
@@ -37,27 +37,30 @@ class MemoryMembership:
     """The membership table; a tombstoned visitor's item is never written over."""
 
     def __init__(self) -> None:
-        self.items: dict[str, Membership] = {}
+        self.stored: dict[str, StoredMembership] = {}
         self.tombstones: set[str] = set()
         self.writes = 0
 
-    def scan(self) -> Iterator[tuple[str, Membership]]:
-        return iter(list(self.items.items()))
+    @property
+    def items(self) -> dict[str, Membership]:
+        """The visitors in a segment as of the last build written."""
+        return {v: stored.current for v, stored in self.stored.items() if stored.current is not None}
 
-    def apply(self, changes: Mapping[str, Membership | None], build_id: str) -> int:
-        for visitor_id, membership in changes.items():
+    def scan(self) -> Iterator[tuple[str, StoredMembership]]:
+        return iter(list(self.stored.items()))
+
+    def apply(self, changes: Mapping[str, MembershipChange], build_id: str) -> int:
+        for visitor_id, change in changes.items():
             if visitor_id in self.tombstones:
                 continue
             self.writes += 1
-            if membership is None or not membership.segments:
-                self.items.pop(visitor_id, None)
-            else:
-                self.items[visitor_id] = membership
-        return 1 if changes else 0
+            current = change.current if change.current is not None and change.current.segments else None
+            self.stored[visitor_id] = StoredMembership(current, build_id, change.previous)
+        return len(changes)
 
     def suppress(self, visitor_ids: Iterable[str], expires_at: int) -> None:
         for visitor_id in visitor_ids:
-            self.items.pop(visitor_id, None)
+            self.stored.pop(visitor_id, None)
             self.tombstones.add(visitor_id)
 
 

@@ -1,9 +1,13 @@
 """Membership between builds: which visitors' stored membership must be written, and the
-two line files a shard leaves for that (`members/`: every member of the build; `changes/`:
-the visitors whose membership changed against the base build). One line per visitor,
-`[visitor_id, [segment_id, ...], expires_at]`; a visitor who left every segment has `[]`.
-A member synced with partners has a fourth element, its partners' own ids for it,
-`{partner: partner_uid}` (only when there are any): the exports write them."""
+two line files a shard leaves for that. One line per visitor.
+
+- `members/`: every member of the build, `[visitor_id, [segment_id, ...], expires_at]`,
+  and for a member synced with partners a fourth element, its partners' own ids for it,
+  `{partner: partner_uid}` (only when there are any): the exports write them.
+- `changes/`: the visitors whose membership changed against the base build,
+  `[visitor_id, [segment_id, ...], expires_at, [previous segment_id, ...], previous
+  expires_at]` (`[]` for a visitor who left every segment, or was in none before): the
+  previous membership is what lookups serve until this build is published."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from functions.core.storage.bucket import LinesWriter
-from functions.core.storage.membership import Membership
+from functions.core.storage.membership import Membership, MembershipChange
 from functions.core.times import DAY_SECONDS
 
 # A member's stored expiry is refreshed once the visitor's newer events push the real
@@ -61,6 +65,28 @@ def read_member_lines(lines: Iterable[str]) -> Iterator[tuple[str, Membership | 
         yield member.visitor_id, Membership(segments, member.expires_at) if segments else None
 
 
+def change_line(visitor_id: str, current: Membership | None, previous: Membership | None) -> str:
+    now_in, before = current or _NONE, previous or _NONE
+    return json.dumps(
+        [visitor_id, sorted(now_in.segments), now_in.expires_at, sorted(before.segments), before.expires_at]
+    )
+
+
+def read_change_lines(lines: Iterable[str]) -> Iterator[tuple[str, MembershipChange]]:
+    for line in lines:
+        visitor_id, segment_ids, expires_at, previous_ids, previous_expires_at = json.loads(line)
+        yield (
+            visitor_id,
+            MembershipChange(
+                current=Membership(frozenset(segment_ids), expires_at) if segment_ids else None,
+                previous=Membership(frozenset(previous_ids), previous_expires_at) if previous_ids else None,
+            ),
+        )
+
+
+_NONE = Membership(frozenset())
+
+
 class MembershipChanges:
     """A shard's membership changes against the base build, found while it scans."""
 
@@ -76,13 +102,13 @@ class MembershipChanges:
         stored = self._base.pop(visitor_id, None)
         if not segment_ids:
             if stored is not None:
-                self._writer.write(member_line(visitor_id, (), None))  # left every segment
+                self._writer.write(change_line(visitor_id, None, stored))  # left every segment
             return
         current = Membership(frozenset(segment_ids), expires_at)
         if stored is None or needs_write(stored, current):
-            self._writer.write(member_line(visitor_id, segment_ids, expires_at))
+            self._writer.write(change_line(visitor_id, current, stored))
 
     def finish(self) -> LinesWriter:
-        for visitor_id in self._base:  # base members with no records left at all
-            self._writer.write(member_line(visitor_id, (), None))
+        for visitor_id, stored in self._base.items():  # base members with no records left at all
+            self._writer.write(change_line(visitor_id, None, stored))
         return self._writer

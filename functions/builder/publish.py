@@ -4,6 +4,10 @@ build's S3 objects, so no reader ever sees half a build; then copy the build's c
 the catalog table, where the lookup reads it, and delete builds past the newest
 `KEEP_BUILDS`, with the partners' exports of them.
 
+Lookups serve the membership of the build the catalog names: each membership write also
+keeps the visitor's membership as of the published build, which lookups go on serving
+until the catalog names the new one (functions/core/storage/membership.py).
+
 Every write is idempotent: a publish that fails is simply run again."""
 
 from __future__ import annotations
@@ -11,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from functions.builder.changes import needs_write, read_member_lines
+from functions.builder.changes import needs_write, read_change_lines
 from functions.builder.export import PartnerExport, remove_old_exports
 from functions.builder.plan import BuildPlan
 from functions.builder.shard import ShardResult, base_members
 from functions.builder.stores import BuildBucket, BuildStores, CatalogTable
 from functions.core import layout
 from functions.core.documents import Manifest, ManifestSegment, MembershipState
-from functions.core.storage.membership import Membership
+from functions.core.storage.membership import Membership, MembershipChange
 from functions.core.times import iso
 
 # Published builds kept in the bucket (the newest included), for partners who download
@@ -62,7 +66,7 @@ def publish(plan: BuildPlan, stores: BuildStores, results: list[ShardResult] | N
     if plan.base_build_id is not None and latest is not None and latest.build_id == plan.base_build_id:
         changed = _apply_shard_changes(plan, stores)
     else:
-        changed = _update_membership_from_table(plan, stores)
+        changed = _update_membership_from_table(plan, stores, published=latest.build_id if latest else None)
     bucket.put_membership_state(MembershipState(plan.build_id, complete=True))
     bucket.put_latest(plan.build_id)
     # After latest.json, which stays the source of truth: a publish that fails in
@@ -131,7 +135,7 @@ def shard_results(bucket: BuildBucket, plan: BuildPlan) -> list[ShardResult]:
     return results
 
 
-def _write(stores: BuildStores, changes: dict[str, Membership | None], build_id: str) -> int:
+def _write(stores: BuildStores, changes: dict[str, MembershipChange], build_id: str) -> int:
     """Write membership changes, leaving suppressed visitors out: those suppressed before
     now are dropped here, and a suppression that lands meanwhile wins over the write
     (each write is conditional on the visitor having no tombstone)."""
@@ -144,10 +148,10 @@ def _write(stores: BuildStores, changes: dict[str, Membership | None], build_id:
 def _apply_shard_changes(plan: BuildPlan, stores: BuildStores) -> int:
     changed = 0
     for shard in range(plan.shards):
-        batch: dict[str, Membership | None] = {}
+        batch: dict[str, MembershipChange] = {}
         lines = stores.bucket.iter_lines(layout.changes_key(plan.build_id, shard))
-        for visitor_id, current in read_member_lines(lines):
-            batch[visitor_id] = current
+        for visitor_id, change in read_change_lines(lines):
+            batch[visitor_id] = change
             if len(batch) >= APPLY_BATCH:
                 changed, batch = changed + _write(stores, batch, plan.build_id), {}
         if batch:
@@ -155,23 +159,29 @@ def _apply_shard_changes(plan: BuildPlan, stores: BuildStores) -> int:
     return changed
 
 
-def _update_membership_from_table(plan: BuildPlan, stores: BuildStores) -> int:
+def _update_membership_from_table(plan: BuildPlan, stores: BuildStores, *, published: str | None) -> int:
     """Without a usable base build (the first build, a new shard count, or an update
-    cut short): compare the whole new membership with the table itself."""
+    cut short): compare the whole new membership with the table itself. What lookups
+    serve meanwhile is each item's membership as of `published`, the build now published
+    (an update cut short may have written items of a build never published)."""
     current: dict[str, Membership] = {}
     for shard in range(plan.shards):
         current.update(base_members(stores.bucket, plan.build_id, shard))
-    changes: dict[str, Membership | None] = {}
+    changes: dict[str, MembershipChange] = {}
     for visitor_id, stored in stores.membership.scan():
         now_in = current.pop(visitor_id, None)
-        if now_in is None:
-            changes[visitor_id] = None
-        elif needs_write(stored, now_in):
-            changes[visitor_id] = now_in
-    changes.update(current)
+        if _changed(stored.current, now_in):
+            changes[visitor_id] = MembershipChange(now_in, stored.as_of(published))
+    changes.update((visitor_id, MembershipChange(now_in, None)) for visitor_id, now_in in current.items())
     return sum(_write(stores, dict(batch), plan.build_id) for batch in _chunks(list(changes.items()), APPLY_BATCH))
 
 
-def _chunks(items: list[tuple[str, Membership | None]], size: int) -> Iterator[list[tuple[str, Membership | None]]]:
+def _changed(stored: Membership | None, current: Membership | None) -> bool:
+    if stored is None or current is None:
+        return stored != current
+    return needs_write(stored, current)
+
+
+def _chunks(items: list[tuple[str, MembershipChange]], size: int) -> Iterator[list[tuple[str, MembershipChange]]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

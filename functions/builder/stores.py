@@ -12,7 +12,7 @@ from functions.core.documents import LatestPointer, Manifest, MembershipState
 from functions.core.erasure import ErasureStores
 from functions.core.records import Record
 from functions.core.storage.bucket import LinesWriter
-from functions.core.storage.membership import Membership
+from functions.core.storage.membership import MembershipChange, StoredMembership
 
 
 class EventSource(Protocol):
@@ -22,9 +22,9 @@ class EventSource(Protocol):
 
 
 class MembershipTable(Protocol):
-    def scan(self) -> Iterable[tuple[str, Membership]]: ...
+    def scan(self) -> Iterable[tuple[str, StoredMembership]]: ...
 
-    def apply(self, changes: Mapping[str, Membership | None], build_id: str) -> int: ...
+    def apply(self, changes: Mapping[str, MembershipChange], build_id: str) -> int: ...
 
 
 class CatalogTable(Protocol):
@@ -92,7 +92,7 @@ class BuildStores:
     def suppressed_visitors(self) -> frozenset[str]:
         return self.suppression.visitor_ids() if self.suppression is not None else frozenset()
 
-    def without_suppressed(self, changes: dict[str, Membership | None]) -> dict[str, Membership | None]:
+    def without_suppressed(self, changes: dict[str, MembershipChange]) -> dict[str, MembershipChange]:
         """`changes` less the suppressed visitors: their tombstones stay as they are."""
         if self.suppression is None or not changes:
             return changes

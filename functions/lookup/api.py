@@ -201,7 +201,7 @@ def create_api(
             raise errors.Refused(errors.INVALID_REQUEST, not_a_visitor_id("uid"))
         name = partner()
         catalog = catalogs.get()
-        segment_ids = visitors.segment_ids(uid, id_type=id_type, partner=name)
+        segment_ids = visitors.segment_ids(uid, id_type=id_type, partner=name, as_of=catalog.build_id)
         route = answers.user_route(id_type, format)
         if format == "openrtb":
             return answer(answers.openrtb_user(catalog, name, segment_ids, settings), route)
@@ -222,7 +222,9 @@ def create_api(
     def lookup(request: LookupRequest) -> Response[LookupAnswer]:
         name = partner()
         catalog = catalogs.get()
-        found = visitors.segment_ids_of_many(request.uids, id_type=request.id_type, partner=name)
+        found = visitors.segment_ids_of_many(
+            request.uids, id_type=request.id_type, partner=name, as_of=catalog.build_id
+        )
         return answer(answers.batch(catalog, name, request.uids, found), answers.batch_route(request.id_type))
 
     @app.get(

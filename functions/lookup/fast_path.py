@@ -53,7 +53,7 @@ def answer(
         return None
     uid, name = match.group(1), str(partner)
     catalog = catalogs.get()
-    segment_ids = visitors.segment_ids(uid, id_type=id_type, partner=name)
+    segment_ids = visitors.segment_ids(uid, id_type=id_type, partner=name, as_of=catalog.build_id)
     if answer_format == "openrtb":
         body = answers.openrtb_user(catalog, name, segment_ids, settings)
     else:

@@ -39,8 +39,8 @@ machine (taking one of its cores for one Lambda vCPU), so they are estimates.
     size the pixel stores, each page's bytes over 4 KB rounded up, halved (eventually
     consistent).
   - ..._membership_usd: `CHANGED_FRACTION` of the visitors changing segments: each a
-    conditional Put or Delete in TransactWriteItems (two write units up to 1 KB) and a
-    suppression check in a BatchGetItem (half a read unit).
+    conditional PutItem (one write unit up to 1 KB) and a suppression check in a
+    BatchGetItem (half a read unit).
   - ..._s3_usd: the S3 requests of a rebuild run stage by stage, as the state machine
     runs it, counted on moto (the definitions of segments/ and their partners' exports);
     PUT, COPY, POST and LIST at one price, GET and the rest at another, DELETE free.
@@ -142,9 +142,9 @@ def lambda_invocation_usd(seconds: float, memory_mb: int) -> float:
     return price.LAMBDA_REQUEST + billed_ms / 1000 * memory_mb / 1024 * price.LAMBDA_GB_SECOND
 
 
-def write_units(item_bytes: int, *, transactional: bool = False) -> int:
-    """Write request units of one write: per 1 KB started, twice in a transaction."""
-    return max(1, math.ceil(item_bytes / 1024)) * (2 if transactional else 1)
+def write_units(item_bytes: int) -> int:
+    """Write request units of one (non-transactional) write: one per 1 KB started."""
+    return max(1, math.ceil(item_bytes / 1024))
 
 
 def scan_read_units(items: int, item_bytes: int) -> float:
@@ -213,8 +213,9 @@ def build_usd(build: Build, *, memory_mb: int = BUILDER_MEMORY_MB) -> dict[str, 
         # a shard's invocation each; plan, publish and export: their requests only
         "lambda": build.shards * lambda_invocation_usd(shard_seconds, memory_mb) + 3 * price.LAMBDA_REQUEST,
         "scan": scan_read_units(build.events, build.event_item_bytes) * price.DYNAMODB_READ_REQUEST_UNIT,
-        # a membership item (id, segment ids, build id, expiry) is well under 1 KB
-        "membership": changed * write_units(1, transactional=True) * price.DYNAMODB_WRITE_REQUEST_UNIT
+        # a membership item (id, segment ids and the previous ones, build id, expiries)
+        # is well under 1 KB
+        "membership": changed * write_units(1) * price.DYNAMODB_WRITE_REQUEST_UNIT
         + changed * 0.5 * price.DYNAMODB_READ_REQUEST_UNIT,
         "s3": build.s3_put_requests * price.S3_PUT_REQUEST + build.s3_get_requests * price.S3_GET_REQUEST,
         "stepfunctions": state_transitions(build.shards) * price.STEP_FUNCTIONS_STATE_TRANSITION,

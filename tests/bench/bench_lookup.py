@@ -59,7 +59,7 @@ def run(repeat: int = 300) -> dict[str, float]:
         from functions.core.storage.bucket import SegmentsBucket
         from functions.core.storage.catalog import CatalogStore
         from functions.core.storage.id_map import IdMapStore, map_key
-        from functions.core.storage.membership import Membership, MembershipStore
+        from functions.core.storage.membership import Membership, MembershipChange, MembershipStore
         from functions.core.tables import CATALOG, ID_MAP, MEMBERSHIP
 
         handler_module = importlib.reload(importlib.import_module("functions.lookup.handler"))
@@ -84,7 +84,7 @@ def run(repeat: int = 300) -> dict[str, float]:
         # As a publish leaves it: the lookup reads the catalog from this item, not from S3.
         assert CatalogStore(ENV["CATALOG_TABLE"], client).put(published)
         MembershipStore(ENV["MEMBERSHIP_TABLE"], client).apply(
-            dict.fromkeys(VISITORS, Membership(frozenset(segments[:3]))), "20261128T100000Z"
+            dict.fromkeys(VISITORS, MembershipChange(Membership(frozenset(segments[:3])), None)), "20261128T100000Z"
         )
         id_map = IdMapStore(ENV["ID_MAP_TABLE"], client)
         for partner_uid, visitor in zip(PARTNER_UIDS, VISITORS, strict=True):

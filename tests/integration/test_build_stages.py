@@ -14,7 +14,7 @@ from functions.core.documents import Manifest
 from functions.core.layout import LATEST_KEY, MEMBERSHIP_STATE_KEY
 from functions.core.storage.bucket import SegmentsBucket
 from functions.core.storage.catalog import CatalogStore, StoredCatalog
-from functions.core.storage.membership import Membership, MembershipStore
+from functions.core.storage.membership import Membership, MembershipChange, MembershipStore, StoredMembership
 from functions.core.times import DAY_SECONDS
 from tests.integration.conftest import DAY_MS, PARIS, hit
 
@@ -22,8 +22,11 @@ AT = "2026-11-28T10:00:00Z"
 LATER = "2026-11-28T11:00:00Z"
 
 
-def run_stages(builder: Any, context: Any, at: str, shards: int, *, fail_shard: int | None = None) -> dict[str, Any]:
-    """What the state machine does: plan, then every shard, then publish."""
+def run_stages(
+    builder: Any, context: Any, at: str, shards: int, *, fail_shard: int | None = None, publish: bool = True
+) -> dict[str, Any]:
+    """What the state machine does: plan, then every shard, then publish (unless not
+    `publish`: then the plan's answer)."""
     plan = builder.handler({"stage": "plan", "time": at, "shards": shards}, context)
     if plan["skip"]:
         return plan
@@ -31,7 +34,7 @@ def run_stages(builder: Any, context: Any, at: str, shards: int, *, fail_shard: 
         if shard == fail_shard:
             continue  # the Map state failed on this shard: the machine stops before publish
         builder.handler({"stage": "shard", "build_id": plan["build_id"], "shard": shard}, context)
-    if fail_shard is not None:
+    if fail_shard is not None or not publish:
         return plan
     return builder.handler({"stage": "publish", "build_id": plan["build_id"]}, context)
 
@@ -42,7 +45,8 @@ def builder(load_handler: Any, traffic: Any) -> Any:
 
 
 def membership_of(table: str) -> dict[str, frozenset[str]]:
-    return {visitor_id: stored.segments for visitor_id, stored in MembershipStore(table).scan()}
+    """The segments of each visitor in one, as the last build wrote them."""
+    return {v: stored.current.segments for v, stored in MembershipStore(table).scan() if stored.current is not None}
 
 
 def test_stages_publish_the_same_build_as_one_process(builder, aws, lambda_context):
@@ -114,8 +118,8 @@ def test_shards_diff_against_the_published_build_and_write_only_changes(builder,
     assert manifest["shards"] == 2
 
 
-def stored_membership(table: str) -> dict[str, Any]:
-    return dict(MembershipStore(table).scan())
+def stored_membership(table: str) -> dict[str, Membership]:
+    return {v: stored.current for v, stored in MembershipStore(table).scan() if stored.current is not None}
 
 
 def test_membership_expires_with_the_visitors_last_event(builder, aws, lambda_context):
@@ -130,14 +134,14 @@ def test_an_expired_membership_is_never_served_even_before_dynamodb_deletes_it(a
     store = MembershipStore(aws.membership_table)
     store.apply(
         {
-            "visitor-expired-1": Membership(frozenset({"paris"}), expires_at=1_000),
-            "visitor-current-1": Membership(frozenset({"paris"}), expires_at=4_000_000_000),
+            "visitor-expired-1": MembershipChange(Membership(frozenset({"paris"}), expires_at=1_000), None),
+            "visitor-current-1": MembershipChange(Membership(frozenset({"paris"}), expires_at=4_000_000_000), None),
         },
         "b",
     )
-    assert store.get("visitor-expired-1") == []
-    assert store.get("visitor-current-1") == ["paris"]
-    assert store.get_many(["visitor-expired-1", "visitor-current-1"]) == {"visitor-current-1": ["paris"]}
+    assert store.get("visitor-expired-1", as_of="b") == []
+    assert store.get("visitor-current-1", as_of="b") == ["paris"]
+    assert store.get_many(["visitor-expired-1", "visitor-current-1"], as_of="b") == {"visitor-current-1": ["paris"]}
 
 
 def test_a_member_seen_again_gets_its_expiry_refreshed_once_it_moved_by_a_day(
@@ -193,10 +197,10 @@ class UnreachableMembership:
     def __init__(self, table: MembershipStore) -> None:
         self.table = table
 
-    def scan(self) -> Iterator[tuple[str, Membership]]:
+    def scan(self) -> Iterator[tuple[str, StoredMembership]]:
         return self.table.scan()
 
-    def apply(self, changes: Mapping[str, Membership | None], build_id: str) -> int:
+    def apply(self, changes: Mapping[str, MembershipChange], build_id: str) -> int:
         raise ConnectionError("membership table unreachable")
 
 

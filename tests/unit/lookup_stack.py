@@ -28,7 +28,7 @@ def seed_local_stack() -> None:
     from functions.core.storage.bucket import SegmentsBucket
     from functions.core.storage.catalog import CatalogStore
     from functions.core.storage.id_map import IdMapStore
-    from functions.core.storage.membership import Membership, MembershipStore
+    from functions.core.storage.membership import Membership, MembershipChange, MembershipStore
 
     target = create_resources(None, region="eu-west-1")
     os.environ.update(target.environment())
@@ -46,6 +46,6 @@ def seed_local_stack() -> None:
     bucket.put_latest(manifest.build_id)
     CatalogStore(target.catalog_table).put(manifest)
     MembershipStore(target.membership_table).apply(
-        {"visitor-london-1": Membership(frozenset({"london"}))}, CATALOG.build_id
+        {"visitor-london-1": MembershipChange(Membership(frozenset({"london"})), None)}, CATALOG.build_id
     )
     IdMapStore(target.id_map_table).put("demo-dsp", PARTNER_UID, "visitor-london-1", at_s=0, expires_at=2**40)

@@ -173,14 +173,14 @@ def test_a_build_scans_every_event_once(monkeypatch):
     assert cost == pytest.approx(0.131072)
 
 
-def test_each_changed_visitor_is_a_transactional_write_and_half_a_read(monkeypatch):
+def test_each_changed_visitor_is_a_conditional_write_and_half_a_read(monkeypatch):
     # GIVEN $1 a million write units and $1 a million read units
     monkeypatch.setattr(price, "DYNAMODB_WRITE_REQUEST_UNIT", 1.0 / MILLION)
     monkeypatch.setattr(price, "DYNAMODB_READ_REQUEST_UNIT", 1.0 / MILLION)
     # WHEN 5 % of 100,000 visitors change
     cost = build_usd(a_build(visitors=100_000, changed_fraction=0.05))["membership"]
-    # THEN 5,000 writes of two units and 5,000 half-unit reads are paid
-    assert cost == pytest.approx((5_000 * 2 + 5_000 * 0.5) / MILLION)
+    # THEN 5,000 writes of one unit and 5,000 half-unit reads are paid
+    assert cost == pytest.approx((5_000 * 1 + 5_000 * 0.5) / MILLION)
 
 
 def test_the_builder_bills_its_1769_mb_for_the_evaluation_and_a_request_a_stage(monkeypatch):

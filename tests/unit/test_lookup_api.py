@@ -51,13 +51,16 @@ class FakeMembership:
     def __init__(self, segments: dict[str, list[str]]) -> None:
         self.segments = segments
         self.reads = 0
+        self.as_of: list[str | None] = []  # the build each read asked for
 
-    def get(self, visitor_id: str) -> list[str]:
+    def get(self, visitor_id: str, *, as_of: str | None) -> list[str]:
         self.reads += 1
+        self.as_of.append(as_of)
         return self.segments.get(visitor_id, [])
 
-    def get_many(self, visitor_ids: Sequence[str]) -> dict[str, list[str]]:
+    def get_many(self, visitor_ids: Sequence[str], *, as_of: str | None) -> dict[str, list[str]]:
         self.reads += 1
+        self.as_of.append(as_of)
         return {v: self.segments[v] for v in visitor_ids if v in self.segments}
 
 
@@ -185,6 +188,20 @@ def test_batch_answers_in_request_order_with_one_read(metrics):
     assert status == 200
     assert [(r["uid"], len(r["segments"])) for r in body["results"]] == [("unknown-visitor", 0), (VISITOR, 1)]
     assert (membership.reads, id_map.reads) == (1, 0)
+
+
+def test_every_lookup_reads_membership_as_of_the_build_its_catalog_names(metrics):
+    # GIVEN an API whose catalog names a published build
+    membership = FakeMembership({VISITOR: ["london"]})
+    api = make_api(metrics, membership)
+    # WHEN a partner looks a visitor up by every route that reads membership
+    call(api, user_event(VISITOR))
+    call(api, user_event(VISITOR, {"format": "openrtb"}))
+    call(api, user_event(DEMO_ID, {"id_type": "partner"}))
+    call(api, batch_event(json.dumps({"uids": [VISITOR]})))
+    call(api, batch_event(json.dumps({"uids": [DEMO_ID], "id_type": "partner"})))
+    # THEN each read asked for that build's membership, not whatever a publish wrote last
+    assert membership.as_of == [CATALOG.build_id] * 5
 
 
 # -- by the partner's own id ------------------------------------------------------

@@ -50,10 +50,10 @@ MAPPINGS = {
 
 
 class Membership:
-    def get(self, visitor_id: str) -> list[str]:
+    def get(self, visitor_id: str, *, as_of: str | None) -> list[str]:
         return MEMBERS.get(visitor_id, [])
 
-    def get_many(self, visitor_ids: Any) -> dict[str, list[str]]:
+    def get_many(self, visitor_ids: Any, *, as_of: str | None) -> dict[str, list[str]]:
         return {v: MEMBERS[v] for v in visitor_ids if v in MEMBERS}
 
 

@@ -26,7 +26,16 @@ if TYPE_CHECKING:
 
 # Standard retry mode: exponential backoff with jitter on throttling and 5xx. DynamoDB
 # answers in milliseconds, so a read that takes 5 s is better retried than waited for.
-CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+#
+# A pool of WRITE_THREADS connections, for the build's parallel membership writes;
+# connections open only when used, so a single-threaded Lambda pays nothing for it.
+WRITE_THREADS = 32
+CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=2,
+    read_timeout=5,
+    max_pool_connections=WRITE_THREADS,
+)
 S3_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100

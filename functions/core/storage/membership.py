@@ -1,6 +1,16 @@
 """The membership table: the segments each visitor is in, for one-read lookups. An item
 expires with the visitor's data (its TTL is the latest expiry of the visitor's records).
 
+A publish writes a visitor's new membership before it publishes the build, so each item
+written by a build also keeps what the visitor was in as of the published build before it
+(`previous_*`). A lookup passes the build its catalog names (`as_of`) and serves the
+item's membership as of that build: an unpublished build's writes stay invisible until
+the catalog names that build, so a publish that fails half-way changes no answer, and
+lookups and the catalog's destinations always describe the same build.
+
+A visitor who leaves every segment keeps an item with no segments (and the previous ones)
+for a day, long enough for every lookup to see the new build; DynamoDB's TTL then deletes it.
+
 A suppressed visitor's item is a tombstone (`suppressed`, no segments): lookups answer no
 segments from the moment it is written, and no build writes over it, as every membership
 write is conditional on its absence."""
@@ -9,19 +19,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.core.storage.aws import TableAdapter, backoff, batch_get, batch_write, error_code, n, s
+from functions.core.storage.aws import WRITE_THREADS, TableAdapter, batch_get, batch_write, error_code, n, s
 from functions.core.tables import MEMBERSHIP
+from functions.core.times import DAY_SECONDS
 
 VISITOR_KEY = MEMBERSHIP.partition_key
 EXPIRES_AT = MEMBERSHIP.ttl_attribute or "expires_at"
+SEGMENTS = "segments"
+BUILD_ID = "build_id"
+PREVIOUS_SEGMENTS = "previous_segments"
+PREVIOUS_EXPIRES_AT = "previous_expires_at"
 SUPPRESSED = "suppressed"
 _NOT_SUPPRESSED = f"attribute_not_exists({SUPPRESSED})"
-TRANSACTION_LIMIT = 100
+# How long the item of a visitor who left every segment is kept for lookups that still
+# serve the build before (a lookup's catalog is at most minutes old).
+LEFT_KEPT_SECONDS = DAY_SECONDS
+# What a lookup reads of an item.
+_NAMES = {
+    "#s": SEGMENTS,
+    "#t": EXPIRES_AT,
+    "#b": BUILD_ID,
+    "#ps": PREVIOUS_SEGMENTS,
+    "#pt": PREVIOUS_EXPIRES_AT,
+}
 
 
 @dataclass(frozen=True)
@@ -33,96 +59,117 @@ class Membership:
     expires_at: int | None = None
 
 
-def _live_segments(item: Mapping[str, Any], now_s: float) -> list[str]:
-    segments = item.get("segments")
-    if segments is None:  # a suppressed visitor's tombstone
+@dataclass(frozen=True)
+class MembershipChange:
+    """A visitor's membership as of a new build (None: in no segment) and as of the
+    published build before it, which lookups serve until the new one is published."""
+
+    current: Membership | None
+    previous: Membership | None
+
+
+@dataclass(frozen=True)
+class StoredMembership:
+    """A visitor's item as a build reads it: the membership the build `build_id` wrote
+    (None: the visitor left every segment) and the one before it."""
+
+    current: Membership | None
+    build_id: str | None = None
+    previous: Membership | None = None
+
+    def as_of(self, published: str | None) -> Membership | None:
+        """The membership lookups serve while `published` is the published build."""
+        if self.build_id is None or (published is not None and self.build_id <= published):
+            return self.current
+        return self.previous
+
+
+def _membership(item: Mapping[str, Any], segments: str, expires: str) -> Membership | None:
+    if segments not in item:
+        return None
+    expires_at = item.get(expires)
+    return Membership(frozenset(item[segments]["SS"]), int(expires_at["N"]) if expires_at else None)
+
+
+def _live_segments(item: Mapping[str, Any], now_s: float, as_of: str | None) -> list[str]:
+    """The item's segments as of the published build `as_of`, none once expired."""
+    segments_name, expires_name = SEGMENTS, EXPIRES_AT
+    written_by = item.get(BUILD_ID)
+    if written_by is not None and (as_of is None or written_by["S"] > as_of):  # not published yet
+        segments_name, expires_name = PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT
+    segments = item.get(segments_name)
+    if segments is None:  # a tombstone, a visitor who left every segment, or a new member
         return []
-    expires = item.get(EXPIRES_AT)
+    expires = item.get(expires_name)
     if expires is not None and int(expires["N"]) <= now_s:
         return []
     return sorted(segments["SS"])
 
 
 class MembershipStore(TableAdapter):
-    def get(self, visitor_id: str, now_s: float | None = None) -> list[str]:
-        """The visitor's segments; none once the membership's TTL has passed, even if
-        DynamoDB has not deleted the item yet (it may take days)."""
+    def get(self, visitor_id: str, *, as_of: str | None, now_s: float | None = None) -> list[str]:
+        """The visitor's segments as of the published build `as_of`; none once the
+        membership's TTL has passed, even if DynamoDB has not deleted the item yet (it
+        may take days)."""
         response = self.client.get_item(
             TableName=self.table_name,
             Key={VISITOR_KEY: s(visitor_id)},
-            ProjectionExpression="#s, #t",
-            ExpressionAttributeNames={"#s": "segments", "#t": EXPIRES_AT},
+            ProjectionExpression=", ".join(_NAMES),
+            ExpressionAttributeNames=_NAMES,
         )
         item = response.get("Item")
-        return _live_segments(item, time.time() if now_s is None else now_s) if item else []
+        return _live_segments(item, time.time() if now_s is None else now_s, as_of) if item else []
 
-    def get_many(self, visitor_ids: Sequence[str], now_s: float | None = None) -> dict[str, list[str]]:
-        """Segments of each visitor (absent and expired ones left out): BatchGetItem per
-        100 ids, unprocessed keys retried with backoff."""
+    def get_many(
+        self, visitor_ids: Sequence[str], *, as_of: str | None, now_s: float | None = None
+    ) -> dict[str, list[str]]:
+        """Segments of each visitor as of `as_of` (absent and expired ones left out):
+        BatchGetItem per 100 ids, unprocessed keys retried with backoff."""
         now_s = time.time() if now_s is None else now_s
         found: dict[str, list[str]] = {}
-        names = {"#v": VISITOR_KEY, "#s": "segments", "#t": EXPIRES_AT}
+        names = {"#v": VISITOR_KEY, **_NAMES}
         for item in batch_get(self.client, self.table_name, VISITOR_KEY, visitor_ids, names=names):
-            segments = _live_segments(item, now_s)
+            segments = _live_segments(item, now_s, as_of)
             if segments:
                 found[item[VISITOR_KEY]["S"]] = segments
         return found
 
-    def scan(self) -> Iterator[tuple[str, Membership]]:
-        """Every visitor's membership (tombstones left out: they are no membership)."""
+    def scan(self) -> Iterator[tuple[str, StoredMembership]]:
+        """Every visitor's stored membership (tombstones left out: they are no membership)."""
         paginator = self.client.get_paginator("scan")
         for page in paginator.paginate(TableName=self.table_name):
             for item in page.get("Items", []):
-                if "segments" not in item:
+                if SUPPRESSED in item:
                     continue
-                expires = item.get(EXPIRES_AT)
+                written_by = item.get(BUILD_ID)
                 yield (
                     item[VISITOR_KEY]["S"],
-                    Membership(frozenset(item["segments"]["SS"]), int(expires["N"]) if expires else None),
+                    StoredMembership(
+                        current=_membership(item, SEGMENTS, EXPIRES_AT),
+                        build_id=written_by["S"] if written_by else None,
+                        previous=_membership(item, PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT),
+                    ),
                 )
 
-    def apply(self, changes: Mapping[str, Membership | None], build_id: str, max_attempts: int = 8) -> int:
-        """Write the new membership of each changed visitor (None or no segments deletes
-        the visitor), never over a suppressed visitor's tombstone: every write is
-        conditional on its absence, in transactions of 100, and a write refused for a
-        tombstone is dropped. Returns the number of TransactWriteItems calls."""
-        requests: list[dict[str, Any]] = []
-        for visitor_id, membership in sorted(changes.items()):
-            key = {VISITOR_KEY: s(visitor_id)}
-            if membership is not None and membership.segments:
-                item = {**key, "segments": {"SS": sorted(membership.segments)}, "build_id": s(build_id)}
-                if membership.expires_at is not None:
-                    item[EXPIRES_AT] = n(membership.expires_at)
-                requests.append(
-                    {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": _NOT_SUPPRESSED}}
-                )
-            else:
-                requests.append(
-                    {"Delete": {"TableName": self.table_name, "Key": key, "ConditionExpression": _NOT_SUPPRESSED}}
-                )
-        calls = 0
-        for start in range(0, len(requests), TRANSACTION_LIMIT):
-            pending = requests[start : start + TRANSACTION_LIMIT]
-            attempt = 0
-            while pending:
-                calls += 1
-                try:
-                    self.client.transact_write_items(TransactItems=pending)  # type: ignore[arg-type]
-                    break
-                except ClientError as error:
-                    if error_code(error) != "TransactionCanceledException":
-                        raise
-                    reasons = error.response.get("CancellationReasons", [])  # type: ignore[typeddict-item]
-                    tombstoned = {
-                        i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"
-                    }
-                    if not tombstoned:  # a conflict with a concurrent write: try again
-                        attempt += 1
-                        if attempt >= max_attempts:
-                            raise
-                        backoff(attempt)
-                    pending = [request for i, request in enumerate(pending) if i not in tombstoned]
-        return calls
+    def apply(self, changes: Mapping[str, MembershipChange], build_id: str, *, now_s: float | None = None) -> int:
+        """Write each changed visitor's item for `build_id`, never over a suppressed
+        visitor's tombstone: one PutItem per visitor, conditional on its absence (a write
+        refused for a tombstone is dropped), on `WRITE_THREADS` threads. A conditional
+        PutItem costs half a transactional write. Returns the number of requests."""
+        now_s = time.time() if now_s is None else now_s
+        items = [_item(visitor_id, change, build_id, now_s) for visitor_id, change in changes.items()]
+        if not items:
+            return 0
+        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(items))) as pool:
+            list(pool.map(self._put_unless_suppressed, items))
+        return len(items)
+
+    def _put_unless_suppressed(self, item: dict[str, Any]) -> None:
+        try:
+            self.client.put_item(TableName=self.table_name, Item=item, ConditionExpression=_NOT_SUPPRESSED)
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
 
     def suppress(self, visitor_ids: Iterable[str], expires_at: int) -> None:
         """Replace each visitor's membership with a tombstone, kept until `expires_at`."""
@@ -142,8 +189,30 @@ class MembershipStore(TableAdapter):
             return None
         expires = item.get(EXPIRES_AT)
         return {
-            "segments": sorted(item["segments"]["SS"]) if "segments" in item else [],
+            "segments": sorted(item[SEGMENTS]["SS"]) if SEGMENTS in item else [],
             "build_id": item["build_id"]["S"] if "build_id" in item else None,
             "expires_at": int(expires["N"]) if expires else None,
+            "previous_segments": sorted(item[PREVIOUS_SEGMENTS]["SS"]) if PREVIOUS_SEGMENTS in item else [],
             "suppressed": SUPPRESSED in item,
         }
+
+
+def _item(visitor_id: str, change: MembershipChange, build_id: str, now_s: float) -> dict[str, Any]:
+    """The item of a visitor's membership written by `build_id`. One who left every segment
+    keeps the previous segments for `LEFT_KEPT_SECONDS` (or until their data expires)."""
+    item: dict[str, Any] = {VISITOR_KEY: s(visitor_id), BUILD_ID: s(build_id)}
+    current, previous = change.current, change.previous
+    if current is not None and current.segments:
+        item[SEGMENTS] = {"SS": sorted(current.segments)}
+        expires_at = current.expires_at
+    else:
+        expires_at = int(now_s) + LEFT_KEPT_SECONDS
+        if previous is not None and previous.expires_at is not None:
+            expires_at = min(expires_at, previous.expires_at)
+    if expires_at is not None:
+        item[EXPIRES_AT] = n(expires_at)
+    if previous is not None and previous.segments:
+        item[PREVIOUS_SEGMENTS] = {"SS": sorted(previous.segments)}
+        if previous.expires_at is not None:
+            item[PREVIOUS_EXPIRES_AT] = n(previous.expires_at)
+    return item
