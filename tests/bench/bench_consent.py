@@ -2,9 +2,11 @@
 ordinary one; the old decoder spent ~1.6 s of CPU on a 4 KB string of vendor ranges).
 
 - tcf_worst_case_ratio: `consent_refusal` on the costliest TC string we can write within
-  MAX_TC_STRING (the slowest of several shapes: the most vendor ranges, the most single
-  ids, the most publisher restrictions, restriction ranges, or restrictions of one range
-  each, none naming our vendor) /
+  MAX_TC_STRING (the slowest of several shapes, each padded to MAX_TC_STRING with a
+  bitfield: the most range entries the decoder accepts as vendor ranges, single ids,
+  legitimate interest ranges, one restriction's ranges, spread over the most publisher
+  restrictions, one range per restriction, empty restrictions, or spread over every
+  segment; and strings one past each limit, which are refused), none naming our vendor /
   on a typical CMP string (a few hundred vendors consented, legitimate interests, two
   restrictions, the disclosed-vendors segment).
 - gpp_worst_case_ratio: the same for GPP strings: the costliest TC string as the TCF EU
@@ -21,10 +23,17 @@ from collections.abc import Callable
 
 from functions.core import gpp
 from functions.core.consent import consent_refusal
-from functions.core.tcf import MAX_TC_STRING
+from functions.core.tcf import MAX_PUB_RESTRICTIONS, MAX_RANGE_ENTRIES, MAX_TC_STRING
 from tests.bench.common import interleaved_medians
 from tests.unit.gpp_builder import gpp_string, us_section
-from tests.unit.tcf_builder import CoreSegment, Restriction, vendors_segment
+from tests.unit.tcf_builder import (
+    BitWriter,
+    CoreSegment,
+    Restriction,
+    base64url,
+    publisher_tc_segment,
+    vendors_segment,
+)
 
 OUR_VENDOR = 755
 
@@ -45,16 +54,18 @@ def typical_tc_string() -> str:
     return core.encode(vendors_segment(1, vendors=set(listed)))
 
 
-def _longest(make: Callable[[int], str]) -> str:
-    """The longest string `make(n)` writes within MAX_TC_STRING, n entries or restrictions."""
-    low, high = 0, 4096
-    while low < high:
-        middle = (low + high + 1) // 2
-        if len(make(middle)) <= MAX_TC_STRING:
-            low = middle
-        else:
-            high = middle - 1
-    return make(low)
+def _padded(core: CoreSegment, *segments: str) -> str:
+    """`core` and `segments`, then an allowed vendors bitfield that makes the string
+    MAX_TC_STRING characters: the most a string can make the decoder check and skip."""
+    text = core.encode(*segments)
+    room = 6 * (MAX_TC_STRING - len(text) - 1) - 20  # "." and SegmentType, MaxVendorId, IsRangeEncoding
+    while (
+        len(padded := f"{text}.{base64url(BitWriter().write(2, 3).vendors({1}, max_id=room).to_bytes())}")
+        > MAX_TC_STRING
+    ):
+        room -= 1
+    assert len(padded) >= MAX_TC_STRING - 1, len(padded)
+    return padded
 
 
 def _around_our_vendor(i: int) -> tuple[int, int]:
@@ -62,41 +73,65 @@ def _around_our_vendor(i: int) -> tuple[int, int]:
 
 
 def crafted_tc_strings() -> dict[str, str]:
-    """Shapes that make a decoder work hardest, each as long as the limit allows and each
-    granting (our vendor consented last), so that the whole decision is taken."""
+    """Shapes that make a decoder work hardest, each as long as MAX_TC_STRING allows and
+    each granting (our vendor consented, no restriction naming it), so that the whole
+    decision is taken: as many range entries (MAX_RANGE_ENTRIES) and restrictions
+    (MAX_PUB_RESTRICTIONS) as the decoder accepts, in each place they can be, then
+    strings past a limit, which must be refused at no more cost."""
     granting = {"purposes_consent": set(range(1, 25)), "purpose_one_treatment": 0}
+    entries, restrictions = MAX_RANGE_ENTRIES, MAX_PUB_RESTRICTIONS
+    around = [_around_our_vendor(i) for i in range(entries)]
+    # Restrictions sharing the entries: every one has entries // restrictions, some one more.
+    shares = [entries // restrictions + (i < entries % restrictions) for i in range(restrictions)]
+    first = 0
+    spread = []
+    for i, share in enumerate(shares):
+        spread.append(Restriction(1 + i % 24, i % 3, around[first : first + share]))
+        first += share
+    share = (entries - restrictions) // 3  # of the entries left by one-range restrictions
     return {
-        "vendor_ranges": _longest(
-            lambda n: CoreSegment(
-                **granting, vendor_ranges=[*(_around_our_vendor(i) for i in range(n)), OUR_VENDOR]
-            ).encode()
+        "vendor_ranges": _padded(CoreSegment(**granting, vendor_ranges=[*around[:-1], OUR_VENDOR])),
+        "vendor_single_ids": _padded(
+            CoreSegment(**granting, vendor_ranges=[*(1 + i % 700 for i in range(entries - 1)), OUR_VENDOR])
         ),
-        "vendor_single_ids": _longest(
-            lambda n: CoreSegment(**granting, vendor_ranges=[*(1 + i % 700 for i in range(n)), OUR_VENDOR]).encode()
+        "li_ranges": _padded(CoreSegment(**granting, vendors={OUR_VENDOR}, li_vendor_ranges=around)),
+        "restriction_ranges": _padded(
+            CoreSegment(**granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1, 0, around)])
         ),
-        "restriction_ranges": _longest(
-            lambda n: CoreSegment(
+        "restrictions": _padded(CoreSegment(**granting, vendors={OUR_VENDOR}, restrictions=spread)),
+        "restrictions_of_one_range": _padded(
+            CoreSegment(
                 **granting,
                 vendors={OUR_VENDOR},
-                restrictions=[Restriction(1, 0, [_around_our_vendor(i) for i in range(n)])],
-            ).encode()
+                restrictions=[Restriction(1 + i % 24, i % 3, [around[i]]) for i in range(restrictions)],
+            )
         ),
-        "restrictions": _longest(
-            lambda n: CoreSegment(
-                **granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1 + i % 24, 0, [1]) for i in range(n)]
-            ).encode()
-        ),
-        "restrictions_of_one_range": _longest(
-            lambda n: CoreSegment(
+        "empty_restrictions": _padded(
+            CoreSegment(
                 **granting,
                 vendors={OUR_VENDOR},
-                restrictions=[Restriction(1 + i % 24, 0, [_around_our_vendor(i)]) for i in range(n)],
-            ).encode()
+                restrictions=[Restriction(1 + i % 24, i % 3, []) for i in range(restrictions)],
+            )
         ),
-        "empty_restrictions": _longest(
-            lambda n: CoreSegment(
-                **granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1 + i % 24, 0, []) for i in range(n)]
-            ).encode()
+        "every_segment": _padded(
+            CoreSegment(
+                **granting,
+                vendor_ranges=[*around[: share - 1], OUR_VENDOR],
+                li_vendor_ranges=around[:share],
+                restrictions=[Restriction(1 + i % 24, i % 3, [around[i]]) for i in range(restrictions)],
+            ),
+            vendors_segment(1, ranges=around[: entries - restrictions - 2 * share]),
+            publisher_tc_segment(custom_purposes=63),
+        ),
+        # Past a limit: refused, before anything past the count is read.
+        "too_many_range_entries": CoreSegment(
+            **granting, vendor_ranges=[*(1 + i % 700 for i in range(1400)), OUR_VENDOR]
+        ).encode(),
+        "too_many_restrictions": CoreSegment(
+            **granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1 + i % 24, 0, []) for i in range(1150)]
+        ).encode(),
+        "too_many_segments": ".".join(
+            [CoreSegment(**granting, vendors={OUR_VENDOR}).encode(), *[vendors_segment(1)] * 780]
         ),
     }
 

@@ -23,7 +23,7 @@ import pytest
 
 from functions.core import gpp
 from functions.core.consent import consent_refusal
-from functions.core.tcf import MAX_TC_STRING
+from functions.core.tcf import MAX_RANGE_ENTRIES, MAX_TC_STRING
 
 IAB = Path(__file__).resolve().parent / "iab"
 OUR_VENDOR = 755
@@ -52,6 +52,7 @@ def corpus() -> list[dict[str, Any]]:
         "--max-gpp-string": gpp.MAX_GPP_STRING,
         "--max-gpp-sections": gpp.MAX_GPP_SECTIONS,
         "--max-gpp-sid": gpp.MAX_GPP_SID,
+        "--max-range-entries": MAX_RANGE_ENTRIES,
     }
     output = node("corpus.mjs", *(str(item) for pair in limits.items() for item in pair))
     return [json.loads(line) for line in output.splitlines()]

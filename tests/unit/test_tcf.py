@@ -12,6 +12,9 @@ import random
 import pytest
 
 from functions.core.tcf import (
+    MAX_PUB_RESTRICTIONS,
+    MAX_RANGE_ENTRIES,
+    MAX_SEGMENTS,
     MAX_TC_STRING,
     InvalidTCString,
     RestrictionType,
@@ -327,34 +330,105 @@ def test_strings_longer_than_the_limit_are_malformed():
 # --- bounded work --------------------------------------------------------------------
 
 
-def test_the_most_ranges_that_fit_are_answered_without_building_the_vendor_set():
-    # GIVEN as many ranges of nearly all of 1..65535 as fit in MAX_TC_STRING, none naming us
+def test_the_most_ranges_allowed_are_answered_without_building_the_vendor_set():
+    # GIVEN as many ranges of nearly all of 1..65535 as are allowed, none naming us
     around_us = [(1, OUR_VENDOR - 1), (OUR_VENDOR + 1, 65535)]
-    entries = around_us * 368
+    entries = around_us * (MAX_RANGE_ENTRIES // 2)
     crafted = tc_string(purposes_consent=set(range(1, 25)), vendor_ranges=entries)
     assert len(crafted) <= MAX_TC_STRING
 
     # THEN our vendor is not in any; and once one range names it, it is found
     assert read_vendor_signals(crafted, OUR_VENDOR).vendor_consent is False
-    named = tc_string(vendor_ranges=[*entries[:367], (OUR_VENDOR, OUR_VENDOR), *entries[367:-1]])
-    assert len(named) <= MAX_TC_STRING
+    middle = MAX_RANGE_ENTRIES // 2
+    named = tc_string(vendor_ranges=[*entries[:middle], (OUR_VENDOR, OUR_VENDOR), *entries[middle:-1]])
     assert read_vendor_signals(named, OUR_VENDOR).vendor_consent is True
     assert read_vendor_signals(named, 1).vendor_consent is True
     assert read_vendor_signals(named, 65535).vendor_consent is True
 
 
-def test_the_most_restrictions_that_fit_are_all_read():
-    # GIVEN as many one-vendor restrictions as fit, the last one naming us
-    restrictions = [Restriction(1 + i % 24, 0, [1 + i]) for i in range(600)]
+def test_the_most_restrictions_allowed_are_all_read():
+    # GIVEN as many one-vendor restrictions as allowed, the last one naming us
+    restrictions = [Restriction(1 + i % 24, i % 3, [1 + i]) for i in range(MAX_PUB_RESTRICTIONS - 1)]
     restrictions.append(Restriction(4, 2, [OUR_VENDOR]))
-    crafted = tc_string(vendors={OUR_VENDOR}, restrictions=restrictions)
-    assert len(crafted) <= MAX_TC_STRING
 
     # THEN the last restriction is found
-    assert read_vendor_signals(crafted, OUR_VENDOR).restrictions == {(4, RestrictionType.REQUIRE_LEGITIMATE_INTEREST)}
+    read = signals(vendors={OUR_VENDOR}, restrictions=restrictions)
+    assert read.restrictions == {(4, RestrictionType.REQUIRE_LEGITIMATE_INTEREST)}
 
 
-# --- long sections, read by `re` (see "Cost" in functions/core/tcf.py) ----------------
+# --- limits (see "Cost" in functions/core/tcf.py) -----------------------------------
+
+
+def spread(entries: int, sections: int) -> list[int]:
+    """`entries` split as evenly as can be over `sections`."""
+    return [entries // sections + (i < entries % sections) for i in range(sections)]
+
+
+def strings_with_range_entries(total: int) -> dict[str, str]:
+    """Granting strings (our vendor consented) with `total` range entries, in each place
+    entries can be, and spread over all of them at once."""
+    others = [(1 + 2 * i, 2 + 2 * i) if i % 2 else 1 + 2 * i for i in range(total)]
+    consents, li, restricted, disclosed = spread(total, 4)
+    return {
+        "consents": tc_string(vendor_ranges=[*others[: total - 1], OUR_VENDOR]),
+        "legitimate interests": tc_string(vendors={OUR_VENDOR}, li_vendor_ranges=others),
+        "one restriction": tc_string(vendors={OUR_VENDOR}, restrictions=[Restriction(2, 0, others)]),
+        "disclosed vendors": tc_string(vendors_segment(1, ranges=others), vendors={OUR_VENDOR}),
+        "everywhere": tc_string(
+            vendors_segment(1, ranges=others[:disclosed]),
+            vendor_ranges=[*others[: consents - 1], OUR_VENDOR],
+            li_vendor_ranges=others[:li],
+            restrictions=[Restriction(2, 0, others[:share]) for share in spread(restricted, 9)],
+        ),
+    }
+
+
+@pytest.mark.parametrize("place", list(strings_with_range_entries(1)))
+def test_more_range_entries_than_allowed_are_malformed_wherever_they_are(place):
+    # GIVEN strings with as many range entries as allowed, and with one more
+    at_the_limit = strings_with_range_entries(MAX_RANGE_ENTRIES)[place]
+    past_it = strings_with_range_entries(MAX_RANGE_ENTRIES + 1)[place]
+
+    # THEN the first is read, the second refused
+    assert read_vendor_signals(at_the_limit, OUR_VENDOR).vendor_consent is True
+    with pytest.raises(InvalidTCString, match="range entries"):
+        read_vendor_signals(past_it, OUR_VENDOR)
+
+
+def test_more_publisher_restrictions_than_purposes_and_types_allow_are_malformed():
+    # GIVEN one restriction for each purpose 1..24 and type 0..2, and one more (empty)
+    every_pair = [Restriction(purpose, kind, [1]) for purpose in range(1, 25) for kind in range(3)]
+    assert len(every_pair) == MAX_PUB_RESTRICTIONS
+    one_more = [*every_pair, Restriction(5, 0, [])]
+
+    # THEN the first is read, the second refused from its count alone
+    assert signals(vendors={OUR_VENDOR}, restrictions=every_pair).vendor_consent is True
+    with pytest.raises(InvalidTCString, match="publisher restrictions"):
+        signals(vendors={OUR_VENDOR}, restrictions=one_more)
+
+
+def test_every_kind_of_segment_once_is_read_but_a_kind_twice_is_malformed():
+    # GIVEN the core, disclosed vendors, allowed vendors and publisher TC segments
+    kinds = [vendors_segment(1, vendors={OUR_VENDOR}), vendors_segment(2, vendors={1}), publisher_tc_segment(1)]
+    assert len(kinds) + 1 == MAX_SEGMENTS
+    assert signals(*kinds, vendors={OUR_VENDOR}).vendor_consent is True
+
+    # THEN a second segment of a kind already there is refused, wherever it comes
+    for twice in ([kinds[0], kinds[0]], [kinds[2], kinds[1], kinds[2]], [*kinds, kinds[1]]):
+        with pytest.raises(InvalidTCString, match="segment"):
+            signals(*twice, vendors={OUR_VENDOR})
+
+
+def test_a_string_of_many_segments_is_refused_before_they_are_read():
+    # GIVEN hundreds of tiny (well-formed) disclosed vendors segments
+    crafted = tc_string(*[vendors_segment(1)] * 700, vendors={OUR_VENDOR})
+    assert len(crafted) <= MAX_TC_STRING
+
+    with pytest.raises(InvalidTCString, match="more segments"):
+        read_vendor_signals(crafted, OUR_VENDOR)
+
+
+# --- long sections ------------------------------------------------------------------
 
 # The first vendor section starts at bit 213 of the core segment.
 VENDOR_CONSENTS = 213
@@ -385,10 +459,10 @@ def test_a_vendor_named_only_by_an_entry_past_num_entries_is_not_found():
     assert read.restrictions == frozenset()
 
 
-@pytest.mark.parametrize("position", [0, 1, 3, 4, 255, 256, 299])
+@pytest.mark.parametrize("position", [0, 1, 3, 4, 127, 128, MAX_RANGE_ENTRIES - 1])
 def test_our_vendor_is_found_wherever_it_is_among_many_entries(position):
-    # GIVEN 300 ranges around our vendor, one of them replaced by our vendor
-    entries: list = [around(OUR_VENDOR, i) for i in range(300)]
+    # GIVEN the most ranges around our vendor, one of them replaced by our vendor
+    entries: list = [around(OUR_VENDOR, i) for i in range(MAX_RANGE_ENTRIES)]
     entries[position] = OUR_VENDOR
 
     # THEN it is found, as the first entry, the last, or one inside a repeated chunk
@@ -409,21 +483,23 @@ def test_our_vendor_is_found_after_any_number_of_entries(leading, named_by):
 
 
 def test_a_range_starting_at_0_deep_in_a_long_section_is_malformed():
-    entries: list = [around(OUR_VENDOR, i) for i in range(500)]
-    entries[400] = (0, 3)
-    with pytest.raises(InvalidTCString):
+    entries: list = [around(OUR_VENDOR, i) for i in range(MAX_RANGE_ENTRIES)]
+    entries[200] = (0, 3)
+    with pytest.raises(InvalidTCString, match="starting at 0"):
         signals(vendor_ranges=entries)
-    entries[400] = 0
-    with pytest.raises(InvalidTCString):
+    entries[200] = 0
+    with pytest.raises(InvalidTCString, match="starting at 0"):
         signals(li_vendor_ranges=entries)
 
 
 def test_many_restrictions_are_read_wherever_they_name_our_vendor():
-    # GIVEN 400 restrictions of single ids, three naming our vendor at the start, middle, end
-    restrictions = [Restriction(1 + i % 24, i % 3, [1 + i]) for i in range(400)]
+    # GIVEN the most restrictions of single ids, three naming our vendor at the start,
+    # middle and end
+    last = MAX_PUB_RESTRICTIONS - 1
+    restrictions = [Restriction(1 + i % 24, i % 3, [1 + i]) for i in range(last + 1)]
     restrictions[0] = Restriction(4, 0, [OUR_VENDOR])
-    restrictions[200] = Restriction(3, 2, [5, OUR_VENDOR, 9])
-    restrictions[399] = Restriction(1, 1, [OUR_VENDOR])
+    restrictions[last // 2] = Restriction(3, 2, [5, OUR_VENDOR, 9])
+    restrictions[last] = Restriction(1, 1, [OUR_VENDOR])
 
     # THEN each is reported
     read = signals(vendors={OUR_VENDOR}, restrictions=restrictions)
@@ -436,14 +512,14 @@ def test_many_restrictions_are_read_wherever_they_name_our_vendor():
 
 @pytest.mark.parametrize("bad", [Restriction(0, 1, [7]), Restriction(5, 3, [7])])
 def test_a_restriction_with_entries_under_purpose_0_or_type_3_among_many_is_malformed(bad):
-    # GIVEN 300 short restrictions, one with entries under purpose 0 or type 3
-    restrictions = [Restriction(1 + i % 24, 0, [1 + i]) for i in range(300)]
-    restrictions[150] = bad
+    # GIVEN the most short restrictions, one with entries under purpose 0 or type 3
+    restrictions = [Restriction(1 + i % 24, 0, [1 + i]) for i in range(MAX_PUB_RESTRICTIONS)]
+    restrictions[40] = bad
     with pytest.raises(InvalidTCString):
         signals(vendors={OUR_VENDOR}, restrictions=restrictions)
 
     # THEN without entries it is not
-    restrictions[150] = Restriction(bad.purpose, bad.type, [])
+    restrictions[40] = Restriction(bad.purpose, bad.type, [])
     assert signals(vendors={OUR_VENDOR}, restrictions=restrictions).restrictions == frozenset()
 
 
@@ -462,7 +538,7 @@ def test_a_restriction_with_many_entries_names_our_vendor_by_a_range(count):
 
 
 @pytest.mark.parametrize("count", [1, 4, 9, 40])
-@pytest.mark.parametrize("among", [1, 300])
+@pytest.mark.parametrize("among", [1, MAX_PUB_RESTRICTIONS])
 def test_a_restriction_range_ending_before_it_starts_is_malformed_wherever_it_is(count, among):
     # GIVEN `among` restrictions, one of `count` entries whose last ends before it starts
     def restrictions(last):
@@ -509,7 +585,8 @@ def test_base64url_bits_up_to_a_limit_still_check_every_character():
 
 def reference_reading(tc: str, vendor: int) -> tuple[bool, bool, frozenset] | None:
     """(vendor consent, vendor legitimate interest, restrictions naming `vendor`) of the
-    core segment read one field at a time, as the IAB decoder does; None when malformed.
+    core segment read one field at a time, as the IAB decoder does; None when malformed
+    or past our limits (MAX_RANGE_ENTRIES, MAX_PUB_RESTRICTIONS), counted here apart.
     The header fields are assumed well-formed and other segments are left out."""
     core = tc.split(".")[0]
     raw = base64.urlsafe_b64decode(core + "A" * (-len(core) % 4))
@@ -520,9 +597,14 @@ def reference_reading(tc: str, vendor: int) -> tuple[bool, bool, frozenset] | No
             raise InvalidTCString("truncated")
         return int(bits[offset : offset + width], 2)
 
+    read_entries = [0]
+
     def entries(offset: int, count: int, *, restriction: bool) -> tuple[bool, int]:
         named = False
         for _ in range(count):
+            read_entries[0] += 1
+            if read_entries[0] > MAX_RANGE_ENTRIES:
+                raise InvalidTCString("past the limit")
             is_range, first = field(offset, 1), field(offset + 1, 16)
             last = field(offset + 17, 16) if is_range else first
             offset += 33 if is_range else 17
@@ -543,6 +625,8 @@ def reference_reading(tc: str, vendor: int) -> tuple[bool, bool, frozenset] | No
         legitimate_interest, offset = vendor_section(offset)
         found = set()
         count, offset = field(offset, 12), offset + 12
+        if count > MAX_PUB_RESTRICTIONS:
+            raise InvalidTCString("past the limit")
         for _ in range(count):
             purpose, kind, listed = field(offset, 6), field(offset + 6, 2), field(offset + 8, 12)
             if listed and (purpose == 0 or kind == 3):
@@ -573,7 +657,7 @@ def random_core(rng: random.Random, vendor: int) -> CoreSegment:
         return [entry() for _ in range(rng.choice([0, 1, 3, 7, 16, 33, 100, 300]))]
 
     restrictions = []
-    for _ in range(rng.choice([0, 2, 9, 40, 120])):
+    for _ in range(rng.choice([0, 2, 9, 40, MAX_PUB_RESTRICTIONS, MAX_PUB_RESTRICTIONS + 1])):
         listed = rng.choice(
             [[], [vendor_id() for _ in range(rng.randrange(1, 16))], [entry() for _ in range(rng.randrange(1, 40))]]
         )

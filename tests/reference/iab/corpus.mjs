@@ -4,7 +4,7 @@
 // `expected` is the reason consent_refusal must return (null: storing allowed).
 //
 //   node corpus.mjs --vendor 755 --max-tc-string 4096 --max-gpp-string 8192 \
-//                   --max-gpp-sections 64 --max-gpp-sid 256 [--seed 20251129]
+//                   --max-gpp-sections 64 --max-gpp-sid 256 --max-range-entries 256 [--seed 20251129]
 //
 // TC strings come from the official encoder (a synthetic vendor list) and from a small bit
 // writer below, which can also write what no encoder would (reversed ranges, vendor 0,
@@ -20,6 +20,7 @@ const limits = {
   maxGppString: options["max-gpp-string"],
   maxGppSections: options["max-gpp-sections"],
   maxGppSid: options["max-gpp-sid"],
+  maxRangeEntries: options["max-range-entries"],
 };
 const random = mulberry32(options.seed ?? 20251129);
 const cases = [];
@@ -27,7 +28,7 @@ const cases = [];
 function parseArguments(argv) {
   const parsed = {};
   for (let i = 0; i < argv.length; i += 2) parsed[argv[i].replace(/^--/, "")] = Number(argv[i + 1]);
-  for (const name of ["vendor", "max-tc-string", "max-gpp-string", "max-gpp-sections", "max-gpp-sid"]) {
+  for (const name of ["vendor", "max-tc-string", "max-gpp-string", "max-gpp-sections", "max-gpp-sid", "max-range-entries"]) {
     if (!Number.isInteger(parsed[name])) throw new Error(`--${name} is required`);
   }
   return parsed;
@@ -287,7 +288,9 @@ function tcfCases() {
     [[VENDOR + 5, VENDOR - 5], VENDOR],
     [0], // vendor 0: the library refuses the string
     [[0, VENDOR]],
-    Array.from({ length: 300 }, (_, i) => [i * 200 + 1, i * 200 + 100]),
+    // As many as our decoder accepts (MAX_RANGE_ENTRIES; more are refused by our rule, see
+    // functions/core/tcf.py, and tested in tests/unit/test_tcf.py).
+    Array.from({ length: limits.maxRangeEntries }, (_, i) => [i * 200 + 1, i * 200 + 100]),
   ];
   for (const entries of ranges) add("tcf_vendor_ranges", { tc_string: craftTc({ consents: { ranges: entries } }) });
   // MaxVendorId below a range: the library still reads the range.
