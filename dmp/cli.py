@@ -88,6 +88,15 @@ def _known_partners(partners_table: str) -> set[str]:
     return PartnerStore(partners_table).active_names()
 
 
+def _known_sources(bucket_name: str) -> dict[str, Any] | None:
+    """The stack's data sources (None when it has none: nothing to control), as builds
+    read them; invalid source files there are reported and refuse the command."""
+    from functions.builder.plan import known_sources
+    from functions.core.storage.bucket import SegmentsBucket
+
+    return known_sources(SegmentsBucket(bucket_name))
+
+
 def cmd_segments_validate(args: argparse.Namespace) -> int:
     from functions.core.segments import DefinitionErrors, load_definitions
 
@@ -95,10 +104,15 @@ def cmd_segments_validate(args: argparse.Namespace) -> int:
     if not files:
         print("no definition files found", file=sys.stderr)
         return 2
-    # With a stack, destinations must name partners that have an active key there.
-    known = _known_partners(resolve(args.local, args.stack).partners_table) if args.local or args.stack else None
+    # With a stack, destinations must name partners that have an active key there, and
+    # segments reading a source's traits only destinations that source allows.
+    known = sources = None
+    if args.local or args.stack:
+        target = resolve(args.local, args.stack)
+        known = _known_partners(target.partners_table)
+        sources = _known_sources(target.bucket)
     try:
-        definitions = load_definitions(files, known_partners=known)
+        definitions = load_definitions(files, known_partners=known, sources=sources)
     except DefinitionErrors as errors:
         for problem in errors.problems:
             print(problem, file=sys.stderr)
@@ -118,7 +132,8 @@ def cmd_segments_push(args: argparse.Namespace) -> int:
     bucket = SegmentsBucket(target.bucket)
     files = _definition_files(args.paths)
     try:
-        definitions = load_definitions(files)
+        sources = _known_sources(target.bucket)
+        definitions = load_definitions(files, sources=sources)
         # The pushed set must also stand beside what the bucket already holds.
         pushed = {definition_key(d.id) for d in definitions}
         existing = {k: v for k, v in bucket.definition_files().items() if k not in pushed}
@@ -136,6 +151,129 @@ def cmd_segments_push(args: argparse.Namespace) -> int:
         if unknown:
             # Segments are often defined before a partner is onboarded: say so, don't refuse.
             print(f"  note: no active key yet for {', '.join(unknown)}; they see nothing until added", file=sys.stderr)
+    return 0
+
+
+def cmd_segments_preview(args: argparse.Namespace) -> int:
+    from dmp.preview import preview
+    from functions.builder.plan import build_time_now
+    from functions.core.segments import DefinitionErrors, load_definitions
+    from functions.core.storage.bucket import SegmentsBucket
+    from functions.core.times import parse_time
+
+    target = resolve(args.local, args.stack)
+    files = _definition_files(args.paths)
+    if not files:
+        print("no definition files found", file=sys.stderr)
+        return 2
+    try:
+        definitions = load_definitions(files, sources=_known_sources(target.bucket))
+    except DefinitionErrors as errors:
+        return _print_problems(errors.problems, len(files))
+    stores = target.build_stores()
+    result = preview(
+        definitions,
+        events=stores.events,
+        bucket=SegmentsBucket(target.bucket),
+        suppressed=stores.suppressed_visitors(),
+        at=parse_time(args.at) if args.at else build_time_now(),
+        shards=args.shards,
+    )
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        for line in result.lines():
+            print(line)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dmp.report import ReportMissing, save_report
+    from functions.core.storage.bucket import SegmentsBucket
+
+    target = resolve(args.local, args.stack)
+    try:
+        build_id = save_report(SegmentsBucket(target.bucket), Path(args.out), args.build)
+    except ReportMissing as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"report of build {build_id} saved to {args.out}")
+    return 0
+
+
+def _print_problems(problems: Sequence[object], files: int) -> int:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(problems)} problem(s) in {files} file(s)", file=sys.stderr)
+    return 1
+
+
+def cmd_sources_validate(args: argparse.Namespace) -> int:
+    from functions.core.segments import DefinitionErrors
+    from functions.core.sources import load_sources
+
+    files = _definition_files(args.paths)
+    if not files:
+        print("no source files found", file=sys.stderr)
+        return 2
+    try:
+        sources = load_sources(files)
+    except DefinitionErrors as errors:
+        return _print_problems(errors.problems, len(files))
+    for source in sources:
+        print(f"ok  {source.id}  ({source.kind}-party, ids: {source.id_type}, traits: {', '.join(source.traits)})")
+    return 0
+
+
+def cmd_sources_push(args: argparse.Namespace) -> int:
+    from functions.core.layout import source_key
+    from functions.core.segments import DefinitionErrors, load_definitions
+    from functions.core.sources import load_sources
+    from functions.core.storage.bucket import SegmentsBucket
+
+    target = resolve(args.local, args.stack)
+    bucket = SegmentsBucket(target.bucket)
+    files = _definition_files(args.paths)
+    if not files:
+        print("no source files found", file=sys.stderr)
+        return 2
+    try:
+        sources = load_sources(files)
+        pushed = {source_key(s.id) for s in sources}
+        existing = {k: v for k, v in bucket.source_files().items() if k not in pushed}
+        every = load_sources({**existing, **files})
+        # Narrowing a source's allowed destinations must not leave a published segment
+        # breaking the data-use control: the next build would refuse it.
+        load_definitions(bucket.definition_files(), sources={s.id: s for s in every})
+    except DefinitionErrors as errors:
+        return _print_problems(errors.problems, len(files))
+    for source in sources:
+        bucket.put_json(source_key(source.id), source.to_document())
+        print(f"pushed {source.id}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from dmp.imports import NotImported, import_file
+
+    target = resolve(args.local, args.stack)
+    try:
+        report = import_file(Path(args.file), args.source, target, wait_seconds=0 if args.no_wait else args.wait)
+    except NotImported as error:
+        print(error, file=sys.stderr)
+        return 2
+    if report is None:
+        print("uploaded; the importer's report is not there yet (see the key above)")
+        return 0
+    for rejection in report.get("rejected", []):
+        print(f"{args.file}:{rejection['line']}: {rejection['error']}", file=sys.stderr)
+    if report.get("status") == "failed":
+        print(f"import failed: {report.get('error')}", file=sys.stderr)
+        return 1
+    print(
+        f"imported {report['rows']} row(s): {report['stored']} stored, {report['unresolved']} unresolved, "
+        f"{report.get('suppressed', 0)} suppressed, {report.get('rejected_rows', len(report['rejected']))} rejected"
+    )
     return 0
 
 
@@ -379,6 +517,35 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("paths", nargs="+", metavar="PATH")
     _add_target(push)
     push.set_defaults(func=cmd_segments_push)
+    preview = segments.add_parser(
+        "preview", help="the exact size definitions would have now (or --at), and their overlap with published ones"
+    )
+    preview.add_argument("paths", nargs="+", metavar="PATH")
+    preview.add_argument("--at", metavar="ISO8601", help="evaluation time (default: now)")
+    preview.add_argument("--shards", type=int, default=4, help="parallel-scan shards, run on threads")
+    preview.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_target(preview)
+    preview.set_defaults(func=cmd_segments_preview)
+
+    sources = commands.add_parser("sources", help="data-source definitions (second- and third-party data)")
+    source_commands = sources.add_subparsers(dest="sources_command", required=True)
+    source_validate = source_commands.add_parser("validate", help="check source files (YAML or JSON), or folders")
+    source_validate.add_argument("paths", nargs="+", metavar="PATH")
+    source_validate.set_defaults(func=cmd_sources_validate)
+    source_push = source_commands.add_parser("push", help="validate and upload source definitions to a stack")
+    source_push.add_argument("paths", nargs="+", metavar="PATH")
+    _add_target(source_push)
+    source_push.set_defaults(func=cmd_sources_push)
+
+    importing = commands.add_parser(
+        "import", help="upload a source's file to imports/<source>/, as a dropped file, and show its report"
+    )
+    importing.add_argument("file", metavar="FILE", help="<name>.csv or <name>.jsonl, optionally .gz")
+    importing.add_argument("--source", required=True, metavar="ID")
+    importing.add_argument("--wait", type=float, default=120, metavar="S", help="seconds to wait for the report")
+    importing.add_argument("--no-wait", action="store_true", help="upload and return")
+    _add_target(importing)
+    importing.set_defaults(func=cmd_import)
 
     build = commands.add_parser("build", help="evaluate every segment now (or --at) and publish the build")
     build.add_argument("--at", metavar="ISO8601", help="evaluation time (default: now)")
@@ -444,6 +611,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("uid", metavar="UID")
     _add_target(show)
     show.set_defaults(func=cmd_visitor_show)
+
+    report = commands.add_parser("report", help="save a build's report page (sizes, overlaps, reach, mixes)")
+    report.add_argument("--build", metavar="ID", help="the build (default: the latest)")
+    report.add_argument("--out", required=True, metavar="FILE", help="where to write the HTML page")
+    _add_target(report)
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -33,6 +33,11 @@ SHOP = "https://shop.example"
 DSP = "demo-dsp"
 DSP_SYNC_URL = "https://sync.demo-dsp.example/match?dmp_uid={uid}&gdpr={gdpr}&gdpr_consent={gdpr_consent}"
 SEGMENTS_DIR = Path(__file__).resolve().parent.parent / "segments"
+SOURCES_DIR = Path(__file__).resolve().parent.parent / "sources"
+# The retailer whose CRM shares loyalty tiers with us (sources/harbor-crm.yaml): it syncs
+# its customer ids with ours through its own sync pixel, then drops its CRM file.
+RETAILER = "harbor-retail"
+INTERESTS = ["outdoor", "cooking", "travel", "fashion", "gaming"]
 CITIES = [  # country, region, city, weight
     ("GB", "ENG", "London", 35),
     ("GB", "ENG", "Manchester", 15),
@@ -167,6 +172,59 @@ def _simulate(gateway: str, index: int, now: datetime, seed: int) -> Browser:
     return browser
 
 
+def _imports(gateway: str, target: Any, browsers: list[Browser], now: datetime, seed: int, out: Any) -> None:
+    """Second- and third-party data: Harbor Retail syncs its customer ids with half the
+    browsers (its sync pixel on its own site) and drops its CRM tiers, keyed by its ids;
+    an interest provider scores visitors by our ids. Both files go where a partner's drop
+    goes, `imports/<source>/`, and the local stack's importer runs on their S3 events."""
+    import tempfile
+
+    from dmp.imports import import_file
+    from functions.core import layout
+    from functions.core.sources import load_sources
+    from functions.core.storage.bucket import SegmentsBucket
+    from functions.core.storage.partners import PartnerProfile, PartnerStore
+
+    rng = random.Random(seed + 13)
+    bucket = SegmentsBucket(target.bucket)
+    sources = load_sources({str(p): p.read_text() for p in sorted(SOURCES_DIR.glob("*.y*ml"))})
+    for source in sources:
+        bucket.put_json(layout.source_key(source.id), source.to_document())
+    out(f"\nPushed {len(sources)} data sources from {SOURCES_DIR.name}/: {', '.join(s.id for s in sources)}")
+    PartnerStore(target.partners_table).put_profile(
+        PartnerProfile(name=RETAILER, sync=True, updated_at=now.isoformat())
+    )
+    crm_rows, interest_rows = ["id,tier,lifetime_value,newsletter"], []
+    for index, browser in enumerate(b for b in browsers if b.cookie):
+        assert browser.cookie is not None
+        uid = browser.cookie.split("=", 1)[1]
+        if index % 2 == 0:
+            customer = "hr-" + hashlib.sha256(uid.encode()).hexdigest()[:12]
+            query = urlencode({"partner": RETAILER, "puid": customer})
+            browser._send(urllib.request.Request(f"{gateway}/sync?{query}", headers=browser._headers(now)))
+            tier = rng.choices(["bronze", "silver", "gold"], [5, 3, 2])[0]
+            crm_rows.append(f"{customer},{tier},{rng.randint(20, 2000)},{rng.choice(['true', 'false'])}")
+        if rng.random() < 0.6:
+            traits = {"interest": rng.choice(INTERESTS), "in_market_travel": rng.random() < 0.3}
+            interest_rows.append(json.dumps({"id": uid, "traits": traits}))
+    # Customers Harbor never synced with us, and visitors the provider knows and we never saw.
+    crm_rows += [f"hr-offline-{n:04d},gold,500,false" for n in range(5)]
+    interest_rows += [json.dumps({"id": f"provider-only-{n:04d}", "traits": {"interest": "travel"}}) for n in range(3)]
+    with tempfile.TemporaryDirectory() as folder:
+        crm = Path(folder) / "crm-tiers-2026-w48.csv"
+        crm.write_text("\n".join(crm_rows) + "\n")
+        interests = Path(folder) / "interests-2026-11-28.jsonl.gz"
+        interests.write_bytes(gzip.compress(("\n".join(interest_rows) + "\n").encode()))
+        for path, source_id in ((crm, "harbor-crm"), (interests, "interest-graph")):
+            report = import_file(path, source_id, target, wait_seconds=120)
+            if report is None or report.get("status") != "done":
+                raise DemoFailure(f"the import of {path.name} did not finish: {report}")
+            out(
+                f"  {source_id}: {report['rows']} rows, {report['stored']} stored, "
+                f"{report['unresolved']} unresolved, {report['rejected_rows']} rejected"
+            )
+
+
 def _call(url: str, key: str | None, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if key:
@@ -241,7 +299,9 @@ def _run(visitors: int, seed: int, out: Any) -> int:
     from functions.core.storage.partners import PartnerProfile, PartnerStore
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # The build's time, a little ahead: the imported traits carry their files' upload
+    # time, which must lie before it (traffic is simulated relative to it either way).
+    now = (datetime.now(UTC) + timedelta(minutes=5)).replace(second=0, microsecond=0)
     with LocalStack(port=0, simulate_time=True) as stack:
         target = stack.target
         assert target is not None and target.gateway_url is not None
@@ -271,6 +331,8 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         )
         synced = {b.cookie.split("=", 1)[1]: b.dsp_id for b in browsers if b.dsp_id and b.cookie}
         out(f"{len(synced)} browsers synced ids with '{DSP}' as they browsed.")
+
+        _imports(gateway, target, browsers, now, seed, out)
 
         manifest = build(target.build_stores(), now, shards=2, retention_seconds=target.retention_seconds).manifest
         out(f"\nBuild {manifest.build_id} evaluated at {manifest.evaluated_at} (2 shards):")
@@ -309,6 +371,12 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         if status != 401:
             raise DemoFailure(f"GET /v1/segments without a key answered {status}, not 401")
         out(f"GET /v1/segments without a key -> {status} {json.dumps(answer)}")
+        # The build's report (sizes, changes, overlaps, reach, mixes), saved for a browser.
+        from dmp.report import save_report
+
+        report_path = Path(".dmp") / "report.html"
+        save_report(bucket, report_path, manifest.build_id)
+        out(f"\nReport of build {manifest.build_id} (open it in a browser): {report_path.resolve()}")
 
     if not members:
         out("\nThe London segment is empty: the demo traffic did not produce it.")

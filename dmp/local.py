@@ -42,6 +42,10 @@ RESOURCE_NAMES = {
 }
 BUCKET = "dmp-local-segments"
 FALLBACK_QUEUE = "dmp-local-fallback"
+# S3 -> EventBridge -> the importer: the emulator's rule delivers to this queue, which
+# `dmp serve` drains into the importer handler as Lambda would be invoked.
+IMPORT_QUEUE = "dmp-local-imports"
+IMPORT_RULE = "dmp-local-imports"
 # The storage clients' read timeout on the emulator. moto answers a 1 MB scan page in
 # seconds, not DynamoDB's milliseconds (it serialises each item at ~1 ms and sorts the
 # whole table for every page), and a build's shards share its one core: at 100 k events a
@@ -75,6 +79,8 @@ class StackTarget:
     # Empty for a deployed stack older than ID sync.
     id_map_table: str = ""
     fallback_queue_url: str = ""
+    # Local stack only: where the emulator's EventBridge rule delivers the importer's events.
+    import_queue_url: str = ""
     aws_endpoint_url: str | None = None
     gateway_url: str | None = None
     lookup_url: str | None = None
@@ -149,12 +155,13 @@ def create_resources(endpoint_url: str | None, region: str = REGION, retention_d
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
     # Versioned, as the CDK stack's bucket is: erasure must reach earlier versions too.
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    queue_url = boto3.client("sqs", region_name=region, endpoint_url=endpoint_url).create_queue(
-        QueueName=FALLBACK_QUEUE
-    )["QueueUrl"]
+    sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint_url)
+    queue_url = sqs.create_queue(QueueName=FALLBACK_QUEUE)["QueueUrl"]
+    import_queue_url = create_import_trigger(s3, sqs, region, endpoint_url)
     return StackTarget(
         region=region,
         fallback_queue_url=queue_url,
+        import_queue_url=import_queue_url,
         events_table=RESOURCE_NAMES[EVENTS.logical_id],
         membership_table=RESOURCE_NAMES[MEMBERSHIP.logical_id],
         partners_table=RESOURCE_NAMES[PARTNERS.logical_id],
@@ -165,6 +172,41 @@ def create_resources(endpoint_url: str | None, region: str = REGION, retention_d
         aws_endpoint_url=endpoint_url,
         retention_days=retention_days,
     )
+
+
+def create_import_trigger(s3: Any, sqs: Any, region: str, endpoint_url: str | None) -> str:
+    """The bucket's EventBridge notifications and the importer's rule (the same pattern
+    as the CDK rule), delivering to a queue the local stack drains; returns its URL."""
+    from functions.core.storage.imports import import_event_pattern
+
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    queue_url = sqs.create_queue(QueueName=IMPORT_QUEUE)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events", region_name=region, endpoint_url=endpoint_url)
+    events.put_rule(Name=IMPORT_RULE, EventPattern=json.dumps(import_event_pattern(BUCKET)), State="ENABLED")
+    events.put_targets(Rule=IMPORT_RULE, Targets=[{"Id": "importer", "Arn": queue_arn}])
+    return str(queue_url)
+
+
+def drain_imports(queue_url: str, handler: Any, *, wait_seconds: int = 0, timeout_seconds: int = 900) -> int:
+    """Run the importer handler on each event waiting in the local import queue (as
+    Lambda runs it on each event of its EventBridge rule); returns how many ran. A failed
+    event stays in the queue and is retried, as Lambda retries an asynchronous event."""
+    from dmp.lambda_context import LocalContext
+
+    sqs = boto3.client("sqs")
+    ran = 0
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds, VisibilityTimeout=60
+        ).get("Messages", [])
+        if not messages:
+            return ran
+        for message in messages:
+            handler(json.loads(message["Body"]), LocalContext("importer", timeout_seconds=timeout_seconds))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            ran += 1
+        wait_seconds = 0
 
 
 class LocalStack:
@@ -192,6 +234,7 @@ class LocalStack:
         self._gateway: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._builds: threading.Event | None = None
+        self._imports: threading.Event | None = None
 
     def _set_env(self, values: dict[str, str]) -> None:
         for name, value in values.items():
@@ -218,7 +261,26 @@ class LocalStack:
         )
         self._gateway.start()
         self.target = StackTarget(**{**asdict(target), "gateway_url": self._gateway.url})
+        self._run_importer(target.import_queue_url)
         return self.target
+
+    def _run_importer(self, queue_url: str) -> None:
+        """The importer on every file dropped under imports/ (and every continuation), as
+        the S3 -> EventBridge -> Lambda trigger runs it in AWS."""
+        from functions.importer import handler as importer_handler
+
+        importer = importlib.reload(importer_handler)
+        self._imports = stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    drain_imports(queue_url, importer.handler, wait_seconds=1)
+                except Exception as error:  # the event is retried, as Lambda would
+                    print(f"import failed: {error}")
+                    stop.wait(1)
+
+        threading.Thread(target=loop, daemon=True).start()
 
     def state(self) -> dict[str, Any]:
         assert self.target is not None, "start() first"
@@ -268,6 +330,8 @@ class LocalStack:
     def stop(self) -> None:
         if self._builds is not None:
             self._builds.set()
+        if self._imports is not None:
+            self._imports.set()
         if self._gateway is not None:
             self._gateway.stop()
         if self._moto is not None:

@@ -115,14 +115,23 @@ class MemoryBucket(BuildDocuments):
     def definition_files(self) -> dict[str, str]:
         return {k: v.decode() for k, v in self.objects.items() if k.startswith(layout.DEFINITIONS_PREFIX)}
 
+    def source_files(self) -> dict[str, str]:
+        return {k: v.decode() for k, v in self.objects.items() if k.startswith(layout.SOURCES_PREFIX)}
+
     def get_json(self, key: str) -> Any:
         return json.loads(self.objects[key])
 
     def get_json_if_exists(self, key: str) -> Any | None:
         return self.get_json(key) if key in self.objects else None
 
+    def get_bytes_if_exists(self, key: str) -> bytes | None:
+        return self.objects.get(key)
+
     def put_json(self, key: str, document: Any) -> None:
         self.objects[key] = json.dumps(document, sort_keys=True).encode()
+
+    def put_text(self, key: str, text: str, *, content_type: str) -> None:
+        self.objects[key] = text.encode("utf-8")
 
     def upload_lines(self, key: str, writer: LinesWriter, *, content_type: str) -> None:
         body = writer.finish()

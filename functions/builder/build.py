@@ -45,21 +45,28 @@ def start(
 
 
 def build(
-    stores: BuildStores, evaluated_at: datetime, shards: int = 1, *, retention_seconds: int, parallel: int = 4
+    stores: BuildStores,
+    evaluated_at: datetime,
+    shards: int = 1,
+    *,
+    retention_seconds: int,
+    parallel: int = 4,
+    report: bool = True,
 ) -> PublishResult:
     """Plan, shards on a thread pool, publish, export: what `dmp build` runs. A build
-    found published already is exported again, which finishes an export cut short."""
+    found published already is exported again, which finishes an export cut short.
+    (`report=False` leaves the report out: only for the benchmark measuring its cost.)"""
     plan = start(stores, evaluated_at, shards, retention_seconds=retention_seconds)
     if isinstance(plan, PublishResult):
         return _exported(plan, stores)
     suppressed = stores.suppressed_visitors()
 
     def shard(number: int) -> ShardResult:
-        return run_shard(plan, number, events=stores.events, bucket=stores.bucket, suppressed=suppressed)
+        return run_shard(plan, number, events=stores.events, bucket=stores.bucket, suppressed=suppressed, report=report)
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, shards))) as pool:
         results = list(pool.map(shard, range(shards)))
-    return _exported(publish(plan, stores, results), stores)
+    return _exported(publish(plan, stores, results, report=report), stores)
 
 
 def _exported(result: PublishResult, stores: BuildStores) -> PublishResult:

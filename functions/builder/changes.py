@@ -14,10 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from functions.core.storage.bucket import LinesWriter
 from functions.core.storage.membership import Membership, MembershipChange
 from functions.core.times import DAY_SECONDS
+
+if TYPE_CHECKING:
+    from functions.builder.report import SegmentMoves
 
 # A member's stored expiry is refreshed once the visitor's newer events push the real
 # one this much further: so a returning visitor costs at most a write a day, and the
@@ -85,14 +89,17 @@ def read_change_lines(lines: Iterable[str]) -> Iterator[tuple[str, MembershipCha
 
 
 _NONE = Membership(frozenset())
+_NO_SEGMENTS: frozenset[str] = frozenset()
 
 
 class MembershipChanges:
     """A shard's membership changes against the base build, found while it scans."""
 
-    def __init__(self, base: dict[str, Membership]) -> None:
+    def __init__(self, base: dict[str, Membership], *, moves: SegmentMoves | None = None) -> None:
         self._base = base
         self._writer = LinesWriter()
+        # The report's added and removed members per segment, counted from the same diff.
+        self._moves = moves
 
     @property
     def count(self) -> int:
@@ -100,6 +107,8 @@ class MembershipChanges:
 
     def visit(self, visitor_id: str, segment_ids: list[str], expires_at: int | None) -> None:
         stored = self._base.pop(visitor_id, None)
+        if self._moves is not None:
+            self._moves.moved(stored.segments if stored is not None else _NO_SEGMENTS, segment_ids)
         if not segment_ids:
             if stored is not None:
                 self._writer.write(change_line(visitor_id, None, stored))  # left every segment
@@ -111,4 +120,6 @@ class MembershipChanges:
     def finish(self) -> LinesWriter:
         for visitor_id, stored in self._base.items():  # base members with no records left at all
             self._writer.write(change_line(visitor_id, None, stored))
+            if self._moves is not None:
+                self._moves.moved(stored.segments, ())
         return self._writer

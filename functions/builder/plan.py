@@ -1,5 +1,5 @@
-"""Stage 1, plan: load and validate every definition (an invalid set stops here, before
-anything is written), fix the build's id and evaluation time, note whether the published
+"""Stage 1, plan: load and validate every definition (an invalid set, or a segment the
+data-use control refuses, stops here, before anything is written), fix the build's id and evaluation time, note whether the published
 build can serve as the base of per-shard membership changes, and save the plan under the
 build's prefix for the other stages.
 
@@ -16,6 +16,7 @@ from functions.builder.stores import BuildBucket
 from functions.core import layout
 from functions.core.documents import MembershipState
 from functions.core.segments import SegmentDefinition, load_definitions
+from functions.core.sources import SourceDefinition, load_sources
 from functions.core.times import iso, parse_time
 
 
@@ -73,11 +74,18 @@ def plan_build(bucket: BuildBucket, evaluated_at: datetime, shards: int) -> Buil
     """Validate the definitions and fix the build; raises DefinitionErrors."""
     if shards < 1:
         raise ValueError("a build needs at least one shard")
-    definitions = load_definitions(bucket.definition_files())
+    definitions = load_definitions(bucket.definition_files(), sources=known_sources(bucket))
     moment = evaluation_moment(evaluated_at)
     plan = BuildPlan(build_id_for(moment), moment, shards, tuple(definitions), _change_base(bucket, shards))
     bucket.put_json(layout.plan_key(plan.build_id), plan.to_json())
     return plan
+
+
+def known_sources(bucket: BuildBucket) -> dict[str, SourceDefinition] | None:
+    """The stack's data sources, for the data-use control; None when it has none (no
+    source, no imported trait: nothing to control). Invalid source files refuse the build."""
+    sources = load_sources(bucket.source_files())
+    return {source.id: source for source in sources} or None
 
 
 def load_plan(bucket: BuildBucket, build_id: str) -> BuildPlan:

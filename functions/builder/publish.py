@@ -1,5 +1,6 @@
-"""Stage 3, publish: write the manifest, bring the membership table to the new build by
-writing only the visitors whose segment set changed, then write `latest.json` last of the
+"""Stage 3, publish: write the manifest and the build's report (report.py: the shards'
+counts summed, `report.json` and `report.html`), bring the membership table to the new
+build by writing only the visitors whose segment set changed, then write `latest.json` last of the
 build's S3 objects, so no reader ever sees half a build; then copy the build's catalog into
 the catalog table, where the lookup reads it, and delete builds past the newest
 `KEEP_BUILDS`, with the partners' exports of them.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from functions.builder.changes import needs_write, read_change_lines
 from functions.builder.export import PartnerExport, remove_old_exports
 from functions.builder.plan import BuildPlan
+from functions.builder.report import publish_report
 from functions.builder.shard import ShardResult, base_members
 from functions.builder.stores import BuildBucket, BuildStores, CatalogTable
 from functions.core import layout
@@ -48,7 +50,9 @@ class PublishResult:
     exports: Mapping[str, PartnerExport] = field(default_factory=dict)
 
 
-def publish(plan: BuildPlan, stores: BuildStores, results: list[ShardResult] | None = None) -> PublishResult:
+def publish(
+    plan: BuildPlan, stores: BuildStores, results: list[ShardResult] | None = None, *, report: bool = True
+) -> PublishResult:
     bucket = stores.bucket
     if results is None:
         results = shard_results(bucket, plan)
@@ -60,6 +64,19 @@ def publish(plan: BuildPlan, stores: BuildStores, results: list[ShardResult] | N
     if latest is not None and latest.build_id > plan.build_id:
         # An older evaluation time must not roll the served build back.
         return PublishResult(manifest, published=False)
+    if report and (latest is None or latest.build_id != plan.build_id):
+        # Before `latest.json`, so a published build has its report; against the build
+        # published now. (Found latest already, this is a publish run again after
+        # `latest.json`: its report was written then, against the build it replaced.)
+        publish_report(
+            bucket,
+            manifest,
+            plan.definitions,
+            [r.report for r in results],
+            base_build_id=plan.base_build_id,
+            previous_build_id=latest.build_id if latest is not None else None,
+            keep=KEEP_BUILDS,
+        )
     # Mark the table as changing first: a crash in between leaves it marked, and the
     # next build then compares against the table itself instead of trusting diffs.
     bucket.put_membership_state(MembershipState(plan.build_id, complete=False))

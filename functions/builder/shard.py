@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from functions.builder.changes import MembershipChanges, member_line, read_member_lines
 from functions.builder.plan import BuildPlan
+from functions.builder.report import ReportCounts, SegmentMoves
 from functions.builder.stores import BuildBucket, EventSource
 from functions.core import layout
 from functions.core.engine import VisitorView, compile_segments, segments_of
@@ -36,6 +37,9 @@ class ShardResult:
     items_scanned: int
     changes_base: str | None  # the build its membership changes are relative to, or None
     changes: int
+    # The report's counts over the shard's members (report.py `ReportCounts.to_json`);
+    # None from a shard run without them (a version before reports, or the benchmark).
+    report: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,17 +56,25 @@ def run_shard(
     events: EventSource,
     bucket: BuildBucket,
     suppressed: frozenset[str] = frozenset(),
+    report: bool = True,
 ) -> ShardResult:
     """Evaluate one shard's visitors. `suppressed` visitors are in no segment, whatever
     their records, and the records met are deleted: whatever reached the table after an
     erasure (a replayed deferred hit, an app's hit naming the id) is never used and
-    does not outlive the next build."""
+    does not outlive the next build.
+
+    The report's figures are counted in the same pass (`report=False` leaves them out:
+    only the benchmark measuring what they cost does that)."""
     segments = compile_segments(plan.definitions)
     parts = {d.id: LinesWriter(header="uid") for d in plan.definitions}
     members = LinesWriter()
     changes = None
+    counts = ReportCounts(plan.definitions) if report else None
     if plan.base_build_id is not None:
-        changes = MembershipChanges(dict(base_members(bucket, plan.base_build_id, shard)))
+        moves = SegmentMoves() if counts is not None else None
+        changes = MembershipChanges(dict(base_members(bucket, plan.base_build_id, shard)), moves=moves)
+        if counts is not None:
+            counts.moves = moves
     records = _Counting(events.scan_records(shard, plan.shards))
     visitors = 0
     met_suppressed: list[str] = []
@@ -72,7 +84,10 @@ def run_shard(
             met_suppressed.append(history.visitor_id)
             found: list[str] = []
         else:
-            found = segments_of(VisitorView(history, plan.now_ms), segments)
+            view = VisitorView(history, plan.now_ms)
+            found = segments_of(view, segments)
+            if found and counts is not None:
+                counts.visit(view, found)
         expires_at = _expiry(history) if found or changes is not None else None
         if changes is not None:
             changes.visit(history.visitor_id, found, expires_at)
@@ -94,6 +109,7 @@ def run_shard(
         items_scanned=records.count,
         changes_base=plan.base_build_id,
         changes=changes.count if changes is not None else 0,
+        report=counts.to_json() if counts is not None else None,
     )
     bucket.put_json(layout.shard_result_key(plan.build_id, shard), result.to_json())
     return result

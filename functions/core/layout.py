@@ -8,6 +8,13 @@ under the build's prefix so it goes with the build."""
 from __future__ import annotations
 
 DEFINITIONS_PREFIX = "segments/"
+# Data-source definitions (`sources/<id>.json`), read by the importer and the builds.
+SOURCES_PREFIX = "sources/"
+# Second- and third-party files land under `imports/<source>/`; the importer writes each
+# file's report (and, while a large file is under way, its progress) beside it.
+IMPORTS_PREFIX = "imports/"
+IMPORT_REPORT_SUFFIX = ".report.json"
+IMPORT_PROGRESS_SUFFIX = ".progress.json"
 BUILDS_PREFIX = "builds/"
 # The newest complete build, written last of a publish.
 LATEST_KEY = "latest.json"
@@ -22,6 +29,26 @@ EXPORT_LATEST_NAME = "latest.json"
 
 def definition_key(segment_id: str) -> str:
     return f"{DEFINITIONS_PREFIX}{segment_id}.json"
+
+
+def source_key(source_id: str) -> str:
+    return f"{SOURCES_PREFIX}{source_id}.json"
+
+
+def import_key(source_id: str, file_name: str) -> str:
+    """Where a file of `source_id` is dropped: `imports/<source>/<file name>`."""
+    return f"{IMPORTS_PREFIX}{source_id}/{file_name}"
+
+
+def import_report_key(source_id: str, name: str) -> str:
+    """`imports/<source>/<name>.report.json`: `name` is the file's name less its
+    `.csv`/`.jsonl`/`.gz` extensions."""
+    return f"{IMPORTS_PREFIX}{source_id}/{name}{IMPORT_REPORT_SUFFIX}"
+
+
+def import_progress_key(source_id: str, name: str) -> str:
+    """Where an import under way keeps its checkpoint between invocations."""
+    return f"{IMPORTS_PREFIX}{source_id}/{name}{IMPORT_PROGRESS_SUFFIX}"
 
 
 def build_prefix(build_id: str) -> str:
@@ -53,6 +80,18 @@ def shard_result_key(build_id: str, shard: int) -> str:
 def members_key(build_id: str, shard: int) -> str:
     """Every member of a shard with its segments and expiry, for the next build to diff against."""
     return f"{build_prefix(build_id)}members/part-{shard:05d}.jsonl.gz"
+
+
+# A build's report: `report.json` (the figures) and `report.html` (the page), written by
+# publish before `latest.json`, so a published build always has them.
+REPORT_KINDS = ("json", "html")
+
+
+def report_key(build_id: str, kind: str) -> str:
+    """`builds/<build_id>/report.json` or `report.html` (`kind` "json" or "html")."""
+    if kind not in REPORT_KINDS:
+        raise ValueError(f"a report is json or html, not {kind!r}")
+    return f"{build_prefix(build_id)}report.{kind}"
 
 
 def audit_key(at: str, visitor_sha256: str) -> str:

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,9 @@ from pydantic import (
 
 from functions.core.hits import DeviceType, as_text
 from functions.core.partners import PARTNER_NAME_PATTERN
+
+if TYPE_CHECKING:
+    from functions.core.sources import SourceDefinition
 
 SEGMENT_ID = r"^[a-z0-9-]{1,64}$"
 EVENT_NAME = r"^[a-z0-9_]{1,40}$"
@@ -232,7 +235,7 @@ class DefinitionErrors(ValueError):
         self.problems = problems
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
+def problem_path(loc: tuple[int | str, ...]) -> str:
     """`rule.all[1].visits.min` from a pydantic error location, without union tags."""
     parts: list[str] = []
     for index, item in enumerate(loc):
@@ -248,7 +251,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return "".join(parts)
 
 
-def _parse_error(error: Exception) -> str:
+def parse_error(error: Exception) -> str:
     """One line naming what is wrong and where (line and column, 1-based)."""
     mark = getattr(error, "problem_mark", None)
     if mark is not None:
@@ -274,12 +277,24 @@ def validate_definition(file: str, document: Any) -> tuple[SegmentDefinition | N
         return SegmentDefinition.model_validate(document), []
     except ValidationError as error:
         return None, [
-            DefinitionProblem(file, _path(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in error.errors()
+            DefinitionProblem(file, problem_path(e["loc"]), e["msg"].removeprefix("Value error, "))
+            for e in error.errors()
         ]
 
 
-def load_definitions(files: Mapping[str, str], *, known_partners: set[str] | None = None) -> list[SegmentDefinition]:
-    """Every definition of `files` (name -> text), or DefinitionErrors listing all problems."""
+def load_definitions(
+    files: Mapping[str, str],
+    *,
+    known_partners: set[str] | None = None,
+    sources: Mapping[str, SourceDefinition] | None = None,
+) -> list[SegmentDefinition]:
+    """Every definition of `files` (name -> text), or DefinitionErrors listing all problems.
+
+    With `sources` (id -> definition: the data sources a stack knows), the data-use
+    control too: a trait rule names a known source's declared trait, and a segment reading
+    a source's traits names only destinations that source allows."""
+    if sources is not None:
+        from functions.core.sources import data_use_problems
     problems: list[DefinitionProblem] = []
     definitions: list[SegmentDefinition] = []
     seen: dict[str, str] = {}
@@ -287,7 +302,7 @@ def load_definitions(files: Mapping[str, str], *, known_partners: set[str] | Non
         try:
             document = parse_document(file, text)
         except Exception as error:  # YAML and JSON parsers raise many kinds
-            problems.append(DefinitionProblem(file, "", f"not valid YAML/JSON: {_parse_error(error)}"))
+            problems.append(DefinitionProblem(file, "", f"not valid YAML/JSON: {parse_error(error)}"))
             continue
         definition, found = validate_definition(file, document)
         problems.extend(found)
@@ -297,6 +312,8 @@ def load_definitions(files: Mapping[str, str], *, known_partners: set[str] | Non
             for index, partner in enumerate(definition.destinations):
                 if partner not in known_partners:
                     problems.append(DefinitionProblem(file, f"destinations[{index}]", f"unknown partner {partner!r}"))
+        if sources is not None:
+            problems.extend(data_use_problems(file, definition, sources))
         if definition.id in seen:
             problems.append(
                 DefinitionProblem(file, "id", f"duplicate id {definition.id!r}, also in {seen[definition.id]}")

@@ -9,7 +9,17 @@ import json
 import sys
 from pathlib import Path
 
-from tests.bench import bench_builder, bench_consent, bench_cost, bench_ingest, bench_local, bench_lookup, bench_shard
+from tests.bench import (
+    bench_builder,
+    bench_consent,
+    bench_cost,
+    bench_importer,
+    bench_ingest,
+    bench_local,
+    bench_lookup,
+    bench_report,
+    bench_shard,
+)
 
 SUITES = {
     "ingest": bench_ingest.run,
@@ -19,6 +29,8 @@ SUITES = {
     "consent": bench_consent.run,
     "cost": bench_cost.run,
     "local": bench_local.run,
+    "importer": bench_importer.run,
+    "report": bench_report.run,
 }
 
 

@@ -492,6 +492,50 @@ CATALOGUE: list[ReferenceSegment] = [
                       WHERE t.visitor_id = a.visitor_id AND t.name = 'age' AND t.number <= 17.5)
         """,
     ),
+    # --- imported traits (`<source>.<trait>`) with web behaviour -------------------------
+    _segment(
+        {
+            "id": "gold-loyalty-pricing-viewers",
+            "name": "Harbor silver and gold customers who viewed pricing (30 days)",
+            "description": "Loyal Harbor Retail customers comparing our prices; target with the loyalty bundle",
+            "destinations": ["demo-dsp"],
+            "rule": {
+                "all": [
+                    {"trait": {"name": "harbor-crm.tier", "in": ["silver", "gold"]}},
+                    {"event": {"name": "page_view", "url_contains": "/pricing", "within_days": 30}},
+                ]
+            },
+        },
+        """
+        SELECT a.visitor_id FROM audience a
+        WHERE EXISTS (SELECT 1 FROM trait_now t
+                      WHERE t.visitor_id = a.visitor_id AND t.name = 'harbor-crm.tier'
+                        AND t.text IN ('silver', 'gold'))
+          AND (SELECT count(*) FROM live e
+               WHERE e.visitor_id = a.visitor_id AND e.name = 'page_view'
+                 AND contains(lower(e.url), '/pricing') AND e.ts_ms > {now} - days(30)) >= 1
+        """,
+    ),
+    _segment(
+        {
+            "id": "travel-intenders-never-seen",
+            "name": "In market for travel, known from imports alone",
+            "rule": {
+                "all": [
+                    {"trait": {"name": "interest-graph.in_market_travel", "equals": True}},
+                    {"event": {"max_count": 0}},
+                    {"not": {"visits": {"min": 1}}},
+                ]
+            },
+        },
+        """
+        SELECT a.visitor_id FROM audience a
+        WHERE EXISTS (SELECT 1 FROM trait_now t
+                      WHERE t.visitor_id = a.visitor_id AND t.name = 'interest-graph.in_market_travel'
+                        AND t.text = 'true')
+          AND NOT EXISTS (SELECT 1 FROM live e WHERE e.visitor_id = a.visitor_id)
+        """,
+    ),
 ]
 
 

@@ -103,6 +103,9 @@ TRAIT_VALUES: dict[str, list[object]] = {
     "email_hash": ["ab12", "cd34"],
     "children": [2, 2.0, "2", 3, 0],
     "homeowner": [True, False, "true", "yes"],
+    # imported traits, named `<source>.<trait>` as the importer stores them
+    "harbor-crm.tier": ["gold", "silver", "bronze", "Gold"],
+    "interest-graph.in_market_travel": [True, False, "true"],
 }
 TRAIT_NAMES = list(TRAIT_VALUES)
 

@@ -103,6 +103,14 @@ class SegmentsBucket(BuildDocuments, Adapter["S3Client"]):
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
 
+    def get_bytes_if_exists(self, key: str) -> bytes | None:
+        try:
+            return self.get_bytes(key)
+        except ClientError as error:
+            if error_code(error) in _MISSING:
+                return None
+            raise
+
     def get_json_if_exists(self, key: str) -> Any | None:
         try:
             return self.get_json(key)
@@ -114,6 +122,9 @@ class SegmentsBucket(BuildDocuments, Adapter["S3Client"]):
     def put_json(self, key: str, document: Any) -> None:
         body = json.dumps(document, indent=2, sort_keys=True).encode()
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+
+    def put_text(self, key: str, text: str, *, content_type: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=text.encode("utf-8"), ContentType=content_type)
 
     def upload_lines(self, key: str, writer: LinesWriter, *, content_type: str) -> None:
         """Upload a finished LinesWriter (multipart when large, by boto3's transfer manager)."""
@@ -188,13 +199,18 @@ class SegmentsBucket(BuildDocuments, Adapter["S3Client"]):
                 deleted += len(keys)
         return deleted
 
-    # -- segment definitions ------------------------------------------------------------
+    # -- segment and source definitions ---------------------------------------------------
     def definition_files(self) -> dict[str, str]:
         """Every definition file under segments/ as key -> text."""
+        return self._documents_under(layout.DEFINITIONS_PREFIX)
+
+    def source_files(self) -> dict[str, str]:
+        """Every data-source definition under sources/ as key -> text."""
+        return self._documents_under(layout.SOURCES_PREFIX)
+
+    def _documents_under(self, prefix: str) -> dict[str, str]:
         files: dict[str, str] = {}
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=layout.DEFINITIONS_PREFIX
-        ):
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
                 if key.endswith((".json", ".yaml", ".yml")):

@@ -48,6 +48,31 @@ class EventStore(TableAdapter):
             item["client_ts"] = n(event.client_ts_ms)
         return item
 
+    @staticmethod
+    def trait_item(
+        visitor_id: str, name: str, value: str | float | bool, *, ts_ms: int, expires_at: int
+    ) -> dict[str, Any]:
+        """An imported trait: sort key `trait#<source>.<trait>`, so importing the same
+        trait again (a re-delivered file, the source's next file) replaces it."""
+        if isinstance(value, bool):
+            stored: dict[str, Any] = {"BOOL": value}
+        elif isinstance(value, (int, float)):
+            stored = n(value)
+        else:
+            stored = s(value)
+        return {
+            VISITOR_KEY: s(visitor_id),
+            EVENT_KEY: s(TRAIT_PREFIX + name),
+            "value": stored,
+            "ts": n(ts_ms),
+            EXPIRES_AT: n(expires_at),
+        }
+
+    def put_traits(self, items: Sequence[dict[str, Any]]) -> int:
+        """Store trait items with BatchWriteItem (25 a request); returns the requests made.
+        Raises WriteIncomplete: the caller has checkpointed nothing past these items."""
+        return batch_write(self.client, self.table_name, [{"PutRequest": {"Item": item}} for item in items])
+
     def put_item(self, item: dict[str, Any]) -> bool:
         """Store one stored-form item; False when it replaced one with the same key.
 
