@@ -28,7 +28,7 @@ demo: install
 serve: install
 	$(BIN)/dmp serve
 
-test: install browser-deps iab-deps
+test: install browser-deps iab-deps scan-deps
 	$(BIN)/pytest
 
 # The official IAB consent libraries (pinned in its package-lock.json) for
@@ -46,10 +46,28 @@ $(IAB_REFERENCE)/node_modules: $(IAB_REFERENCE)/package-lock.json
 browser-deps:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-lint: install
+# checkov and cfn-lint (infra/scanners.py) for `make lint` and tests/infra/test_cdk_scanners.py,
+# which fails (not skips) without them. Their own venv: checkov pins boto3 and many more, which
+# must not move the project's pins (functions/requirements.txt). From PyPI, as `make install`.
+SCAN_VENV := .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
+.PHONY: scan-deps
+scan-deps: $(SCAN_STAMP)
+
+$(SCAN_STAMP): infra/scanners.txt
+	rm -rf $(SCAN_VENV)
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/pip install --quiet -r infra/scanners.txt
+	touch $@
+
+# cdk-nag's AwsSolutions and Serverless packs run inside synth and fail it on a finding;
+# checkov and cfn-lint then read the synthesised template.
+lint: install scan-deps synth
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy functions dmp infra
+	$(BIN)/python -m infra.scanners cdk.out
 
 synth: install
 	$(BIN)/python -m infra.app
@@ -58,4 +76,4 @@ bench: install
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) $(WHEELHOUSE) cdk.out .dmp .bench
+	rm -rf $(VENV) $(SCAN_VENV) $(WHEELHOUSE) cdk.out .dmp .bench

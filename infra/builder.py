@@ -21,7 +21,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from functions.core.config import Env
-from infra.compliance import acknowledge, arn_in_findings
+from infra.compliance import acknowledge, arn_in_findings, ignore_lint, skip_check
 from infra.dead_letters import ALARM_PERIOD, alarm_on_messages, dead_letter_queue
 from infra.lambda_layer import LambdaPackaging
 
@@ -57,6 +57,7 @@ class Builder(Construct):
         schedule: str,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        reserved_concurrency: int | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = packaging.function(
@@ -66,6 +67,10 @@ class Builder(Construct):
             description="DMP builder: evaluates the segment definitions and publishes a build",
             memory_size=MEMORY_MB,
             timeout=TIMEOUT,
+            # At least the shards a build runs at once (checked in infra/settings.py).
+            reserved_concurrency=reserved_concurrency,
+            failures="The build state machine invokes it synchronously: a failed stage is retried, then "
+            "fails the execution, which lands in the build dead-letter queue (FailedBuilds) and is alarmed.",
             environment={
                 Env.EVENTS_TABLE: events_table.table_name,
                 Env.MEMBERSHIP_TABLE: membership_table.table_name,
@@ -112,6 +117,13 @@ class Builder(Construct):
                 },
             ),
             targets=[targets.SqsQueue(self.dead_letter_queue)],
+        )
+        acknowledge(
+            self.failed_builds,
+            "Serverless-EventBusDLQ",
+            "This rule's target is the build dead-letter queue itself: an event it could not deliver there "
+            "has nowhere better to go. A failed execution is also counted by the build-errors alarm "
+            "(ExecutionsFailed), which does not depend on this delivery.",
         )
         self._add_alarms()
 
@@ -172,6 +184,13 @@ class Builder(Construct):
         self.execution_logs = logs.LogGroup(
             self, "ExecutionLogs", retention=log_retention, removal_policy=removal_policy
         )
+        skip_check(
+            self.execution_logs,
+            "CKV_AWS_158",
+            "Encrypted at rest by CloudWatch Logs with AWS-managed keys; execution data (inputs and "
+            "outputs) is left out of the log (include_execution_data=False). A customer-managed key is a "
+            "deliberate no.",
+        )
         state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -180,6 +199,11 @@ class Builder(Construct):
             timeout=BUILD_TIMEOUT,
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.execution_logs, level=sfn.LogLevel.ALL, include_execution_data=False),
+        )
+        ignore_lint(
+            state_machine,
+            "W3005",
+            "CDK makes the state machine depend on its role explicitly as well as through Fn::GetAtt: harmless.",
         )
         assert state_machine.role is not None
         acknowledge(

@@ -12,6 +12,11 @@ certificate) the distribution answers on that name. The function sets the visito
 without a Domain attribute, so the browser scopes it to the name it called: on the
 distribution's `*.cloudfront.net` name it is a third-party cookie on every customer site
 (which Safari and Firefox drop), on the site's own subdomain a first-party one.
+
+In front of the distribution, a WAF web ACL limits each IP's requests (infra/waf.py): one
+flood of the pixel is blocked at the edge, before it reaches the function. Behind it, the
+stage's throttle and the function's reserved concurrency cap what the rest can cost the
+account (the lookup's share of Lambda's concurrency is reserved apart).
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from constructs import Construct
 
 from functions.core.config import Env
 from functions.ingest.logic import ORIGIN_VERIFY_HEADER
-from infra.compliance import acknowledge
+from infra.compliance import acknowledge, skip_check
 from infra.lambda_layer import LambdaPackaging
-from infra.settings import IngestDomain
+from infra.settings import RATE_LIMIT_WINDOW, IngestDomain
+from infra.waf import rate_limited_web_acl
 
 ROUTES = (
     (apigwv2.HttpMethod.GET, "/p.gif"),
@@ -107,6 +113,9 @@ class Ingest(Construct):
         removal_policy: RemovalPolicy,
         price_class: cloudfront.PriceClass,
         domain: IngestDomain | None,
+        reserved_concurrency: int | None,
+        rate_limit: int | None,
+        web_acl_arn: str | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.domain = domain
@@ -124,6 +133,10 @@ class Ingest(Construct):
             description="DMP ingest: tracking pixel, event collection and the JavaScript tag",
             memory_size=256,
             timeout=Duration.seconds(10),
+            reserved_concurrency=reserved_concurrency,
+            failures="API Gateway invokes it synchronously: a failure is answered at once (the pixel's "
+            "GIF whatever fails), counted (hits_lost) and alarmed (ingest-errors), and a hit DynamoDB "
+            "refuses is deferred to the fallback queue.",
             environment={
                 Env.EVENTS_TABLE: events_table.table_name,
                 Env.MEMBERSHIP_TABLE: membership_table.table_name,
@@ -147,6 +160,12 @@ class Ingest(Construct):
             create_default_stage=False,
         )
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=removal_policy)
+        skip_check(
+            self.access_logs,
+            "CKV_AWS_158",
+            "Encrypted at rest by CloudWatch Logs with AWS-managed keys; the access log holds no IP, "
+            "user agent, query string or cookie (ACCESS_LOG_FORMAT). A customer-managed key is a deliberate no.",
+        )
         self.stage = self.http_api.add_stage(
             "DefaultStage",
             stage_name="$default",
@@ -168,6 +187,18 @@ class Ingest(Construct):
                     f"{method.value} {path} is public by contract: browsers call it from any visited page "
                     "without credentials; consent and bot checks happen in the function.",
                 )
+        # The stack's own web ACL unless one made elsewhere is given; none when no rate limit is set.
+        self.web_acl_arn = (
+            rate_limited_web_acl(
+                self,
+                "WebAcl",
+                limit=rate_limit,
+                description=f"DMP collection: at most {rate_limit} requests per IP per "
+                f"{int(RATE_LIMIT_WINDOW.total_seconds() // 60)} minutes",
+            )
+            if rate_limit and not web_acl_arn
+            else web_acl_arn
+        )
         self._add_distribution(price_class, origin_verify_value, domain)
 
     def _add_origin_verify_secret(self) -> secretsmanager.Secret:
@@ -192,6 +223,13 @@ class Ingest(Construct):
             "new value, then deploy a change to both. The value only proves a request came through "
             "CloudFront (what it guards is the geo of hits), and a value out of step costs the "
             "location of hits, counted as geo_untrusted, never the hits.",
+        )
+        skip_check(
+            secret,
+            "CKV_AWS_149",
+            "Encrypted with Secrets Manager's AWS-managed key: CloudFormation resolves the value into the "
+            "distribution and the function at deploy time, and no principal of the stack reads it at run "
+            "time, so a customer-managed key's policy would guard nothing more.",
         )
         return secret
 
@@ -259,20 +297,16 @@ class Ingest(Construct):
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=price_class,
             enable_logging=False,
+            web_acl_id=self.web_acl_arn,
             **_viewer_certificate(self, domain),
         )
-        self._acknowledge_distribution_findings(custom_domain=domain is not None)
+        self._acknowledge_distribution_findings(custom_domain=domain is not None, rate_limited=bool(self.web_acl_arn))
 
-    def _acknowledge_distribution_findings(self, *, custom_domain: bool) -> None:
+    def _acknowledge_distribution_findings(self, *, custom_domain: bool, rate_limited: bool) -> None:
         findings = {
             "AwsSolutions-CFR1": (
                 "Collection is worldwide by design: visitors of the customers' sites come from any "
                 "country, and the viewer's country is data the DMP records, not a reason to refuse a hit."
-            ),
-            "AwsSolutions-CFR2": (
-                "No WAF yet: the endpoints are public by contract and the pixel answers every request; "
-                "the API stage behind the distribution is throttled and the function stores nothing "
-                "from known bots. A web ACL (CLOUDFRONT scope, created in us-east-1) can be attached later."
             ),
             "AwsSolutions-CFR3": (
                 "No CloudFront access log: standard logs always record the viewer's IP address (c-ip, "
@@ -281,6 +315,18 @@ class Ingest(Construct):
                 "request that reaches the origin is in the HTTP API's access log, without IPs."
             ),
         }
+        checks = {
+            # CFR3's reason, for checkov.
+            "CKV_AWS_86": findings["AwsSolutions-CFR3"],
+        }
+        if not rate_limited:
+            no_web_acl = (
+                "No web ACL, by the operator's choice (ingest_rate_limit=0, no ingest_web_acl_arn): the "
+                "endpoints are public by contract; the API stage behind the distribution is throttled, the "
+                "function's concurrency is capped, and it stores nothing from known bots."
+            )
+            findings["AwsSolutions-CFR2"] = no_web_acl
+            checks["CKV_AWS_68"] = no_web_acl
         if not custom_domain:
             # With a custom domain the distribution has its own certificate and TLSv1.2_2021.
             findings["AwsSolutions-CFR4"] = (
@@ -288,8 +334,11 @@ class Ingest(Construct):
                 "uses the default *.cloudfront.net certificate, with which CloudFront accepts TLSv1 "
                 "whatever the minimum protocol version. A custom domain brings TLSv1.2_2021."
             )
+            checks["CKV_AWS_174"] = findings["AwsSolutions-CFR4"]
         for rule_id, reason in findings.items():
             acknowledge(self.distribution, rule_id, reason)
+        for check_id, reason in checks.items():
+            skip_check(self.distribution, check_id, reason)
 
     @property
     def url(self) -> str:

@@ -29,7 +29,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.compliance import acknowledge
+from infra.compliance import acknowledge, ignore_lint, skip_check
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 ARCHITECTURE = lambda_.Architecture.X86_64
@@ -181,12 +181,17 @@ class LambdaPackaging(Construct):
         environment: Mapping[str, str],
         memory_size: int,
         timeout: Duration,
+        reserved_concurrency: int | None,
+        failures: str,
     ) -> lambda_.Function:
         """The function whose handler is `functions/<name>/handler.py`.
 
         It gets its own role and log group: the role may write only to that log group
         (no AWSLambdaBasicExecutionRole, which allows every log group), and everything
-        else it may do is granted where the stack is assembled.
+        else it may do is granted where the stack is assembled. `reserved_concurrency`
+        (None: unreserved) is both its share of the account's concurrency and its ceiling.
+        `failures` says how it is invoked and where a failed invocation goes instead of a
+        Lambda dead-letter queue (which only asynchronous invocations use).
         """
         log_group = logs.LogGroup(
             scope,
@@ -215,6 +220,7 @@ class LambdaPackaging(Construct):
             timeout=timeout,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
+            reserved_concurrent_executions=reserved_concurrency,
             environment={
                 "POWERTOOLS_SERVICE_NAME": name,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -233,4 +239,52 @@ class LambdaPackaging(Construct):
             "Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which have no "
             "resource-level permissions; nothing else in this role is granted on '*'.",
         )
+        _acknowledge_function_findings(function, log_group, name=name, failures=failures)
+        if reserved_concurrency is None:
+            skip_check(
+                function,
+                "CKV_AWS_115",
+                f"Unreserved by the operator's choice ({name}_reserved_concurrency=0), for an account "
+                "whose Lambda concurrency quota leaves nothing to reserve: it shares the unreserved pool.",
+            )
         return function
+
+
+def _acknowledge_function_findings(
+    function: lambda_.Function, log_group: logs.LogGroup, *, name: str, failures: str
+) -> None:
+    """The findings every function of the factory shares, each for the reason given."""
+    acknowledge(
+        function,
+        "Serverless-LambdaLatestVersion",
+        "Python 3.11 is pinned on purpose: the layer's compiled wheels are downloaded for cp311 "
+        "(Makefile LAMBDA_PLATFORM); the runtime and the wheels move together.",
+    )
+    no_dead_letters = f"No Lambda dead-letter queue (the {name} function's failures go elsewhere): {failures}"
+    acknowledge(function, "Serverless-LambdaDLQ", no_dead_letters)
+    skip_check(function, "CKV_AWS_116", no_dead_letters)
+    skip_check(
+        function,
+        "CKV_AWS_117",
+        "Outside a VPC on purpose: it reaches only AWS APIs (DynamoDB, S3, SQS, X-Ray), over TLS and "
+        "authorised by its own least-privilege role, and no resource of the stack lives in a VPC; a VPC "
+        "would add NAT or endpoint costs and nothing to protect.",
+    )
+    skip_check(
+        function,
+        "CKV_AWS_173",
+        "The environment holds resource names and settings (and ingest's origin-verify value, which only "
+        "proves a request came through CloudFront), encrypted at rest by Lambda's AWS-managed key; a "
+        "customer-managed key would guard nothing more from the principals who may read the function.",
+    )
+    skip_check(
+        log_group,
+        "CKV_AWS_158",
+        "Encrypted at rest by CloudWatch Logs with AWS-managed keys; the functions log no raw IPs "
+        "(DESIGN.md), and who may read the logs is the account's IAM. A customer-managed key is a deliberate no.",
+    )
+    ignore_lint(
+        function,
+        "W3005",
+        "CDK makes a function depend on its role explicitly as well as through `Fn::GetAtt`: harmless.",
+    )

@@ -30,6 +30,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.compliance import acknowledge
 from infra.dead_letters import ALARM_PERIOD
 from infra.lambda_layer import METRICS_NAMESPACE
 
@@ -183,8 +184,9 @@ class Monitoring(Construct):
             missing=cloudwatch.TreatMissingData.NOT_BREACHING,
             description=(
                 "Lambda throttled the ingest function: those hits were answered with an error and not "
-                "stored. The account's concurrent executions are exhausted (other functions included): "
-                "request a higher Lambda concurrency quota, or find the function using it up."
+                "stored. It ran as many at once as it may (ingest_reserved_concurrency): if the traffic "
+                "is real, raise that setting (and the account's Lambda concurrency quota with it); if "
+                "unreserved (0), the account's concurrent executions are exhausted, other functions included."
             ),
         )
         self.hits_lost_alarm = self._alarm(
@@ -269,7 +271,14 @@ class Monitoring(Construct):
             )
         )
         if email:
-            topic.add_subscription(subscriptions.EmailSubscription(email))
+            subscription = topic.add_subscription(subscriptions.EmailSubscription(email))
+            acknowledge(
+                subscription,
+                "Serverless-SNSRedrivePolicy",
+                "An alarm email SNS could not deliver would wait in a dead-letter queue nobody reads: "
+                "the alarm's state stays in CloudWatch and on the dashboard whatever the email's fate, "
+                "and a queue of undelivered alarms would need an alarm of its own.",
+            )
         return topic
 
     def _alarm(

@@ -13,7 +13,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.core.config import Env
-from infra.dead_letters import alarm_on_messages, dead_letter_queue
+from infra.compliance import acknowledge, skip_check
+from infra.dead_letters import SQS_MANAGED_ENCRYPTION, alarm_on_messages, dead_letter_queue
 from infra.lambda_layer import LambdaPackaging
 
 TIMEOUT = Duration.seconds(60)
@@ -21,6 +22,8 @@ TIMEOUT = Duration.seconds(60)
 VISIBILITY_TIMEOUT = Duration.seconds(6 * 60)
 MAX_RECEIVES = 5
 BATCH_SIZE = 10
+# The most concurrent invocations an SQS event source may be limited to (the fewest is 2).
+SQS_MAX_CONCURRENCY = 1000
 
 
 class Replay(Construct):
@@ -32,6 +35,7 @@ class Replay(Construct):
         packaging: LambdaPackaging,
         events_table_name: str,
         suppression_table_name: str,
+        reserved_concurrency: int | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letter_queue = dead_letter_queue(
@@ -48,6 +52,7 @@ class Replay(Construct):
             visibility_timeout=VISIBILITY_TIMEOUT,
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),
         )
+        skip_check(self.queue, "CKV_AWS_27", SQS_MANAGED_ENCRYPTION)
         self.function = packaging.function(
             self,
             "Function",
@@ -55,11 +60,27 @@ class Replay(Construct):
             description="DMP replay: writes the hits deferred to the fallback queue, each exactly once",
             memory_size=256,
             timeout=TIMEOUT,
+            reserved_concurrency=reserved_concurrency,
+            failures=f"The SQS event source invokes it synchronously: a message that fails is received again, "
+            f"and after {MAX_RECEIVES} receives kept in the fallback queue's dead-letter queue, which is alarmed.",
             environment={Env.EVENTS_TABLE: events_table_name, Env.SUPPRESSION_TABLE: suppression_table_name},
         )
-        # Partial batch responses: one bad message is retried alone, not its whole batch.
-        self.function.add_event_source(
-            event_sources.SqsEventSource(self.queue, batch_size=BATCH_SIZE, report_batch_item_failures=True)
+        # Partial batch responses: one bad message is retried alone, not its whole batch. The
+        # event source polls with no more invocations than the function may run, so a backlog
+        # is worked off at that pace and never throttled into the dead-letter queue.
+        self.event_source = event_sources.SqsEventSource(
+            self.queue,
+            batch_size=BATCH_SIZE,
+            report_batch_item_failures=True,
+            max_concurrency=min(reserved_concurrency, SQS_MAX_CONCURRENCY) if reserved_concurrency else None,
+        )
+        self.function.add_event_source(self.event_source)
+        acknowledge(
+            self.function,
+            "Serverless-LambdaEventSourceMappingDestination",
+            "An SQS event source has no on-failure destination (Lambda offers one for stream and Kafka "
+            f"sources): a failed message goes to the queue's own dead-letter queue after {MAX_RECEIVES} "
+            "receives, the redrive policy above.",
         )
         self.dead_letter_alarm = alarm_on_messages(
             self,

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from constructs import Node
 
+from infra.builder import MAX_PARALLEL_SHARDS
+
 STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 SCHEDULE = re.compile(r"^(rate|cron)\(.+\)$")
 # Stages that are disposable: `cdk destroy` removes their data (see `removal_policy`).
@@ -40,6 +42,20 @@ CRON_STALE_AFTER = timedelta(hours=48)
 MAX_ALARM_WINDOW = timedelta(days=7)
 HOUR = timedelta(hours=1)
 EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[a-z]{2,}$", re.IGNORECASE)
+# Lambda keeps this much of an account's concurrency unreserved, whatever functions reserve.
+UNRESERVED_CONCURRENCY_MINIMUM = 100
+# The functions whose concurrency is reserved, by the name of their handler's folder.
+RESERVED_FUNCTIONS = ("ingest", "lookup", "authorizer", "builder", "replay", "importer")
+# An SQS event source polls with at least this many concurrent invocations (its maximum
+# concurrency is 2..1000), so a replay reservation below it would only throttle its polls.
+SQS_MINIMUM_CONCURRENCY = 2
+# A WAF rate-based rule counts each IP's requests over this window (60-600 s), and takes a
+# limit of 10 to 2,000,000,000 requests.
+RATE_LIMIT_WINDOW = timedelta(minutes=5)
+RATE_LIMITS = (10, 2_000_000_000)
+WEB_ACL_ARN = re.compile(
+    r"^arn:aws:wafv2:(?P<region>[a-z0-9-]+):\d{12}:(?P<scope>global|regional)/webacl/[\w-]{1,128}/[0-9a-f-]{36}$"
+)
 
 T = TypeVar("T")
 
@@ -71,11 +87,19 @@ class DeploySettings:
     openrtb_segtax: int
     catalog_refresh_seconds: int
     segments_dir: Path
+    sources_dir: Path
     cloudfront_price_class: str
     ingest_domain: IngestDomain | None
     # How long without a published build before the stale-build alarm goes off.
     build_stale_after: timedelta
     alarm_email: str | None
+    # Each function's reserved concurrency (RESERVED_FUNCTIONS); None: unreserved.
+    reserved_concurrency: dict[str, int | None]
+    # The most requests one IP may send the collection endpoints per RATE_LIMIT_WINDOW
+    # before CloudFront's web ACL blocks it; None: no web ACL of this stack.
+    ingest_rate_limit: int | None
+    # A CLOUDFRONT web ACL made elsewhere (in us-east-1), attached instead of the stack's own.
+    ingest_web_acl_arn: str | None
 
     @property
     def stack_name(self) -> str:
@@ -98,6 +122,7 @@ class DeploySettings:
                 raise ContextError(f"context {key!r}: {error} (got {raw!r})") from None
 
         segments_dir = Path(get("segments_dir", str))
+        sources_dir = Path(get("sources_dir", str))
         build_schedule = get("build_schedule", _matching(SCHEDULE, "expected rate(...) or cron(...)"))
         return cls(
             stage=get("stage", _matching(STAGE, "a stage is [a-z][a-z0-9-]{0,19}")),
@@ -115,6 +140,7 @@ class DeploySettings:
             # How often a warm lookup checks for a new build (answers' max-age follows it).
             catalog_refresh_seconds=get("catalog_refresh_seconds", _integer(1, 3600)),
             segments_dir=segments_dir if segments_dir.is_absolute() else root / segments_dir,
+            sources_dir=sources_dir if sources_dir.is_absolute() else root / sources_dir,
             cloudfront_price_class=get("cloudfront_price_class", _price_class),
             ingest_domain=_ingest_domain(
                 get("ingest_domain", _optional(_host_name)),
@@ -125,6 +151,14 @@ class DeploySettings:
                 build_schedule, get("build_stale_after_hours", _integer(0, MAX_ALARM_WINDOW // HOUR))
             ),
             alarm_email=get("alarm_email", _optional(_email)),
+            reserved_concurrency=_reserved_concurrency(
+                {name: get(f"{name}_reserved_concurrency", _integer(0, 10_000)) for name in RESERVED_FUNCTIONS},
+                account_concurrency=get("lambda_account_concurrency", _integer(0, 1_000_000)),
+                build_shards=get("build_shards", _integer(1, 1000)),
+            ),
+            # 0: no rate limit, and so no web ACL of the stack's own.
+            ingest_rate_limit=get("ingest_rate_limit", _rate_limit),
+            ingest_web_acl_arn=get("ingest_web_acl_arn", _optional(_cloudfront_web_acl_arn)),
         )
 
 
@@ -249,3 +283,56 @@ def _email(raw: Any) -> str:
     if not EMAIL.match(value):
         raise ValueError("expected one email address like oncall@shop.example")
     return value
+
+
+def _reserved_concurrency(
+    reserved: dict[str, int], *, account_concurrency: int, build_shards: int
+) -> dict[str, int | None]:
+    """Each function's reservation, 0 meaning unreserved (Lambda's own 0 would stop it), checked
+    against the account's concurrency: what the stack reserves must leave Lambda its unreserved
+    minimum, or the deployment fails."""
+    for name, value in reserved.items():
+        if name == "builder" and value and value < min(build_shards, MAX_PARALLEL_SHARDS):
+            raise ContextError(
+                f"context 'builder_reserved_concurrency': {value} is fewer than the {min(build_shards, MAX_PARALLEL_SHARDS)} "
+                "shards a build runs at once (build_shards, at most "
+                f"{MAX_PARALLEL_SHARDS}): shards would be throttled; reserve more, or 0 for unreserved"
+            )
+        if name == "replay" and 0 < value < SQS_MINIMUM_CONCURRENCY:
+            raise ContextError(
+                f"context 'replay_reserved_concurrency': expected 0 (unreserved) or at least "
+                f"{SQS_MINIMUM_CONCURRENCY}, the fewest concurrent polls of an SQS event source (got {value})"
+            )
+    total = sum(reserved.values())
+    reservable = account_concurrency - UNRESERVED_CONCURRENCY_MINIMUM
+    if total > reservable:
+        settings = ", ".join(f"{name}_reserved_concurrency={value}" for name, value in reserved.items() if value)
+        raise ContextError(
+            f"context '*_reserved_concurrency': the functions reserve {total} ({settings}), more than the "
+            f"{max(reservable, 0)} that an account concurrency of {account_concurrency} "
+            f"('lambda_account_concurrency') leaves reservable beside Lambda's unreserved minimum of "
+            f"{UNRESERVED_CONCURRENCY_MINIMUM}: reserve less, 0 for unreserved, or raise the account's quota "
+            "and 'lambda_account_concurrency' with it"
+        )
+    return {name: value or None for name, value in reserved.items()}
+
+
+def _cloudfront_web_acl_arn(raw: Any) -> str:
+    value = str(raw).strip()
+    match = WEB_ACL_ARN.match(value)
+    if not match:
+        raise ValueError("expected a WAF web ACL ARN, arn:aws:wafv2:us-east-1:<account>:global/webacl/<name>/<id>")
+    if match["scope"] != "global" or match["region"] != CLOUDFRONT_CERTIFICATE_REGION:
+        raise ValueError(
+            f"CloudFront takes web ACLs of CLOUDFRONT scope only, which are made in {CLOUDFRONT_CERTIFICATE_REGION} "
+            f"(arn:aws:wafv2:{CLOUDFRONT_CERTIFICATE_REGION}:<account>:global/webacl/...)"
+        )
+    return value
+
+
+def _rate_limit(raw: Any) -> int | None:
+    """0 (no rate limit), or a limit WAF takes."""
+    value = _integer(0, RATE_LIMITS[1])(raw)
+    if 0 < value < RATE_LIMITS[0]:
+        raise ValueError(f"expected 0 (no rate limit) or {RATE_LIMITS[0]}..{RATE_LIMITS[1]}")
+    return value or None

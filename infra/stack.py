@@ -16,16 +16,19 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.core import layout
+from functions.core.layout import EXPORTS_PREFIX, LATEST_KEY, manifest_key
 from functions.core.storage.partners import PROFILE_KEY_PREFIX
 from infra.builder import Builder
 from infra.compliance import acknowledge, arn_in_findings
+from infra.importer import Importer
 from infra.ingest import Ingest
 from infra.lambda_layer import LambdaPackaging
 from infra.lookup import Lookup
 from infra.monitoring import Monitoring
 from infra.replay import Replay
 from infra.settings import DeploySettings
-from infra.storage import Storage, read_segment_definitions
+from infra.storage import Storage, read_segment_definitions, read_source_definitions
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 
@@ -38,10 +41,12 @@ class DmpStack(Stack):
         # Every other stage keeps them (and its tables refuse deletion) when the stack goes.
         removal_policy = RemovalPolicy.DESTROY if settings.is_dev_stage else RemovalPolicy.RETAIN
 
+        sources = read_source_definitions(settings.sources_dir)
         self.storage = Storage(
             self,
             "Storage",
-            segment_definitions=read_segment_definitions(settings.segments_dir),
+            segment_definitions=read_segment_definitions(settings.segments_dir, sources),
+            source_definitions=sources,
             removal_policy=removal_policy,
         )
         packaging = LambdaPackaging(
@@ -53,6 +58,7 @@ class DmpStack(Stack):
             packaging=packaging,
             events_table_name=self.storage.events_table.table_name,
             suppression_table_name=self.storage.suppression_table.table_name,
+            reserved_concurrency=settings.reserved_concurrency["replay"],
         )
         self.ingest = Ingest(
             self,
@@ -71,6 +77,9 @@ class DmpStack(Stack):
             removal_policy=removal_policy,
             price_class=cloudfront.PriceClass[settings.cloudfront_price_class],
             domain=settings.ingest_domain,
+            reserved_concurrency=settings.reserved_concurrency["ingest"],
+            rate_limit=settings.ingest_rate_limit,
+            web_acl_arn=settings.ingest_web_acl_arn,
         )
         self.builder = Builder(
             self,
@@ -87,6 +96,7 @@ class DmpStack(Stack):
             schedule=settings.build_schedule,
             log_retention=LOG_RETENTION,
             removal_policy=removal_policy,
+            reserved_concurrency=settings.reserved_concurrency["builder"],
         )
         self.lookup = Lookup(
             self,
@@ -105,6 +115,18 @@ class DmpStack(Stack):
             authorizer_cache=Duration.seconds(settings.authorizer_cache_seconds),
             log_retention=LOG_RETENTION,
             removal_policy=removal_policy,
+            reserved_concurrency=settings.reserved_concurrency["lookup"],
+            authorizer_reserved_concurrency=settings.reserved_concurrency["authorizer"],
+        )
+        self.importer = Importer(
+            self,
+            "Importer",
+            packaging=packaging,
+            bucket=self.storage.bucket,
+            events_table_name=self.storage.events_table.table_name,
+            suppression_table_name=self.storage.suppression_table.table_name,
+            id_map_table_name=self.storage.id_map_table.table_name,
+            reserved_concurrency=settings.reserved_concurrency["importer"],
         )
         self.monitoring = Monitoring(
             self,
@@ -115,9 +137,15 @@ class DmpStack(Stack):
             dead_letter_queues={
                 "builds": self.builder.dead_letter_queue,
                 "deferred hits": self.replay.dead_letter_queue,
+                "imports": self.importer.dead_letter_queue,
             },
             lookup_stage=self.lookup.api.deployment_stage,
-            other_alarms=[self.builder.dead_letter_alarm, self.builder.errors_alarm, self.replay.dead_letter_alarm],
+            other_alarms=[
+                self.builder.dead_letter_alarm,
+                self.builder.errors_alarm,
+                self.replay.dead_letter_alarm,
+                self.importer.dead_letter_alarm,
+            ],
             build_stale_after=settings.build_stale_after,
             alarm_email=settings.alarm_email,
             removal_policy=removal_policy,
@@ -128,17 +156,26 @@ class DmpStack(Stack):
 
     def _grant_access(self) -> None:
         storage = self.storage
-        storage.events_table.grant_write_data(self.ingest.function)
+        # Hits: one put (the pixel, our side of an ID sync mapping) or a batch of puts
+        # (/collect). IAM cannot tell a batch's puts from deletes. The one delete: a sync
+        # whose partner id now names this browser deletes the other visitor's mapping to it,
+        # on a condition that it still names that id (EventStore.delete_mapping). No updates:
+        # an opt-out only suppresses; the build erases the events.
+        storage.events_table.grant(
+            self.ingest.function, "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"
+        )
         self.replay.queue.grant_send_messages(self.ingest.function)
-        # A visitor who says no is suppressed in the request: its record, and a tombstone
-        # in place of its membership. A returning visitor's hit first reads its record.
-        storage.suppression_table.grant(self.ingest.function, "dynamodb:PutItem", "dynamodb:GetItem")
+        # A visitor who says no is suppressed in the request: its record (an update, which
+        # keeps the removal notices of an earlier erasure: SuppressionStore.suppress), and a
+        # tombstone put in place of its membership. A returning visitor's hit first reads its record.
+        storage.suppression_table.grant(self.ingest.function, "dynamodb:UpdateItem", "dynamodb:GetItem")
         storage.membership_table.grant(self.ingest.function, "dynamodb:PutItem")
         # ID sync: the partner's side of a mapping (ours is an events-table item), and the
         # partner's sync registration, read from its profile item alone (never a key hash).
         storage.id_map_table.grant(self.ingest.function, "dynamodb:PutItem", "dynamodb:DeleteItem")
         self._grant_partner_profiles_read(self.ingest.function)
-        storage.events_table.grant_write_data(self.replay.function)
+        # A deferred hit is put again under the key it already carries: a put, nothing else.
+        storage.events_table.grant(self.replay.function, "dynamodb:PutItem")
         # A deferred hit of a visitor suppressed meanwhile is dropped, not replayed.
         storage.suppression_table.grant(self.replay.function, "dynamodb:BatchGetItem")
 
@@ -157,10 +194,57 @@ class DmpStack(Stack):
         storage.catalog_table.grant_read_data(self.lookup.function)
         # A lookup by a partner's own id resolves it through the partner's side of the map.
         storage.id_map_table.grant(self.lookup.function, "dynamodb:GetItem", "dynamodb:BatchGetItem")
-        storage.bucket.grant_read(self.lookup.function)
-        self._acknowledge_bucket_wildcards(self.lookup.function, write=False)
+        self._grant_published_reads(self.lookup.function)
 
         storage.partners_table.grant_read_data(self.lookup.authorizer_function)
+        self._grant_importer()
+
+    def _grant_importer(self) -> None:
+        """The importer reads dropped files and source definitions, writes its reports and
+        checkpoints beside the files, writes traits, resolves partner ids, reads the
+        suppression list, and puts its own continuation events on the default bus."""
+        storage, function = self.storage, self.importer.function
+        storage.events_table.grant(function, "dynamodb:BatchWriteItem")
+        storage.id_map_table.grant(function, "dynamodb:BatchGetItem")
+        storage.suppression_table.grant(function, "dynamodb:BatchGetItem")
+        bucket = storage.bucket
+        reads = [
+            bucket.arn_for_objects(f"{layout.IMPORTS_PREFIX}*"),
+            bucket.arn_for_objects(f"{layout.SOURCES_PREFIX}*"),
+        ]
+        writes = [
+            bucket.arn_for_objects(f"{layout.IMPORTS_PREFIX}*{layout.IMPORT_REPORT_SUFFIX}"),
+            bucket.arn_for_objects(f"{layout.IMPORTS_PREFIX}*{layout.IMPORT_PROGRESS_SUFFIX}"),
+        ]
+        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=reads))
+        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=writes))
+        # Listing, under those prefixes alone, lets S3 answer 404 (not 403) for a report
+        # or checkpoint not written yet.
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{layout.IMPORTS_PREFIX}*", f"{layout.SOURCES_PREFIX}*"]}},
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:event-bus/default"],
+            )
+        )
+        bucket_arn = arn_in_findings(bucket)
+        for pattern, scope in (
+            (f"{layout.IMPORTS_PREFIX}*", "the dropped files under imports/"),
+            (f"{layout.SOURCES_PREFIX}*", "the source definitions under sources/"),
+            (f"{layout.IMPORTS_PREFIX}*{layout.IMPORT_REPORT_SUFFIX}", "the import reports it writes"),
+            (f"{layout.IMPORTS_PREFIX}*{layout.IMPORT_PROGRESS_SUFFIX}", "the checkpoints of imports under way"),
+        ):
+            acknowledge(
+                function.role or function,
+                f"AwsSolutions-IAM5[Resource::{bucket_arn}/{pattern}]",
+                f"The importer's objects in the segments bucket: {scope}, named by the partners' files.",
+            )
 
     def _grant_partner_profiles_read(self, function: lambda_.IFunction) -> None:
         """GetItem on the partners table, for the profile items (`profile:<name>`) alone:
@@ -174,6 +258,31 @@ class DmpStack(Stack):
                 },
             )
         )
+
+    def _grant_published_reads(self, function: lambda_.IFunction) -> None:
+        """What the lookup reads of the bucket, and nothing else of it: `latest.json` and the
+        builds' manifests (the catalog), and the partners' exports (`exports/<partner>/latest.json`,
+        and the files whose pre-signed URLs it hands out, which carry its own permission)."""
+        bucket = self.storage.bucket
+        published = [
+            bucket.arn_for_objects(LATEST_KEY),
+            bucket.arn_for_objects(manifest_key("*")),
+            bucket.arn_for_objects(f"{EXPORTS_PREFIX}*"),
+        ]
+        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=published))
+        # Without it, S3 answers a missing key (no build or no export yet) 403 instead of 404,
+        # which the lookup takes for "none yet". It lists key names, never an object's content.
+        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
+        bucket_arn = arn_in_findings(bucket)
+        for pattern, what in (
+            (manifest_key("*"), "the manifest of each build (the one latest.json names)"),
+            (f"{EXPORTS_PREFIX}*", "the partners' exports: the lookup reads the calling partner's own alone"),
+        ):
+            acknowledge(
+                function.role or function,
+                f"AwsSolutions-IAM5[Resource::{bucket_arn}/{pattern}]",
+                f"GetObject of {what}; the build and partner ids are only known at run time.",
+            )
 
     def _acknowledge_bucket_wildcards(self, function: lambda_.IFunction, *, write: bool) -> None:
         """The wildcards of CDK's bucket grants, accepted one by one for this function's role."""

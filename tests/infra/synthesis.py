@@ -29,8 +29,10 @@ description: Everyone without a purchase
 rule:
   all:
     - not: {event: {name: purchase}}
-    - trait: {name: plan, in: [free, trial]}
+    - trait: {name: harbor-crm.tier, in: [bronze, silver]}
 """
+
+PROD_WEB_ACL = "arn:aws:wafv2:us-east-1:123456789012:global/webacl/dmp-edge/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
 
 # What `cdk deploy -c ...` would pass: strings, and different from every cdk.json default.
 PROD_CONTEXT = {
@@ -50,6 +52,17 @@ PROD_CONTEXT = {
     # The site's own subdomain for collection (cdk.json: none, the *.cloudfront.net name).
     "ingest_domain": "collect.shop.example",
     "ingest_certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+    # Each function's share of a raised account quota (cdk.json: 300, 100, 50, 50, 10, 10 of 1000).
+    "lambda_account_concurrency": "3000",
+    "ingest_reserved_concurrency": "600",
+    "lookup_reserved_concurrency": "200",
+    "authorizer_reserved_concurrency": "40",
+    "builder_reserved_concurrency": "8",
+    "replay_reserved_concurrency": "20",
+    "importer_reserved_concurrency": "5",
+    # A web ACL made in us-east-1 apart from the stack (cdk.json: the stack's own, 2000 per IP).
+    "ingest_rate_limit": "5000",
+    "ingest_web_acl_arn": PROD_WEB_ACL,
 }
 
 
@@ -76,6 +89,11 @@ class Synthesised:
 
     def arn(self, construct: IConstruct) -> dict[str, list[str]]:
         return {"Fn::GetAtt": [self.logical_id(construct), "Arn"]}
+
+    @property
+    def template_file(self) -> Path:
+        """The synthesised template, as `make synth` writes it into cdk.out."""
+        return self.assembly / self.stack.template_file
 
     def asset_dir(self, s3_key: str) -> Path:
         """The staged directory of the asset uploaded as `s3_key` (`<hash>.zip`)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Annotations, Match
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
 from infra.app import create_app
 from infra.settings import ContextError
@@ -92,16 +94,37 @@ def test_lookup_url_is_the_stage_base_url_without_trailing_slash(prod_stack: Syn
     }
 
 
+@pytest.mark.parametrize("pack", [AwsSolutionsChecks, ServerlessChecks])
 @pytest.mark.parametrize("fixture", ["prod_stack", "dev_stack"])
-def test_aws_solutions_checks_find_nothing_unacknowledged(request: pytest.FixtureRequest, fixture: str) -> None:
+def test_cdk_nag_packs_find_nothing_unacknowledged(
+    request: pytest.FixtureRequest, fixture: str, pack: type[AwsSolutionsChecks | ServerlessChecks]
+) -> None:
     synthesised: Synthesised = request.getfixturevalue(fixture)
-    report = AwsSolutionsChecks().validate_scope(synthesised.app)
+    report = pack().validate_scope(synthesised.app)
     findings = [
         f"{violation.rule_name} at {resource.construct_path}"
         for violation in report.violations
         for resource in violation.violating_resources
     ]
     assert findings == []
+
+
+def test_a_finding_of_either_cdk_nag_pack_fails_synth(tmp_path: Path) -> None:
+    # GIVEN the app with one more queue, which has no dead-letter queue of its own
+    app, stack = create_app(context=SKIP_BUNDLING, outdir=str(tmp_path))
+    sqs.Queue(stack, "Unacknowledged", enforce_ssl=True)
+    # WHEN synthesised (`make synth`) THEN it fails, and each pack names the queue
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    failed = {
+        (plugin["pluginName"], violation["ruleName"], resource["constructPath"])
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+        for resource in violation["violatingConstructs"]
+    }
+    assert ("AwsSolutions", "AwsSolutions-SQS3", "Dmp-dev/Unacknowledged/Resource") in failed
+    assert ("Serverless", "Serverless-SQSRedrivePolicy", "Dmp-dev/Unacknowledged/Resource") in failed
 
 
 @pytest.mark.parametrize("fixture", ["prod_stack", "dev_stack"])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from typing import Any
 
 import pytest
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Match
 
 from tests.infra.synthesis import Synthesised, as_list, role_statements
 
@@ -65,11 +67,13 @@ def s3_writes(actions: set[str]) -> set[str]:
 def test_ingest_may_only_write_events_defer_them_and_suppress_a_visitor(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.ingest.function)
     assert set(granted) == {"events", "fallback", "suppression", "membership", "id_map", "partners", "logs", "*"}
-    assert "dynamodb:PutItem" in granted["events"]
-    assert granted["events"] <= DYNAMODB_WRITES | DESCRIBE
-    # a visitor who says no: its suppression record and membership tombstone, one put
-    # each; a returning visitor's hit reads its suppression record first
-    assert granted["suppression"] == {"dynamodb:PutItem", "dynamodb:GetItem"}
+    # hits are put (one, or a batch from /collect); the one delete is a sync's conditional
+    # delete of the mapping another visitor had to the same partner id; never an update
+    assert granted["events"] == {"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"}
+    # a visitor who says no: its suppression record (an update that keeps earlier removal
+    # notices) and a membership tombstone (a put); a returning visitor's hit reads its
+    # suppression record first
+    assert granted["suppression"] == {"dynamodb:UpdateItem", "dynamodb:GetItem"}
     assert granted["membership"] == {"dynamodb:PutItem"}
     # ID sync: the partner's side of a mapping, and the partner's registration
     assert granted["id_map"] == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
@@ -84,8 +88,8 @@ def test_replay_consumes_the_fallback_queue_and_only_writes_events(prod_stack: S
     granted = access(prod_stack, prod_stack.stack.replay.function)
     assert set(granted) == {"events", "fallback", "suppression", "logs", "*"}
     assert granted["suppression"] == {"dynamodb:BatchGetItem"}
-    assert "dynamodb:PutItem" in granted["events"]
-    assert granted["events"] <= DYNAMODB_WRITES | DESCRIBE
+    # a deferred hit is put under the key it already carries: no update, no delete
+    assert granted["events"] == {"dynamodb:PutItem"}
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= granted["fallback"]
     assert not {a for a in granted["fallback"] if a.startswith("sqs:Send")}
     assert granted["logs"] == OWN_LOGS
@@ -130,9 +134,36 @@ def test_lookup_may_only_read_membership_the_catalog_and_the_bucket(prod_stack: 
     assert "dynamodb:GetItem" in granted["catalog"]
     assert granted["catalog"] <= DYNAMODB_READS | DESCRIBE
     assert not granted["catalog"] & DYNAMODB_WRITES
-    assert "s3:GetObject*" in granted["bucket"]
-    assert s3_writes(granted["bucket"]) == set()
+    # the published documents and the partners' exports alone (below); listing only so a
+    # missing one is a 404
+    assert granted["bucket"] == {"s3:GetObject", "s3:ListBucket"}
     assert granted["*"] == XRAY
+
+
+def test_lookup_reads_only_the_pointers_manifests_and_exports_of_the_bucket(prod_stack: Synthesised) -> None:
+    lookup = prod_stack.stack.lookup.function
+    assert lookup.role is not None
+    bucket_arn = prod_stack.arn(prod_stack.stack.storage.bucket)
+
+    def objects(pattern: str) -> dict[str, Any]:
+        return {"Fn::Join": ["", [bucket_arn, f"/{pattern}"]]}
+
+    for statement in (
+        # (IAM policy minimisation sorts the resources)
+        {
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [objects("builds/*/manifest.json"), objects("exports/*"), objects("latest.json")],
+        },
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
+    ):
+        prod_stack.template.has_resource_properties(
+            "AWS::IAM::Policy",
+            {"Roles": [prod_stack.ref(lookup.role)], "PolicyDocument": {"Statement": Match.array_with([statement])}},
+        )
+    # Nothing else of the bucket: not the part files, members, audit records or definitions.
+    s3_statements = [s for s in role_statements(prod_stack, lookup.role) if "s3:" in json.dumps(s["Action"])]
+    assert len(s3_statements) == 2
 
 
 def test_ingest_reads_only_the_partners_profile_items(prod_stack: Synthesised) -> None:

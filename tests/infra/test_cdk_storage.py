@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Match
 
-from functions.core.layout import DEFINITIONS_PREFIX
+from functions.core.layout import DEFINITIONS_PREFIX, SOURCES_PREFIX
 from functions.core.segments import load_definitions
+from functions.core.sources import load_sources
 from functions.core.tables import (
     ALL_TABLES,
     CATALOG,
@@ -19,8 +20,9 @@ from functions.core.tables import (
     SUPPRESSION,
     TableDefinition,
 )
-from infra.storage import read_segment_definitions
-from tests.infra.synthesis import Synthesised
+from infra.app import ROOT, create_app
+from infra.storage import InvalidSegmentDefinitions, read_segment_definitions, read_source_definitions
+from tests.infra.synthesis import SKIP_BUNDLING, Synthesised
 
 pytestmark = pytest.mark.slow  # synthesises the CDK app
 
@@ -174,13 +176,44 @@ def test_deployed_definitions_read_back_as_the_source_definitions(prod_stack: Sy
     # GIVEN the YAML definitions of the segments directory
     expected = read_segment_definitions(segments_dir)
     # WHEN the stack is synthesised, each becomes a JSON source of the bucket deployment
-    deployment = prod_stack.template.find_resources("Custom::CDKBucketDeployment")
-    (properties,) = (resource["Properties"] for resource in deployment.values())
-    files = {
-        path.name: path.read_text()
-        for key in properties["SourceObjectKeys"]
-        for path in prod_stack.asset_dir(key).iterdir()
-    }
+    files = deployed_files(prod_stack, DEFINITIONS_PREFIX)
     # THEN they are named <id>.json and load back to the same definitions
     assert sorted(files) == sorted(f"{definition.id}.json" for definition in expected)
     assert sorted(load_definitions(files), key=lambda d: d.id) == sorted(expected, key=lambda d: d.id)
+
+
+def deployed_files(synthesised: Synthesised, prefix: str) -> dict[str, str]:
+    """{file name: text} of the bucket deployment under `prefix`."""
+    deployments = synthesised.template.find_resources(
+        "Custom::CDKBucketDeployment", {"Properties": {"DestinationBucketKeyPrefix": prefix}}
+    )
+    (properties,) = (resource["Properties"] for resource in deployments.values())
+    assert properties["Prune"] is False  # what `dmp sources|segments push` added stays
+    return {
+        path.name: path.read_text()
+        for key in properties["SourceObjectKeys"]
+        for path in synthesised.asset_dir(key).iterdir()
+    }
+
+
+def test_the_repos_data_sources_are_deployed_under_the_sources_prefix(dev_stack: Synthesised) -> None:
+    # GIVEN the repo's sources/ (a second-party CRM and a third-party interest provider)
+    expected = read_source_definitions(ROOT / "sources")
+    assert {source.kind for source in expected} == {"second", "third"}
+    # WHEN the stack is synthesised, THEN each is deployed as sources/<id>.json and reads back equal
+    files = deployed_files(dev_stack, SOURCES_PREFIX)
+    assert sorted(files) == sorted(f"{source.id}.json" for source in expected)
+    assert sorted(load_sources(files), key=lambda s: s.id) == sorted(expected, key=lambda s: s.id)
+
+
+def test_a_segment_naming_a_destination_its_sources_do_not_allow_stops_synth(tmp_path: Path) -> None:
+    # GIVEN the repo's sources, and a segment sending Harbor's CRM traits (demo-dsp only) to other-ssp
+    segments = tmp_path / "segments"
+    segments.mkdir()
+    (segments / "leaky.yaml").write_text(
+        "id: leaky\nname: Leaky\ndestinations: [demo-dsp, other-ssp]\n"
+        "rule: {trait: {name: harbor-crm.tier, equals: gold}}\n"
+    )
+    # WHEN the app is synthesised, THEN synth stops naming the file, the path and the reason
+    with pytest.raises(InvalidSegmentDefinitions, match=r"leaky\.yaml: destinations\[1\]: .*other-ssp"):
+        create_app(context={**SKIP_BUNDLING, "segments_dir": str(segments)}, outdir=str(tmp_path / "out"))
