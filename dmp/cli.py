@@ -114,10 +114,7 @@ def cmd_segments_validate(args: argparse.Namespace) -> int:
     try:
         definitions = load_definitions(files, known_partners=known, sources=sources)
     except DefinitionErrors as errors:
-        for problem in errors.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(errors.problems)} problem(s) in {len(files)} file(s)", file=sys.stderr)
-        return 1
+        return _print_problems(errors.problems, len(files))
     for definition in definitions:
         print(f"ok  {definition.id}  ({definition.name})")
     return 0
@@ -139,9 +136,7 @@ def cmd_segments_push(args: argparse.Namespace) -> int:
         existing = {k: v for k, v in bucket.definition_files().items() if k not in pushed}
         load_definitions({**existing, **files})
     except DefinitionErrors as errors:
-        for problem in errors.problems:
-            print(problem, file=sys.stderr)
-        return 1
+        return _print_problems(errors.problems, len(files))
     known = _known_partners(target.partners_table)
     for definition in definitions:
         document = definition.model_dump(mode="json", by_alias=True, exclude_none=True)

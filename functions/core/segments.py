@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -270,16 +270,30 @@ def parse_document(file: str, text: str) -> Any:
     return json.loads(text)
 
 
+def validation_problems(file: str, error: ValidationError) -> list[DefinitionProblem]:
+    """Each of pydantic's errors as `file: path: reason`."""
+    return [
+        DefinitionProblem(file, problem_path(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in error.errors()
+    ]
+
+
+def parsed_documents(files: Mapping[str, str], problems: list[DefinitionProblem]) -> Iterator[tuple[str, Any]]:
+    """(file, document) of each of `files` (name -> text) in name order; a file that is
+    not YAML or JSON is added to `problems` instead."""
+    for file, text in sorted(files.items()):
+        try:
+            yield file, parse_document(file, text)
+        except Exception as error:  # YAML and JSON parsers raise many kinds
+            problems.append(DefinitionProblem(file, "", f"not valid YAML/JSON: {parse_error(error)}"))
+
+
 def validate_definition(file: str, document: Any) -> tuple[SegmentDefinition | None, list[DefinitionProblem]]:
     if not isinstance(document, Mapping):
         return None, [DefinitionProblem(file, "", "a definition is a mapping with id, name and rule")]
     try:
         return SegmentDefinition.model_validate(document), []
     except ValidationError as error:
-        return None, [
-            DefinitionProblem(file, problem_path(e["loc"]), e["msg"].removeprefix("Value error, "))
-            for e in error.errors()
-        ]
+        return None, validation_problems(file, error)
 
 
 def load_definitions(
@@ -298,12 +312,7 @@ def load_definitions(
     problems: list[DefinitionProblem] = []
     definitions: list[SegmentDefinition] = []
     seen: dict[str, str] = {}
-    for file, text in sorted(files.items()):
-        try:
-            document = parse_document(file, text)
-        except Exception as error:  # YAML and JSON parsers raise many kinds
-            problems.append(DefinitionProblem(file, "", f"not valid YAML/JSON: {parse_error(error)}"))
-            continue
+    for file, document in parsed_documents(files, problems):
         definition, found = validate_definition(file, document)
         problems.extend(found)
         if definition is None:

@@ -25,9 +25,8 @@ from functions.core.segments import (
     Rule,
     SegmentDefinition,
     TraitRule,
-    parse_document,
-    parse_error,
-    problem_path,
+    parsed_documents,
+    validation_problems,
 )
 
 SOURCE_ID_CHARS = r"[a-z0-9][a-z0-9-]{0,39}"
@@ -81,22 +80,14 @@ def load_sources(files: Mapping[str, str]) -> list[SourceDefinition]:
     problems: list[DefinitionProblem] = []
     sources: list[SourceDefinition] = []
     seen: dict[str, str] = {}
-    for file, text in sorted(files.items()):
-        try:
-            document = parse_document(file, text)
-        except Exception as error:  # YAML and JSON parsers raise many kinds
-            problems.append(DefinitionProblem(file, "", f"not valid YAML/JSON: {parse_error(error)}"))
-            continue
+    for file, document in parsed_documents(files, problems):
         if not isinstance(document, Mapping):
             problems.append(DefinitionProblem(file, "", "a source is a mapping with id, name, kind, id_type, traits"))
             continue
         try:
             source = SourceDefinition.model_validate(document)
         except ValidationError as error:
-            problems.extend(
-                DefinitionProblem(file, problem_path(e["loc"]), e["msg"].removeprefix("Value error, "))
-                for e in error.errors()
-            )
+            problems.extend(validation_problems(file, error))
             continue
         if source.id in seen:
             problems.append(DefinitionProblem(file, "id", f"duplicate id {source.id!r}, also in {seen[source.id]}"))
