@@ -19,7 +19,8 @@ from functions.builder.report import ReportCounts, SegmentMoves
 from functions.builder.stores import BuildBucket, EventSource
 from functions.core import layout
 from functions.core.engine import VisitorView, compile_segments, segments_of
-from functions.core.records import VisitorHistory, group_by_visitor
+from functions.core.freshness import membership_expiry
+from functions.core.records import group_by_visitor
 from functions.core.storage.bucket import LinesWriter
 from functions.core.storage.membership import Membership
 
@@ -88,7 +89,7 @@ def run_shard(
             found = segments_of(view, segments)
             if found and counts is not None:
                 counts.visit(view, found)
-        expires_at = _expiry(history) if found or changes is not None else None
+        expires_at = membership_expiry(history) if found or changes is not None else None
         if changes is not None:
             changes.visit(history.visitor_id, found, expires_at)
         if found:
@@ -120,13 +121,6 @@ def base_members(bucket: BuildBucket, build_id: str, shard: int) -> Iterator[tup
     for visitor_id, membership in read_member_lines(bucket.iter_lines(layout.members_key(build_id, shard))):
         assert membership is not None  # the members file lists members only
         yield visitor_id, membership
-
-
-def _expiry(history: VisitorHistory) -> int | None:
-    """When the last of the visitor's records expires: after that it is in no segment."""
-    expiries = [r.expires_at for r in history.events if r.expires_at is not None]
-    expiries.extend(r.expires_at for r in history.traits if r.expires_at is not None)
-    return max(expiries) if expiries else None
 
 
 T = TypeVar("T")
