@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +155,8 @@ class MembershipStore(TableAdapter):
         visitor's tombstone: one PutItem per visitor, conditional on its absence (a write
         refused for a tombstone is dropped), on `WRITE_THREADS` threads. A conditional
         PutItem costs half a transactional write. Returns the number of requests."""
+        from concurrent.futures import ThreadPoolExecutor  # the builder's alone: not on the pixel's cold start
+
         now_s = time.time() if now_s is None else now_s
         items = [_item(visitor_id, change, build_id, now_s) for visitor_id, change in changes.items()]
         if not items:
