@@ -59,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stack = LocalStack(args.host, args.port, moto_port=args.moto_port, log_requests=args.verbose)
     target = stack.start()
     state = stack.write_state()
+    stack.stream_membership()
     if args.build_every:
         stack.build_every(args.build_every, shards=args.shards)
     print(f"DMP local stack: gateway {target.gateway_url}, AWS emulator {target.aws_endpoint_url}")

@@ -18,6 +18,7 @@ from functions.core.config import Env
 from functions.core.tables import (
     ALL_TABLES,
     CATALOG,
+    DUE,
     EVENTS,
     ID_MAP,
     MEMBERSHIP,
@@ -39,6 +40,7 @@ RESOURCE_NAMES = {
     CATALOG.logical_id: "dmp-local-catalog",
     SUPPRESSION.logical_id: "dmp-local-suppression",
     ID_MAP.logical_id: "dmp-local-id-map",
+    DUE.logical_id: "dmp-local-due",
 }
 BUCKET = "dmp-local-segments"
 FALLBACK_QUEUE = "dmp-local-fallback"
@@ -79,6 +81,8 @@ class StackTarget:
     # Empty for a deployed stack older than ID sync.
     id_map_table: str = ""
     fallback_queue_url: str = ""
+    # Empty for a deployed stack older than real-time membership.
+    due_table: str = ""
     # Local stack only: where the emulator's EventBridge rule delivers the importer's events.
     import_queue_url: str = ""
     aws_endpoint_url: str | None = None
@@ -113,6 +117,7 @@ class StackTarget:
             Env.CATALOG_TABLE: self.catalog_table,
             Env.SUPPRESSION_TABLE: self.suppression_table,
             Env.ID_MAP_TABLE: self.id_map_table,
+            Env.DUE_TABLE: self.due_table,
             Env.SEGMENTS_BUCKET: self.bucket,
             Env.FALLBACK_QUEUE_URL: self.fallback_queue_url,
             Env.RETENTION_DAYS: str(self.retention_days),
@@ -131,11 +136,17 @@ class StackTarget:
 
 def create_table(client: Any, definition: TableDefinition, name: str) -> None:
     """A table with the keys and TTL of `definition`, as the CDK stack creates it."""
+    stream = (
+        {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": definition.stream_view}}
+        if definition.stream_view
+        else {}
+    )
     client.create_table(
         TableName=name,
         KeySchema=definition.key_schema(),
         AttributeDefinitions=definition.attribute_definitions(),
         BillingMode="PAY_PER_REQUEST",
+        **stream,
     )
     if definition.ttl_attribute:
         client.update_time_to_live(
@@ -168,6 +179,7 @@ def create_resources(endpoint_url: str | None, region: str = REGION, retention_d
         catalog_table=RESOURCE_NAMES[CATALOG.logical_id],
         suppression_table=RESOURCE_NAMES[SUPPRESSION.logical_id],
         id_map_table=RESOURCE_NAMES[ID_MAP.logical_id],
+        due_table=RESOURCE_NAMES[DUE.logical_id],
         bucket=BUCKET,
         aws_endpoint_url=endpoint_url,
         retention_days=retention_days,
@@ -235,6 +247,7 @@ class LocalStack:
         self._saved_env: dict[str, str | None] = {}
         self._builds: threading.Event | None = None
         self._imports: threading.Event | None = None
+        self._realtime: threading.Event | None = None
 
     def _set_env(self, values: dict[str, str]) -> None:
         for name, value in values.items():
@@ -294,6 +307,7 @@ class LocalStack:
             "catalog_table": self.target.catalog_table,
             "suppression_table": self.target.suppression_table,
             "id_map_table": self.target.id_map_table,
+            "due_table": self.target.due_table,
             "bucket": self.target.bucket,
             "fallback_queue_url": self.target.fallback_queue_url,
             "retention_days": self.retention_days,
@@ -327,7 +341,57 @@ class LocalStack:
 
         threading.Thread(target=loop, daemon=True).start()
 
+    def stream_membership(self, *, poll_seconds: float = 0.5, sweep_every: float = 10.0) -> None:
+        """Real-time membership, as in AWS: the evaluator on each batch of the events
+        table's stream (read from the emulator every `poll_seconds`, passed in Lambda's
+        event shape), and the sweep every `sweep_every` seconds. A batch that fails is
+        reported and skipped: the next hit, sweep or build corrects it."""
+        from dmp.lambda_context import LocalContext
+        from functions.evaluator import handler as evaluator_handler
+        from functions.sweep import handler as sweep_handler
+
+        assert self.target is not None, "start() first"
+        evaluator = importlib.reload(evaluator_handler)
+        sweeper = importlib.reload(sweep_handler)
+        self._realtime = stop = threading.Event()
+        dynamodb = boto3.client("dynamodb")
+        stream_arn = dynamodb.describe_table(TableName=self.target.events_table)["Table"]["LatestStreamArn"]
+
+        def poll() -> None:
+            streams = boto3.client("dynamodbstreams")
+            iterators: dict[str, str | None] = {}
+            while not stop.wait(poll_seconds):
+                try:
+                    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+                        if shard["ShardId"] not in iterators:
+                            iterators[shard["ShardId"]] = streams.get_shard_iterator(
+                                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                            )["ShardIterator"]
+                    for shard_id, iterator in iterators.items():
+                        if iterator is None:
+                            continue
+                        page = streams.get_records(ShardIterator=iterator, Limit=100)
+                        iterators[shard_id] = page.get("NextShardIterator")
+                        if page["Records"]:
+                            evaluator.handler(
+                                {"Records": page["Records"]}, LocalContext("evaluator", timeout_seconds=60)
+                            )
+                except Exception as error:  # keep polling, as Lambda's event source mapping would
+                    print(f"membership evaluation failed: {error}")
+
+        def sweep() -> None:
+            while not stop.wait(sweep_every):
+                try:
+                    sweeper.handler({}, LocalContext("sweep", timeout_seconds=60))
+                except Exception as error:  # keep the schedule alive, as EventBridge would
+                    print(f"due-time sweep failed: {error}")
+
+        threading.Thread(target=poll, daemon=True).start()
+        threading.Thread(target=sweep, daemon=True).start()
+
     def stop(self) -> None:
+        if self._realtime is not None:
+            self._realtime.set()
         if self._builds is not None:
             self._builds.set()
         if self._imports is not None:

@@ -45,7 +45,7 @@ EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[a-z]{2,}$", re.IGNORECASE)
 # Lambda keeps this much of an account's concurrency unreserved, whatever functions reserve.
 UNRESERVED_CONCURRENCY_MINIMUM = 100
 # The functions whose concurrency is reserved, by the name of their handler's folder.
-RESERVED_FUNCTIONS = ("ingest", "lookup", "authorizer", "builder", "replay", "importer")
+RESERVED_FUNCTIONS = ("ingest", "lookup", "authorizer", "builder", "replay", "importer", "evaluator", "sweep")
 # An SQS event source polls with at least this many concurrent invocations (its maximum
 # concurrency is 2..1000), so a replay reservation below it would only throttle its polls.
 SQS_MINIMUM_CONCURRENCY = 2

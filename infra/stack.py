@@ -17,10 +17,11 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.core import layout
-from functions.core.layout import EXPORTS_PREFIX, LATEST_KEY, manifest_key
+from functions.core.layout import EXPORTS_PREFIX, LATEST_KEY, manifest_key, plan_key
 from functions.core.storage.partners import PROFILE_KEY_PREFIX
 from infra.builder import Builder
 from infra.compliance import acknowledge, arn_in_findings
+from infra.evaluator import Evaluator
 from infra.importer import Importer
 from infra.ingest import Ingest
 from infra.lambda_layer import LambdaPackaging
@@ -128,6 +129,19 @@ class DmpStack(Stack):
             id_map_table_name=self.storage.id_map_table.table_name,
             reserved_concurrency=settings.reserved_concurrency["importer"],
         )
+        self.evaluator = Evaluator(
+            self,
+            "Evaluator",
+            packaging=packaging,
+            events_table=self.storage.events_table,
+            membership_table_name=self.storage.membership_table.table_name,
+            suppression_table_name=self.storage.suppression_table.table_name,
+            catalog_table_name=self.storage.catalog_table.table_name,
+            due_table_name=self.storage.due_table.table_name,
+            bucket_name=self.storage.bucket.bucket_name,
+            reserved_concurrency=settings.reserved_concurrency["evaluator"],
+            sweep_reserved_concurrency=settings.reserved_concurrency["sweep"],
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -138,6 +152,7 @@ class DmpStack(Stack):
                 "builds": self.builder.dead_letter_queue,
                 "deferred hits": self.replay.dead_letter_queue,
                 "imports": self.importer.dead_letter_queue,
+                "membership evaluations": self.evaluator.dead_letter_queue,
             },
             lookup_stage=self.lookup.api.deployment_stage,
             other_alarms=[
@@ -145,6 +160,8 @@ class DmpStack(Stack):
                 self.builder.errors_alarm,
                 self.replay.dead_letter_alarm,
                 self.importer.dead_letter_alarm,
+                self.evaluator.dead_letter_alarm,
+                self.evaluator.iterator_age_alarm,
             ],
             build_stale_after=settings.build_stale_after,
             alarm_email=settings.alarm_email,
@@ -198,6 +215,37 @@ class DmpStack(Stack):
 
         storage.partners_table.grant_read_data(self.lookup.authorizer_function)
         self._grant_importer()
+        self._grant_evaluator(self.evaluator.function)
+        self._grant_evaluator(self.evaluator.sweep_function)
+        # The sweep alone reads the due index, deletes what it swept and keeps its checkpoint.
+        self.storage.due_table.grant(
+            self.evaluator.sweep_function,
+            "dynamodb:Query",
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+        )
+
+    def _grant_evaluator(self, function: lambda_.IFunction) -> None:
+        """What re-evaluating a visitor takes (functions/evaluator/logic.py): the published
+        build (catalog item, its plan), the suppression list, the visitor's records, its
+        membership item (read, conditional put or delete) and its due index entry."""
+        storage = self.storage
+        storage.events_table.grant(function, "dynamodb:Query")
+        storage.membership_table.grant(function, "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
+        storage.suppression_table.grant(function, "dynamodb:BatchGetItem")
+        storage.catalog_table.grant(function, "dynamodb:GetItem")
+        storage.due_table.grant(function, "dynamodb:BatchWriteItem")
+        bucket = storage.bucket
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(plan_key("*"))])
+        )
+        acknowledge(
+            function.role or function,
+            f"AwsSolutions-IAM5[Resource::{arn_in_findings(bucket)}/{plan_key('*')}]",
+            "GetObject of each build's plan (its segment definitions); the published build's id is only "
+            "known at run time.",
+        )
 
     def _grant_importer(self) -> None:
         """The importer reads dropped files and source definitions, writes its reports and

@@ -58,6 +58,23 @@ class MemoryMembership:
             self.stored[visitor_id] = StoredMembership(current, build_id, change.previous)
         return len(changes)
 
+    def stored_many(self, visitor_ids: Iterable[str]) -> dict[str, StoredMembership]:
+        return {v: self.stored[v] for v in visitor_ids if v in self.stored}
+
+    def put_evaluated(
+        self, visitor_id: str, membership: Membership | None, *, due_at: int | None, published: str
+    ) -> bool:
+        """The evaluator's conditional write (see MembershipStore.put_evaluated)."""
+        stored = self.stored.get(visitor_id)
+        if visitor_id in self.tombstones or (stored and stored.build_id and stored.build_id > published):
+            return False
+        self.writes += 1
+        if membership is None or not membership.segments:
+            self.stored.pop(visitor_id, None)
+        else:
+            self.stored[visitor_id] = StoredMembership(membership, published, None, due_at)
+        return True
+
     def suppress(self, visitor_ids: Iterable[str], expires_at: int) -> None:
         for visitor_id in visitor_ids:
             self.stored.pop(visitor_id, None)

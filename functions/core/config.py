@@ -23,6 +23,7 @@ class Env:
     CATALOG_TABLE = "CATALOG_TABLE"
     SUPPRESSION_TABLE = "SUPPRESSION_TABLE"
     ID_MAP_TABLE = "ID_MAP_TABLE"
+    DUE_TABLE = "DUE_TABLE"
     SEGMENTS_BUCKET = "SEGMENTS_BUCKET"
     FALLBACK_QUEUE_URL = "FALLBACK_QUEUE_URL"
     RETENTION_DAYS = "RETENTION_DAYS"
@@ -72,6 +73,7 @@ class Settings:
     catalog_table: str = ""
     suppression_table: str = ""
     id_map_table: str = ""
+    due_table: str = ""
     bucket: str = ""
     fallback_queue_url: str = ""
     retention_days: int = 90
@@ -101,6 +103,7 @@ class Settings:
             catalog_table=env.get(Env.CATALOG_TABLE, ""),
             suppression_table=env.get(Env.SUPPRESSION_TABLE, ""),
             id_map_table=env.get(Env.ID_MAP_TABLE, ""),
+            due_table=env.get(Env.DUE_TABLE, ""),
             bucket=env.get(Env.SEGMENTS_BUCKET, ""),
             fallback_queue_url=env.get(Env.FALLBACK_QUEUE_URL, ""),
             retention_days=_int(env, Env.RETENTION_DAYS, 90, minimum=1),

@@ -14,6 +14,8 @@ class TableDefinition:
     partition_key: str
     sort_key: str | None = None
     ttl_attribute: str | None = None
+    # The table's stream (DynamoDB Streams view type), if something reads its changes.
+    stream_view: str | None = None
 
     def key_schema(self) -> list[dict[str, str]]:
         schema = [{"AttributeName": self.partition_key, "KeyType": "HASH"}]
@@ -27,7 +29,10 @@ class TableDefinition:
 
 # One item per stored hit (or imported trait); the visitor id as partition key keeps
 # all of a visitor's records in one parallel-scan segment, so a build shard owns them.
-EVENTS = TableDefinition("EventsTable", partition_key="visitor_id", sort_key="event_id", ttl_attribute="expires_at")
+# Its stream (new images) feeds the evaluator, which re-evaluates the visitors it touches.
+EVENTS = TableDefinition(
+    "EventsTable", partition_key="visitor_id", sort_key="event_id", ttl_attribute="expires_at", stream_view="NEW_IMAGE"
+)
 # One item per visitor who is in at least one segment: a lookup is one GetItem. It
 # expires with the visitor's data (the TTL is the latest expiry of its events). A
 # suppressed visitor's item is a tombstone (`suppressed`, no segments), which no build
@@ -54,4 +59,12 @@ SUPPRESSION = TableDefinition("SuppressionTable", partition_key="visitor_id", tt
 # erasure deletes it with them.
 ID_MAP = TableDefinition("IdMapTable", partition_key="partner_uid", ttl_attribute="expires_at")
 
-ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS, CATALOG, SUPPRESSION, ID_MAP)
+# The due index: one item per visitor whose membership can next change with no new data
+# (a window sliding past its events), under the minute of that instant: `due_minute` =
+# `<YYYYmmddHHMM>#<k>`, k = crc32(visitor id) % DUE_BUCKETS, so a busy minute's writes
+# spread over several partitions. The sweep queries each past minute's buckets and
+# re-evaluates exactly those visitors; its checkpoint is an item of the same table.
+DUE = TableDefinition("DueTable", partition_key="due_minute", sort_key="visitor_id", ttl_attribute="expires_at")
+DUE_BUCKETS = 10
+
+ALL_TABLES = (EVENTS, MEMBERSHIP, PARTNERS, CATALOG, SUPPRESSION, ID_MAP, DUE)

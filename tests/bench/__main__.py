@@ -19,6 +19,7 @@ from tests.bench import (
     bench_lookup,
     bench_report,
     bench_shard,
+    bench_stream,
 )
 
 SUITES = {
@@ -31,6 +32,7 @@ SUITES = {
     "local": bench_local.run,
     "importer": bench_importer.run,
     "report": bench_report.run,
+    "stream": bench_stream.run,
 }
 
 

@@ -17,7 +17,7 @@ from tests.infra.synthesis import PROD_WEB_ACL, SKIP_BUNDLING, Synthesised, synt
 
 pytestmark = pytest.mark.slow  # synthesises the CDK app
 
-FUNCTIONS = ("ingest", "lookup", "authorizer", "builder", "replay", "importer")
+FUNCTIONS = ("ingest", "lookup", "authorizer", "builder", "replay", "importer", "evaluator", "sweep")
 # No reservation at all: an account whose quota leaves nothing to reserve (new accounts).
 UNRESERVED = {f"{name}_reserved_concurrency": "0" for name in FUNCTIONS}
 
@@ -37,6 +37,8 @@ def function_of(synthesised: Synthesised, name: str) -> Any:
         "builder": stack.builder.function,
         "replay": stack.replay.function,
         "importer": stack.importer.function,
+        "evaluator": stack.evaluator.function,
+        "sweep": stack.evaluator.sweep_function,
     }[name]
 
 
@@ -55,6 +57,8 @@ def test_each_function_reserves_the_concurrency_its_context_says(prod_stack: Syn
         "builder": 8,
         "replay": 20,
         "importer": 5,
+        "evaluator": 10,
+        "sweep": 1,
     }
 
 
@@ -63,7 +67,16 @@ def test_by_default_a_pixel_flood_cannot_starve_the_lookup_of_a_default_account(
     by_function = reserved(dev_stack)
     # THEN ingest is capped, the lookup and its authorizer have their own share, and what is
     # reserved leaves Lambda its unreserved minimum of 100
-    assert by_function == {"ingest": 300, "lookup": 100, "authorizer": 50, "builder": 50, "replay": 10, "importer": 10}
+    assert by_function == {
+        "ingest": 300,
+        "lookup": 100,
+        "authorizer": 50,
+        "builder": 50,
+        "replay": 10,
+        "importer": 10,
+        "evaluator": 10,
+        "sweep": 1,
+    }
     assert sum(value or 0 for value in by_function.values()) <= 1000 - 100
 
 
@@ -97,9 +110,9 @@ def test_zero_leaves_a_function_unreserved_and_says_why(small_account_stack: Syn
 @pytest.mark.parametrize(
     ("context", "error"),
     [
-        # 300 + 100 + 50 + 50 + 10 + 10 = 520 of 500 - 100 reservable
-        ({"lambda_account_concurrency": "500"}, r"reserve 520 .*more than the 400 .*account concurrency of 500"),
-        ({"ingest_reserved_concurrency": "700"}, r"reserve 920 .*more than the 900"),
+        # 300 + 100 + 50 + 50 + 10 + 10 + 10 (evaluator) + 1 (sweep) = 531 of 500 - 100 reservable
+        ({"lambda_account_concurrency": "500"}, r"reserve 531 .*more than the 400 .*account concurrency of 500"),
+        ({"ingest_reserved_concurrency": "700"}, r"reserve 931 .*more than the 900"),
         # a build runs min(build_shards, 40) shards at once
         (
             {"build_shards": "16", "builder_reserved_concurrency": "10"},

@@ -51,7 +51,7 @@ def test_code_asset_is_the_functions_package_alone(dev_stack: Synthesised) -> No
 def test_every_function_shares_the_code_asset_and_the_layer(dev_stack: Synthesised) -> None:
     functions = dev_stack.template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.11"}})
     ours = {key: f for key, f in functions.items() if str(f["Properties"].get("Handler", "")).startswith("functions.")}
-    assert len(ours) == 6  # ingest, builder, lookup, authorizer, replay, importer
+    assert len(ours) == 8  # ingest, builder, lookup, authorizer, replay, importer, evaluator, sweep
     assert len({f["Properties"]["Code"]["S3Key"] for f in ours.values()}) == 1
     assert len({str(f["Properties"]["Layers"]) for f in ours.values()}) == 1
     for function in ours.values():

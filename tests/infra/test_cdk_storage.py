@@ -13,6 +13,7 @@ from functions.core.sources import load_sources
 from functions.core.tables import (
     ALL_TABLES,
     CATALOG,
+    DUE,
     EVENTS,
     ID_MAP,
     MEMBERSHIP,
@@ -33,6 +34,7 @@ TABLES = {
     "catalog_table": CATALOG,
     "suppression_table": SUPPRESSION,
     "id_map_table": ID_MAP,
+    "due_table": DUE,
 }
 # The tables whose data exists nowhere else; the catalog table is rewritten by every publish.
 SOURCE_TABLES = ("events_table", "membership_table", "partners_table", "suppression_table", "id_map_table")

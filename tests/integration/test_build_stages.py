@@ -3,7 +3,7 @@ in any stage, and incremental membership between builds."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -199,6 +199,9 @@ class UnreachableMembership:
 
     def scan(self) -> Iterator[tuple[str, StoredMembership]]:
         return self.table.scan()
+
+    def stored_many(self, visitor_ids: Iterable[str]) -> dict[str, StoredMembership]:
+        return self.table.stored_many(visitor_ids)
 
     def apply(self, changes: Mapping[str, MembershipChange], build_id: str) -> int:
         raise ConnectionError("membership table unreachable")

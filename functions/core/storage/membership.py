@@ -13,7 +13,14 @@ for a day, long enough for every lookup to see the new build; DynamoDB's TTL the
 
 A suppressed visitor's item is a tombstone (`suppressed`, no segments): lookups answer no
 segments from the moment it is written, and no build writes over it, as every membership
-write is conditional on its absence."""
+write is conditional on its absence.
+
+The evaluator (DESIGN.md, "Freshness") writes a visitor's membership between builds, on a
+hit and at its due instant, as of the published build: `build_id` is that build's, with no
+`previous_*`, and `due_at` (epoch seconds, rounded down) is when it can next change with no
+new data. Lookups answer no segments from `due_at` on, until the sweep re-evaluates the
+visitor, so they never serve a membership past the instant it may have changed. The write
+never replaces an item of a build not published yet (a later `build_id`)."""
 
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ BUILD_ID = "build_id"
 PREVIOUS_SEGMENTS = "previous_segments"
 PREVIOUS_EXPIRES_AT = "previous_expires_at"
 SUPPRESSED = "suppressed"
+DUE_AT = "due_at"
 _NOT_SUPPRESSED = f"attribute_not_exists({SUPPRESSED})"
 # How long the item of a visitor who left every segment is kept for lookups that still
 # serve the build before (a lookup's catalog is at most minutes old).
@@ -46,6 +54,7 @@ _NAMES = {
     "#b": BUILD_ID,
     "#ps": PREVIOUS_SEGMENTS,
     "#pt": PREVIOUS_EXPIRES_AT,
+    "#d": DUE_AT,
 }
 
 
@@ -75,12 +84,24 @@ class StoredMembership:
     current: Membership | None
     build_id: str | None = None
     previous: Membership | None = None
+    # Written by the evaluator: when the current membership can next change (epoch seconds).
+    due_at: int | None = None
 
     def as_of(self, published: str | None) -> Membership | None:
         """The membership lookups serve while `published` is the published build."""
         if self.build_id is None or (published is not None and self.build_id <= published):
             return self.current
         return self.previous
+
+
+def _stored(item: Mapping[str, Any]) -> StoredMembership:
+    written_by, due = item.get(BUILD_ID), item.get(DUE_AT)
+    return StoredMembership(
+        current=_membership(item, SEGMENTS, EXPIRES_AT),
+        build_id=written_by["S"] if written_by else None,
+        previous=_membership(item, PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT),
+        due_at=int(due["N"]) if due else None,
+    )
 
 
 def _membership(item: Mapping[str, Any], segments: str, expires: str) -> Membership | None:
@@ -96,6 +117,10 @@ def _live_segments(item: Mapping[str, Any], now_s: float, as_of: str | None) -> 
     written_by = item.get(BUILD_ID)
     if written_by is not None and (as_of is None or written_by["S"] > as_of):  # not published yet
         segments_name, expires_name = PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT
+    else:
+        due = item.get(DUE_AT)
+        if due is not None and int(due["N"]) <= now_s:  # may have changed; the sweep is on its way
+            return []
     segments = item.get(segments_name)
     if segments is None:  # a tombstone, a visitor who left every segment, or a new member
         return []
@@ -140,15 +165,67 @@ class MembershipStore(TableAdapter):
             for item in page.get("Items", []):
                 if SUPPRESSED in item:
                     continue
-                written_by = item.get(BUILD_ID)
-                yield (
-                    item[VISITOR_KEY]["S"],
-                    StoredMembership(
-                        current=_membership(item, SEGMENTS, EXPIRES_AT),
-                        build_id=written_by["S"] if written_by else None,
-                        previous=_membership(item, PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT),
-                    ),
+                yield item[VISITOR_KEY]["S"], _stored(item)
+
+    def stored_many(self, visitor_ids: Iterable[str]) -> dict[str, StoredMembership]:
+        """The stored items of these visitors (absent ones and tombstones left out):
+        BatchGetItem per 100 ids."""
+        names = {"#v": VISITOR_KEY, "#x": SUPPRESSED, **_NAMES}
+        return {
+            item[VISITOR_KEY]["S"]: _stored(item)
+            for item in batch_get(self.client, self.table_name, VISITOR_KEY, visitor_ids, names=names)
+            if SUPPRESSED not in item
+        }
+
+    def put_evaluated(
+        self,
+        visitor_id: str,
+        membership: Membership | None,
+        *,
+        due_at: int | None,
+        published: str,
+    ) -> bool:
+        """Store the visitor's membership as the evaluator computed it with the definitions
+        of the published build `published` (None or no segments: the item is deleted).
+
+        Conditional on no tombstone (suppression wins) and on the item not being a build's
+        that is not published yet (a later build id): that build's publish brings its own
+        answer, and lookups, catalog and destinations must keep naming one build. False
+        when the condition refused the write."""
+        condition = f"{_NOT_SUPPRESSED} AND (attribute_not_exists(#b) OR #b <= :b)"
+        names = {"#b": BUILD_ID}
+        values = {":b": s(published)}
+        try:
+            if membership is None or not membership.segments:
+                self.client.delete_item(
+                    TableName=self.table_name,
+                    Key={VISITOR_KEY: s(visitor_id)},
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
                 )
+                return True
+            item: dict[str, Any] = {
+                VISITOR_KEY: s(visitor_id),
+                SEGMENTS: {"SS": sorted(membership.segments)},
+                BUILD_ID: s(published),
+            }
+            if membership.expires_at is not None:
+                item[EXPIRES_AT] = n(membership.expires_at)
+            if due_at is not None:
+                item[DUE_AT] = n(due_at)
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def apply(self, changes: Mapping[str, MembershipChange], build_id: str, *, now_s: float | None = None) -> int:
         """Write each changed visitor's item for `build_id`, never over a suppressed

@@ -1,0 +1,281 @@
+"""Real-time membership's logic (functions/evaluator/logic.py, functions/sweep/logic.py,
+DESIGN.md "Freshness") over in-memory stores: which visitors a stream batch touches, what
+the evaluator writes and leaves alone, that it gives a build's answer at the same instant,
+and which minutes the sweep visits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from functions.builder.changes import read_member_lines
+from functions.builder.plan import BuildPlan
+from functions.builder.shard import run_shard
+from functions.core import layout
+from functions.core.records import EventRecord, Record
+from functions.core.segments import SegmentDefinition
+from functions.core.storage.catalog import StoredCatalog
+from functions.core.storage.due import minute_of
+from functions.core.storage.membership import Membership, StoredMembership, _live_segments
+from functions.evaluator.logic import EvaluatorStores, PublishedDefinitions, evaluate_visitors, visitors_of
+from functions.sweep.logic import FIRST_LOOKBACK_MINUTES, MAX_MINUTES_PER_RUN, minutes_to_sweep, sweep
+from tests.fakes import MemoryBucket, MemoryEvents, MemoryMembership, MemorySuppression
+from tests.reference.duckdb_reference import CATALOGUE
+from tests.reference.population import generate
+
+DAY = 86_400_000
+NOW = 1_717_243_200_000  # 2024-06-01T12:00:00Z
+NOW_S = NOW // 1000
+PUBLISHED = "20240601T000000Z"
+RECENT = {"id": "recent", "name": "Recent", "rule": {"event": {"name": "page_view", "within_days": 1}}}
+
+
+class RecordsByVisitor(MemoryEvents):
+    def records_of(self, visitor_id: str) -> list[Record]:
+        return [record for v, record in self.records if v == visitor_id]
+
+
+class OneCatalog:
+    def __init__(self, build_id: str | None) -> None:
+        self.build_id = build_id
+        self.reads = 0
+
+    def get(self) -> StoredCatalog | None:
+        self.reads += 1
+        if self.build_id is None:
+            return None
+        return StoredCatalog(self.build_id, "", layout.manifest_key(self.build_id), None)
+
+
+class MemoryDue:
+    def __init__(self) -> None:
+        self.entries: dict[str, int] = {}
+
+    def put_due(self, due_ms: Mapping[str, int]) -> int:
+        self.entries.update(due_ms)
+        return 1
+
+
+def plan_document(build_id: str, definitions: Sequence[SegmentDefinition], now_ms: int = NOW) -> BuildPlan:
+    return BuildPlan(build_id, datetime.fromtimestamp(now_ms / 1000, UTC), 1, tuple(definitions))
+
+
+def stores_for(
+    records: Iterable[tuple[str, Record]],
+    definitions: Sequence[SegmentDefinition],
+    *,
+    published: str | None = PUBLISHED,
+    suppressed: Iterable[str] = (),
+) -> EvaluatorStores:
+    bucket = MemoryBucket()
+    if published is not None:
+        bucket.put_json(layout.plan_key(published), plan_document(published, definitions).to_json())
+    return EvaluatorStores(
+        events=RecordsByVisitor(records),
+        membership=MemoryMembership(),
+        suppression=MemorySuppression(suppressed),
+        catalog=OneCatalog(published),
+        due=MemoryDue(),
+        definitions=PublishedDefinitions(bucket),
+    )
+
+
+def recent_hit(at: int) -> EventRecord:
+    return EventRecord(ts_ms=at, name="page_view", expires_at=at // 1000 + 90 * 86_400)
+
+
+def stream_record(event_name: str, visitor_id: str, event_id: str) -> dict[str, Any]:
+    return {
+        "eventID": "1",
+        "eventName": event_name,
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": {
+            "Keys": {"visitor_id": {"S": visitor_id}, "event_id": {"S": event_id}},
+            "SequenceNumber": "1",
+            "StreamViewType": "NEW_IMAGE",
+        },
+    }
+
+
+RECENT_DEFINITION = SegmentDefinition.model_validate(RECENT)
+
+
+# --- the stream batch --------------------------------------------------------------------
+
+
+def test_a_batch_names_each_visitor_once_and_skips_id_sync_mappings():
+    # GIVEN hits, a trait, a removal and an ID sync mapping of three visitors
+    event = {
+        "Records": [
+            stream_record("INSERT", "v1", "e1"),
+            stream_record("INSERT", "v1", "e2"),
+            stream_record("MODIFY", "v2", "trait#crm.tier"),
+            stream_record("REMOVE", "v3", "e9"),
+            stream_record("INSERT", "v4", "sync#demo-dsp"),
+        ]
+    }
+    # THEN each visitor whose records rules read is named once, in order
+    assert visitors_of(event) == ["v1", "v2", "v3"]
+
+
+# --- the evaluator -------------------------------------------------------------------------
+
+
+def test_a_hit_puts_the_visitor_in_its_segment_as_of_the_published_build_with_its_due_instant():
+    # GIVEN a published build with "a page view in the last day" and a visitor's hit an hour ago
+    hit_at = NOW - 3_600_000
+    stores = stores_for([("v1", recent_hit(hit_at))], [RECENT_DEFINITION])
+    # WHEN the evaluator sees the hit
+    evaluation = evaluate_visitors(["v1"], stores, NOW)
+    # THEN the visitor is stored in the segment, as of the published build, due when the hit leaves the day
+    assert evaluation.written == 1
+    membership = stores.membership
+    assert isinstance(membership, MemoryMembership)
+    stored = membership.stored["v1"]
+    assert stored.current == Membership(frozenset({"recent"}), hit_at // 1000 + 90 * 86_400)
+    assert stored.build_id == PUBLISHED and stored.previous is None
+    assert stored.due_at == (hit_at + DAY) // 1000
+    assert isinstance(stores.due, MemoryDue) and stores.due.entries == {"v1": hit_at + DAY}
+
+
+def test_evaluating_again_with_nothing_new_writes_nothing():
+    stores = stores_for([("v1", recent_hit(NOW - 3_600_000))], [RECENT_DEFINITION])
+    evaluate_visitors(["v1"], stores, NOW)
+    # WHEN the same visitor is evaluated again a minute later
+    again = evaluate_visitors(["v1"], stores, NOW + 60_000)
+    # THEN its item already says it all
+    assert again.written == 0 and again.unchanged == 1
+
+
+def test_no_published_build_means_nothing_is_evaluated():
+    stores = stores_for([("v1", recent_hit(NOW))], [RECENT_DEFINITION], published=None)
+    evaluation = evaluate_visitors(["v1"], stores, NOW)
+    assert evaluation.published is None and evaluation.visitors == 0
+    assert isinstance(stores.membership, MemoryMembership) and stores.membership.stored == {}
+
+
+def test_a_suppressed_visitor_is_left_alone():
+    stores = stores_for([("v1", recent_hit(NOW))], [RECENT_DEFINITION], suppressed=["v1"])
+    evaluation = evaluate_visitors(["v1"], stores, NOW)
+    assert evaluation.suppressed == 1 and evaluation.written == 0
+    assert isinstance(stores.membership, MemoryMembership) and "v1" not in stores.membership.stored
+
+
+def test_an_item_of_a_build_being_published_is_not_overwritten():
+    # GIVEN an item written by a later build whose publish is under way
+    stores = stores_for([("v1", recent_hit(NOW))], [RECENT_DEFINITION])
+    membership = stores.membership
+    assert isinstance(membership, MemoryMembership)
+    pending = StoredMembership(None, "20240601T120000Z", Membership(frozenset({"old"}), None))
+    membership.stored["v1"] = pending
+    # WHEN a hit of the visitor is evaluated with the published build's definitions
+    evaluation = evaluate_visitors(["v1"], stores, NOW)
+    # THEN the pending build's item stays: lookups, catalog and destinations keep agreeing
+    assert evaluation.refused == 1 and membership.stored["v1"] == pending
+
+
+def test_a_visitor_who_leaves_every_segment_loses_its_item():
+    stores = stores_for([("v1", recent_hit(NOW - 2 * DAY))], [RECENT_DEFINITION])
+    membership = stores.membership
+    assert isinstance(membership, MemoryMembership)
+    membership.stored["v1"] = StoredMembership(Membership(frozenset({"recent"}), None), PUBLISHED)
+    evaluate_visitors(["v1"], stores, NOW)
+    assert "v1" not in membership.stored
+
+
+def test_the_plan_is_read_once_per_build_and_the_catalog_once_per_batch():
+    stores = stores_for([("v1", recent_hit(NOW)), ("v2", recent_hit(NOW))], [RECENT_DEFINITION])
+    evaluate_visitors(["v1", "v2"], stores, NOW)
+    evaluate_visitors(["v1"], stores, NOW + 1000)
+    assert stores.definitions.plans_read == 1
+    assert isinstance(stores.catalog, OneCatalog) and stores.catalog.reads == 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_evaluator_gives_a_builds_answer_at_the_same_instant(seed):
+    # GIVEN a generated audience, every reference segment, and a build of them at `now`
+    now_s = 1_733_140_800 + 5 * 86_400
+    population = generate(seed, 120, now_ms=now_s * 1000)
+    definitions = tuple(s.definition for s in CATALOGUE)
+    plan = BuildPlan("20241207T120000Z", datetime.fromtimestamp(now_s, UTC), 1, definitions)
+    built_bucket = MemoryBucket()
+    run_shard(plan, 0, events=MemoryEvents(population.records()), bucket=built_bucket, report=False)
+    built = dict(read_member_lines(built_bucket.iter_lines(layout.members_key(plan.build_id, 0))))
+    # WHEN the evaluator evaluates every visitor, in stream-sized batches, at the same instant
+    stores = stores_for(population.records(), definitions, published=plan.build_id)
+    visitors = [h.visitor_id for h in population.histories()]
+    for start in range(0, len(visitors), 100):
+        evaluate_visitors(visitors[start : start + 100], stores, plan.now_ms)
+    # THEN its stored membership is the build's, visitor by visitor
+    membership = stores.membership
+    assert isinstance(membership, MemoryMembership)
+    stored = {v: m.current for v, m in membership.stored.items()}
+    assert stored == {v: Membership(m.segments, m.expires_at) for v, m in built.items() if m is not None}
+
+
+# --- lookups and due instants ---------------------------------------------------------------
+
+
+def item(**attributes: Any) -> dict[str, Any]:
+    return {"visitor_id": {"S": "v1"}, "segments": {"SS": ["recent"]}, **attributes}
+
+
+def test_a_lookup_answers_no_segments_from_the_due_instant_on():
+    evaluated = item(build_id={"S": PUBLISHED}, due_at={"N": str(NOW_S)})
+    assert _live_segments(evaluated, NOW_S - 1, PUBLISHED) == ["recent"]
+    assert _live_segments(evaluated, NOW_S, PUBLISHED) == []
+
+
+def test_the_due_instant_of_the_current_side_does_not_hide_the_previous_one():
+    # GIVEN an item of a build not yet published, over a due instant that has passed
+    pending = item(
+        build_id={"S": "20240602T000000Z"}, due_at={"N": str(NOW_S - 60)}, previous_segments={"SS": ["older"]}
+    )
+    # THEN lookups of the published build still serve its previous segments
+    assert _live_segments(pending, NOW_S, PUBLISHED) == ["older"]
+
+
+# --- the sweep ------------------------------------------------------------------------------
+
+
+class MemoryDueEntries:
+    def __init__(self, entries: dict[tuple[int, int], list[str]], checkpoint: int | None) -> None:
+        self.entries = entries
+        self.checkpoint = checkpoint
+        self.queried: list[tuple[int, int]] = []
+
+    def visitors_due(self, minute: int, bucket: int) -> list[str]:
+        self.queried.append((minute, bucket))
+        return list(self.entries.get((minute, bucket), []))
+
+    def delete_due(self, minute: int, bucket: int, visitor_ids: Iterable[str]) -> int:
+        self.entries.pop((minute, bucket), None)
+        return 1
+
+    def swept_minute(self) -> int | None:
+        return self.checkpoint
+
+    def put_swept_minute(self, minute: int) -> None:
+        self.checkpoint = minute
+
+
+def test_the_sweep_visits_whole_past_minutes_since_its_checkpoint():
+    now_minute = minute_of(NOW + 30_000)
+    assert list(minutes_to_sweep(now_minute - 4, NOW + 30_000)) == [now_minute - 3, now_minute - 2, now_minute - 1]
+    assert len(minutes_to_sweep(None, NOW)) == FIRST_LOOKBACK_MINUTES
+    assert len(minutes_to_sweep(now_minute - 10_000, NOW)) == MAX_MINUTES_PER_RUN
+
+
+def test_the_sweep_re_evaluates_the_due_visitors_deletes_their_entries_and_moves_its_checkpoint():
+    minute = minute_of(NOW) - 1
+    due = MemoryDueEntries({(minute, 3): ["v1", "v2"], (minute + 5, 0): ["later"]}, checkpoint=minute - 1)
+    evaluated: list[list[str]] = []
+    result = sweep(due, lambda ids: evaluated.append(list(ids)), NOW)
+    assert evaluated == [["v1", "v2"]]
+    assert due.entries == {(minute + 5, 0): ["later"]}
+    assert due.checkpoint == minute and result.visitors == 2
+    assert len(due.queried) == 10  # one Query per bucket of the one minute
