@@ -56,7 +56,9 @@ def test_a_hit_shows_in_lookups_without_a_build_and_the_next_build_writes_nothin
     assert result["published"] == published
     assert membership.get("visitor-paris-1", as_of=published) == ["all-visitors", "paris"]
     stored = membership.stored_many(["visitor-paris-1"])["visitor-paris-1"]
-    assert stored.build_id == published and stored.previous is None
+    # as of the published build, and the same answer for a lookup whose catalog is a build older
+    assert stored.build_id == published and stored.previous == stored.current
+    assert membership.get("visitor-paris-1", as_of="20000101T000000Z") == ["all-visitors", "paris"]
     # AND the visitor is filed under the minute it leaves "seen this month"
     assert stored.due_at is not None
     due = DueStore(aws.due_table)

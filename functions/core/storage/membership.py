@@ -214,6 +214,12 @@ class MembershipStore(TableAdapter):
                 item[EXPIRES_AT] = n(membership.expires_at)
             if due_at is not None:
                 item[DUE_AT] = n(due_at)
+            # A lookup whose catalog still names the build before `published` (for at most
+            # its refresh interval) reads the previous side: the fresh answer there too, not
+            # none; its catalog still filters it by that build's destinations.
+            item[PREVIOUS_SEGMENTS] = item[SEGMENTS]
+            if membership.expires_at is not None:
+                item[PREVIOUS_EXPIRES_AT] = item[EXPIRES_AT]
             self.client.put_item(
                 TableName=self.table_name,
                 Item=item,
