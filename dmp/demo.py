@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import random
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -31,6 +32,8 @@ from functions.core.hits import DEVICE_TYPES
 
 SHOP = "https://shop.example"
 DSP = "demo-dsp"
+# How long the demo waits for a hit to reach lookups through the stream (seconds).
+REAL_TIME_WAIT_SECONDS = 30
 DSP_SYNC_URL = "https://sync.demo-dsp.example/match?dmp_uid={uid}&gdpr={gdpr}&gdpr_consent={gdpr_consent}"
 SEGMENTS_DIR = Path(__file__).resolve().parent.parent / "segments"
 SOURCES_DIR = Path(__file__).resolve().parent.parent / "sources"
@@ -225,6 +228,32 @@ def _imports(gateway: str, target: Any, browsers: list[Browser], now: datetime, 
             )
 
 
+def _cart_abandoner_in_real_time(gateway: str, key: str, out: Any) -> None:
+    """A new visitor adds to cart after the build, and is a cart abandoner for the ad
+    platform within seconds: the stream's evaluator, not a build, put it there."""
+    shopper = Browser(gateway, "desktop", CITIES[0][:3])
+    shopper.view("/products/advent-calendar", datetime.now(UTC))
+    sent_at = time.monotonic()
+    shopper.track("add_to_cart", {"sku": "advent-calendar"}, datetime.now(UTC))
+    if not shopper.cookie:
+        raise DemoFailure("the shopper got no visitor cookie")
+    uid = shopper.cookie.split("=", 1)[1]
+    segments: list[str] = []
+    while time.monotonic() - sent_at < REAL_TIME_WAIT_SECONDS:
+        status, answer = _call(f"{gateway}/v1/users/{uid}/segments", key)
+        _expect(status, answer, "GET /v1/users/{uid}/segments")
+        segments = [s["id"] for s in answer.get("segments", [])]
+        if "cart-abandoners" in segments:
+            break
+        time.sleep(0.1)
+    else:
+        raise DemoFailure(f"the shopper's add_to_cart did not reach lookups in {REAL_TIME_WAIT_SECONDS} s")
+    out(
+        f"\nA new visitor adds to cart; {time.monotonic() - sent_at:.1f} s later, with no build, "
+        f"'{DSP}' sees it in: {', '.join(segments)}"
+    )
+
+
 def _call(url: str, key: str | None, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     headers = {"Content-Type": "application/json"}
     if key:
@@ -307,6 +336,9 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         assert target is not None and target.gateway_url is not None
         gateway = target.gateway_url
         out(f"Local stack up: gateway {gateway}, AWS emulator {target.aws_endpoint_url}")
+        # Real-time membership, as in AWS: the events table's stream feeds the evaluator
+        # (which does nothing until a build has published definitions).
+        stack.stream_membership()
 
         bucket = SegmentsBucket(target.bucket)
         files = {str(p): p.read_text() for p in sorted(SEGMENTS_DIR.glob("*.y*ml"))}
@@ -367,6 +399,7 @@ def _run(visitors: int, seed: int, out: Any) -> int:
         for result in answer.get("results", []):
             out(f"  {result['uid']}: {', '.join(s['id'] for s in result['segments']) or '(none)'}")
         _partner_ids_and_export(gateway, key, members, synced, out)
+        _cart_abandoner_in_real_time(gateway, key, out)
         status, answer = _call(f"{gateway}/v1/segments", None)
         if status != 401:
             raise DemoFailure(f"GET /v1/segments without a key answered {status}, not 401")
