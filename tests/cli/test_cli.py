@@ -200,6 +200,9 @@ def test_demo_shows_the_london_segment_with_members(tmp_path):
     assert size > 0
     assert "GET /v1/users/" in result.stdout and "format=openrtb" in result.stdout
     assert "without a key -> 401" in result.stdout
+    # a visitor who adds to cart after the build is a cart abandoner for the platform, with no build
+    (realtime,) = [line for line in result.stdout.splitlines() if "adds to cart" in line]
+    assert "with no build" in realtime and "cart-abandoners" in realtime.split("sees it in:")[1]
 
 
 def test_validate_against_a_stack_reports_unknown_destinations(served, tmp_path):
