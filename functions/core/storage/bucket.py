@@ -112,12 +112,8 @@ class SegmentsBucket(BuildDocuments, Adapter["S3Client"]):
             raise
 
     def get_json_if_exists(self, key: str) -> Any | None:
-        try:
-            return self.get_json(key)
-        except ClientError as error:
-            if error_code(error) in _MISSING:
-                return None
-            raise
+        body = self.get_bytes_if_exists(key)
+        return json.loads(body) if body is not None else None
 
     def put_json(self, key: str, document: Any) -> None:
         body = json.dumps(document, indent=2, sort_keys=True).encode()

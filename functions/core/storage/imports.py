@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from botocore.exceptions import ClientError
 
 from functions.core.storage.aws import Adapter, error_code
+from functions.core.storage.bucket import SegmentsBucket
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    pass
 
 _MISSING = ("NoSuchKey", "404", "NoSuchVersion")
 _CHANGED = ("PreconditionFailed", "412")
@@ -44,25 +45,9 @@ class _Empty:
         return b""
 
 
-class ImportBucket(Adapter["S3Client"]):
-    service = "s3"
-
-    def __init__(self, bucket: str, client: S3Client | None = None) -> None:
-        super().__init__(client)
-        self.bucket = bucket
-
-    def get_json_if_exists(self, key: str) -> Any | None:
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as error:
-            if error_code(error) in _MISSING:
-                return None
-            raise
-        return json.loads(body)
-
-    def put_json(self, key: str, document: Any) -> None:
-        body = json.dumps(document, indent=2, sort_keys=True).encode()
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+class ImportBucket(SegmentsBucket):
+    """The segments bucket (its JSON documents: sources, reports, checkpoints), and the
+    dropped files, streamed."""
 
     def open_text(self, key: str, etag: str | None, *, start: int, compressed: bool) -> OpenedObject:
         """The object's (decompressed) bytes from offset `start`, streamed. A plain file is
