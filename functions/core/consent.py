@@ -47,6 +47,8 @@ GPP_INVALID = "gpp_invalid"
 
 REQUIRED_PURPOSES = (1, 3, 4)
 FORBIDDING_RESTRICTIONS = frozenset({RestrictionType.NOT_ALLOWED, RestrictionType.REQUIRE_LEGITIMATE_INTEREST})
+# The restrictions the decoder looks up for our vendor: the only ones the rule reads.
+_FORBIDDING_KINDS = frozenset((purpose, kind) for purpose in REQUIRED_PURPOSES for kind in FORBIDDING_RESTRICTIONS)
 
 
 def consent_refusal(
@@ -62,7 +64,7 @@ def consent_refusal(
     gdpr_applies = gdpr == "1"
     if gdpr_applies and tc_string:
         try:
-            if not tcf_grants(read_vendor_signals(tc_string, vendor_id)):
+            if not tcf_grants(_signals(tc_string, vendor_id)):
                 return GDPR_NO_CONSENT
         except InvalidTCString:
             return GDPR_INVALID_CONSENT
@@ -81,15 +83,18 @@ def consent_refusal(
 
 
 def tcf_grants(signals: VendorSignals) -> bool:
-    """The TCF rule of the module docstring, for the vendor `signals` were read for."""
+    """The TCF rule of the module docstring, for the vendor `signals` were read for (with
+    the restrictions of _FORBIDDING_KINDS looked up)."""
     return (
         not signals.purpose_one_treatment
         and all(purpose in signals.purposes_consent for purpose in REQUIRED_PURPOSES)
         and signals.vendor_consent
-        and not any(
-            kind in FORBIDDING_RESTRICTIONS for purpose, kind in signals.restrictions if purpose in REQUIRED_PURPOSES
-        )
+        and not signals.restricted
     )
+
+
+def _signals(tc_string: str, vendor_id: int) -> VendorSignals:
+    return read_vendor_signals(tc_string, vendor_id, _FORBIDDING_KINDS)
 
 
 def _gpp_tc_string_refusal(gpp: GppString, vendor_id: int) -> str | None:
@@ -98,7 +103,7 @@ def _gpp_tc_string_refusal(gpp: GppString, vendor_id: int) -> str | None:
     if section is None:
         return GDPR_NO_CONSENT
     try:
-        return None if tcf_grants(read_vendor_signals(section, vendor_id)) else GDPR_NO_CONSENT
+        return None if tcf_grants(_signals(section, vendor_id)) else GDPR_NO_CONSENT
     except InvalidTCString:
         return GPP_INVALID
 
@@ -108,7 +113,7 @@ def _gpp_refusal(gpp: GppString, gpp_sid: str | None, vendor_id: int, *, judged_
     try:
         applicable = gpp.applicable(parse_gpp_sid(gpp_sid))
         tcf = [
-            read_vendor_signals(encoded, vendor_id)
+            _signals(encoded, vendor_id)
             for section_id, encoded in applicable
             if section_id == TCF_EU_V2 and not judged_tcf
         ]

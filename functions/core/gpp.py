@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from functions.core.tcf import base64url_bits
+from functions.core.tcf import base64url_bits, base64url_values
 
 MAX_GPP_STRING = 8192
 # 24 section ids are registered today; a string listing more is not one a CMP wrote.
@@ -197,7 +197,7 @@ _CORE_BITS = {section_id: section.core_bits for section_id, section in US_SECTIO
 _CORE_BITS[7] = 60
 # 2-bit answers that are not an opt-out: 0 (not applicable) and 2 (did not opt out);
 # 1 is an opt-out and 3 is not defined, so it is taken as one too.
-_NOT_OPTED_OUT = frozenset({"00", "10"})
+_NOT_OPTED_OUT = frozenset({0, 2})
 
 
 # The library sorts the segments of the TCF sections by their first letter (the top 3 bits
@@ -313,18 +313,30 @@ def us_opted_out(section_id: int, encoded: str) -> bool:
         if len(segments[0]) != 4:
             raise InvalidGPPString("US Privacy section is not 4 characters")
         return segments[0][2] not in "N-"
-    core = base64url_bits(segments[0], _CORE_BITS[section_id])
-    if core is None or len(core) < _CORE_BITS[section_id]:
+    core = base64url_values(segments[0], _CORE_BITS[section_id])
+    if core is None or 6 * len(core) < _CORE_BITS[section_id]:
         raise InvalidGPPString(f"GPP section {section_id} is malformed or truncated")
-    opted_out = any(core[offset : offset + 2] not in _NOT_OPTED_OUT for offset in _OPT_OUT_OFFSETS[section_id])
+    opted_out = False
+    for offset in _OPT_OUT_OFFSETS[section_id]:
+        if _two_bits(core, offset) not in _NOT_OPTED_OUT:
+            opted_out = True
+            break
     second = US_SECTIONS[section_id].second
     if second is not SecondSegment.NONE and len(segments) > 1:
-        bits = base64url_bits(segments[1], second.value)
-        if bits is None or len(bits) < second.value:
+        values = base64url_values(segments[1], second.value)
+        if values is None or 6 * len(values) < second.value:
             raise InvalidGPPString(f"GPP section {section_id} has a malformed second segment")
-        if second is SecondSegment.GPC and bits[2] == "1":
+        if second is SecondSegment.GPC and values[0] & 0b001000:  # Gpc: the third bit
             opted_out = True
     return opted_out
+
+
+def _two_bits(values: bytes, offset: int) -> int:
+    """The 2-bit field at bit `offset` of a text's 6-bit `values` (see base64url_values)."""
+    at, bit = divmod(offset, 6)
+    if bit < 5:
+        return values[at] >> (4 - bit) & 0b11
+    return (values[at] & 1) << 1 | values[at + 1] >> 5
 
 
 def is_us_section(section_id: int) -> bool:

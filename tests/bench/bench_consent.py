@@ -2,15 +2,18 @@
 ordinary one; the old decoder spent ~1.6 s of CPU on a 4 KB string of vendor ranges).
 
 - tcf_worst_case_ratio: `consent_refusal` on the costliest TC string we can write within
-  MAX_TC_STRING (the slowest of several shapes, each padded to MAX_TC_STRING with a
-  bitfield: the most range entries the decoder accepts as vendor ranges, single ids,
-  legitimate interest ranges, one restriction's ranges, spread over the most publisher
-  restrictions, one range per restriction, empty restrictions, or spread over every
-  segment; and strings one past each limit, which are refused), none naming our vendor /
-  on a typical CMP string (a few hundred vendors consented, legitimate interests, two
-  restrictions, the disclosed-vendors segment).
+  MAX_TC_STRING / on a typical CMP string (a few hundred vendors consented, legitimate
+  interests, two restrictions, the disclosed-vendors segment). The costliest is the
+  slowest of several shapes, each granting (so the whole decision is taken) and padded to
+  MAX_TC_STRING with a bitfield: MAX_RANGE_ENTRIES range entries (or single ids) as
+  vendor consents, as legitimate interests, in one restriction, spread over
+  MAX_PUB_RESTRICTIONS restrictions, one range per restriction, or over every segment;
+  restrictions of the kinds the decision looks up for our vendor (purposes 1, 3, 4; types
+  0, 2), so that each entry is compared with it; entries of two kinds, ranges around our
+  vendor and one-vendor ranges beside it (which the decoder must compare bit by bit to
+  the end); and strings one past each limit, which are refused.
 - gpp_worst_case_ratio: the same for GPP strings: the costliest TC string as the TCF EU
-  section (judged twice over: `gdpr=1` without `gdpr_consent`), every US section, the
+  section (judged, as `gdpr=1` without `gdpr_consent` has it), every US section, the
   rest of MAX_GPP_STRING as padding in a section that is read / a typical EU + US string
   (a TCF EU section and a usnat section).
 Medians of interleaved repeats.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from functions.core import gpp
 from functions.core.consent import consent_refusal
@@ -30,6 +34,7 @@ from tests.unit.tcf_builder import (
     BitWriter,
     CoreSegment,
     Restriction,
+    VendorEntry,
     base64url,
     publisher_tc_segment,
     vendors_segment,
@@ -69,59 +74,83 @@ def _padded(core: CoreSegment, *segments: str) -> str:
 
 
 def _around_our_vendor(i: int) -> tuple[int, int]:
+    """Ranges coming as close to our vendor as they can without naming it."""
     return (1, OUR_VENDOR - 1) if i % 2 else (OUR_VENDOR + 1, 65535)
 
 
-def crafted_tc_strings() -> dict[str, str]:
-    """Shapes that make a decoder work hardest, each as long as MAX_TC_STRING allows and
-    each granting (our vendor consented, no restriction naming it), so that the whole
-    decision is taken: as many range entries (MAX_RANGE_ENTRIES) and restrictions
-    (MAX_PUB_RESTRICTIONS) as the decoder accepts, in each place they can be, then
-    strings past a limit, which must be refused at no more cost."""
-    granting = {"purposes_consent": set(range(1, 25)), "purpose_one_treatment": 0}
+def _next_to_our_vendor(i: int) -> tuple[int, int]:
+    """One-vendor ranges beside ours: every bit of both ids is compared with our vendor's
+    before it is clear that neither names it, and with each other (end >= start)."""
+    return (OUR_VENDOR - 1, OUR_VENDOR - 1) if i % 2 else (OUR_VENDOR + 1, OUR_VENDOR + 1)
+
+
+def _forbidding(i: int) -> tuple[int, int]:
+    """(purpose, type) of restrictions the decision must look up for our vendor."""
+    return (1, 3, 4)[i % 3], (0, 2)[i // 3 % 2]
+
+
+def _shapes(near: Callable[[int], tuple[int, int]]) -> dict[str, str]:
+    """Each shape with range entries made by `near`."""
+    granting: dict[str, Any] = {"purposes_consent": set(range(1, 25)), "purpose_one_treatment": 0}
     entries, restrictions = MAX_RANGE_ENTRIES, MAX_PUB_RESTRICTIONS
-    around = [_around_our_vendor(i) for i in range(entries)]
+    ranges: list[VendorEntry] = [near(i) for i in range(entries)]
     # Restrictions sharing the entries: every one has entries // restrictions, some one more.
     shares = [entries // restrictions + (i < entries % restrictions) for i in range(restrictions)]
     first = 0
     spread = []
     for i, share in enumerate(shares):
-        spread.append(Restriction(1 + i % 24, i % 3, around[first : first + share]))
+        spread.append(Restriction(*_forbidding(i), ranges[first : first + share]))
         first += share
     share = (entries - restrictions) // 3  # of the entries left by one-range restrictions
+    singles = [near(i)[0] for i in range(entries - 1)]
     return {
-        "vendor_ranges": _padded(CoreSegment(**granting, vendor_ranges=[*around[:-1], OUR_VENDOR])),
-        "vendor_single_ids": _padded(
-            CoreSegment(**granting, vendor_ranges=[*(1 + i % 700 for i in range(entries - 1)), OUR_VENDOR])
-        ),
-        "li_ranges": _padded(CoreSegment(**granting, vendors={OUR_VENDOR}, li_vendor_ranges=around)),
+        "vendor_ranges": _padded(CoreSegment(**granting, vendor_ranges=[*ranges[:-1], OUR_VENDOR])),
+        "vendor_single_ids": _padded(CoreSegment(**granting, vendor_ranges=[*singles, OUR_VENDOR])),
+        "li_ranges": _padded(CoreSegment(**granting, vendors={OUR_VENDOR}, li_vendor_ranges=ranges)),
         "restriction_ranges": _padded(
-            CoreSegment(**granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1, 0, around)])
+            CoreSegment(**granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1, 0, ranges)])
+        ),
+        "restriction_single_ids": _padded(
+            CoreSegment(**granting, vendors={OUR_VENDOR}, restrictions=[Restriction(1, 0, [*singles, 1])])
         ),
         "restrictions": _padded(CoreSegment(**granting, vendors={OUR_VENDOR}, restrictions=spread)),
         "restrictions_of_one_range": _padded(
             CoreSegment(
                 **granting,
                 vendors={OUR_VENDOR},
-                restrictions=[Restriction(1 + i % 24, i % 3, [around[i]]) for i in range(restrictions)],
-            )
-        ),
-        "empty_restrictions": _padded(
-            CoreSegment(
-                **granting,
-                vendors={OUR_VENDOR},
-                restrictions=[Restriction(1 + i % 24, i % 3, []) for i in range(restrictions)],
+                restrictions=[Restriction(*_forbidding(i), [ranges[i]]) for i in range(restrictions)],
             )
         ),
         "every_segment": _padded(
             CoreSegment(
                 **granting,
-                vendor_ranges=[*around[: share - 1], OUR_VENDOR],
-                li_vendor_ranges=around[:share],
-                restrictions=[Restriction(1 + i % 24, i % 3, [around[i]]) for i in range(restrictions)],
+                vendor_ranges=[*ranges[: share - 1], OUR_VENDOR],
+                li_vendor_ranges=ranges[:share],
+                restrictions=[Restriction(*_forbidding(i), [ranges[i]]) for i in range(restrictions)],
             ),
-            vendors_segment(1, ranges=around[: entries - restrictions - 2 * share]),
+            vendors_segment(1, ranges=ranges[: entries - restrictions - 2 * share]),
             publisher_tc_segment(custom_purposes=63),
+        ),
+    }
+
+
+def crafted_tc_strings() -> dict[str, str]:
+    """Shapes that make the decoder work hardest, each as long as MAX_TC_STRING allows and
+    each granting (our vendor consented, no restriction naming it), so that the whole
+    decision is taken: as many range entries (MAX_RANGE_ENTRIES) and restrictions
+    (MAX_PUB_RESTRICTIONS) as the decoder accepts, the restrictions all of the kinds looked
+    up for our vendor, in each place they can be, with entries of two kinds that come
+    close to our vendor; then strings past a limit, which must be refused at no more cost."""
+    granting: dict[str, Any] = {"purposes_consent": set(range(1, 25)), "purpose_one_treatment": 0}
+    return {
+        **{f"{name}/around": tc for name, tc in _shapes(_around_our_vendor).items()},
+        **{f"{name}/next_to": tc for name, tc in _shapes(_next_to_our_vendor).items()},
+        "empty_restrictions": _padded(
+            CoreSegment(
+                **granting,
+                vendors={OUR_VENDOR},
+                restrictions=[Restriction(*_forbidding(i), []) for i in range(MAX_PUB_RESTRICTIONS)],
+            )
         ),
         # Past a limit: refused, before anything past the count is read.
         "too_many_range_entries": CoreSegment(

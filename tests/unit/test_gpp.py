@@ -163,6 +163,28 @@ def test_every_us_section_reads_its_sale_opt_out(section_id):
     assert us_opted_out(section_id, us_section(fields, {"SaleOptOut": 2})) is False
 
 
+OPT_OUTS = [
+    (section_id, name)
+    for section_id, section in sorted(US_SECTIONS.items())
+    for name, _ in section.fields
+    if name in ("SaleOptOut", "SharingOptOut", "TargetedAdvertisingOptOut")
+]
+
+
+@pytest.mark.parametrize(("section_id", "field"), OPT_OUTS)
+def test_every_opt_out_of_every_us_section_is_read_where_it_is(section_id, field):
+    # GIVEN a section whose other opt-outs are "did not opt out" (the fields are read from
+    # the characters holding them, each at its own place in a 6-bit character)
+    fields = US_SECTIONS[section_id].fields
+    others = {name: 2 for other_id, name in OPT_OUTS if other_id == section_id}
+
+    # THEN the field alone decides
+    assert us_opted_out(section_id, us_section(fields, {**others, field: 1})) is True
+    assert us_opted_out(section_id, us_section(fields, {**others, field: 3})) is True
+    assert us_opted_out(section_id, us_section(fields, {**others, field: 2})) is False
+    assert us_opted_out(section_id, us_section(fields, {**others, field: 0})) is False
+
+
 def test_usnat_of_version_1_is_read_in_its_shorter_layout():
     # GIVEN version 1's 60 bits: the same fields up to SensitiveDataProcessing (12 of them)
     fields = [(name, bits) for name, bits in US_SECTIONS[USNAT].fields]

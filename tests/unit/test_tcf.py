@@ -2,6 +2,10 @@
 
 Every TC string is built here, field by field, by tests/unit/tcf_builder.py. The official
 decoder's answers on a large corpus are checked in tests/reference.
+
+The decoder reads what the consent decision needs: purposes consented, our vendor's
+consent, and whether a restriction of the kinds asked about names it (`named_kinds`
+below asks one kind at a time, to tell which do).
 """
 
 from __future__ import annotations
@@ -17,20 +21,40 @@ from functions.core.tcf import (
     MAX_SEGMENTS,
     MAX_TC_STRING,
     InvalidTCString,
+    RestrictionKind,
     RestrictionType,
     VendorSignals,
     base64url_bits,
+    base64url_values,
     read_vendor_signals,
 )
 from tests.unit.gpp_builder import base64url_of_bits
 from tests.unit.tcf_builder import CoreSegment, Restriction, publisher_tc_segment, tc_string, vendors_segment
 
 OUR_VENDOR = 755
+# The restrictions the consent decision asks about: purposes 1, 3, 4; types 0 and 2.
+DECISION_KINDS = frozenset((purpose, RestrictionType(kind)) for purpose in (1, 3, 4) for kind in (0, 2))
+# Every kind a restriction can be written as (PurposeId is 6 bits; type 3 never has entries).
+EVERY_KIND: frozenset[RestrictionKind] = frozenset(
+    (purpose, RestrictionType(kind)) for purpose in range(64) for kind in range(3)
+)
 
 
 def signals(*segments: str, **fields: object) -> VendorSignals:
     """What a string with core segment `fields` and then `segments` says about our vendor."""
     return read_vendor_signals(tc_string(*segments, **fields), OUR_VENDOR)
+
+
+def named_kinds(tc: str, vendor: int = OUR_VENDOR) -> frozenset[RestrictionKind]:
+    """The kinds of the restrictions in `tc` that name `vendor`, asking about every kind at
+    once, then (if one does) about each kind alone."""
+    if not read_vendor_signals(tc, vendor, EVERY_KIND).restricted:
+        return frozenset()
+    return frozenset(kind for kind in EVERY_KIND if read_vendor_signals(tc, vendor, {kind}).restricted)
+
+
+def restrictions_naming_us(*segments: str, **fields: object) -> frozenset[RestrictionKind]:
+    return named_kinds(tc_string(*segments, **fields))
 
 
 # --- purposes and header -------------------------------------------------------------
@@ -40,9 +64,8 @@ def test_purposes_consented_are_read_from_the_purposes_consent_field():
     # GIVEN consent for purposes 1, 3, 10 and 24, and legitimate interest for 2 and 7
     read = signals(purposes_consent={1, 3, 10, 24}, purposes_li_transparency={2, 7})
 
-    # THEN the two fields are read apart
+    # THEN only the consents are taken for consents
     assert read.purposes_consent == {1, 3, 10, 24}
-    assert read.purposes_legitimate_interest == {2, 7}
     assert read.version == 2
 
 
@@ -134,26 +157,25 @@ def test_a_vendor_range_starting_at_0_is_malformed(ranges):
 # --- the vendor legitimate interest section ------------------------------------------
 
 
-def test_legitimate_interest_is_read_apart_from_consent():
+@pytest.mark.parametrize(
+    "fields",
+    [{"vendors": {1}, "li_vendors": {OUR_VENDOR}}, {"vendor_ranges": [1], "li_vendor_ranges": [OUR_VENDOR]}],
+)
+def test_legitimate_interest_is_not_taken_for_consent(fields):
     # GIVEN our vendor with legitimate interest only
-    read = signals(vendors={1}, li_vendors={OUR_VENDOR})
-
-    # THEN it has no consent
-    assert read.vendor_consent is False
-    assert read.vendor_legitimate_interest is True
+    assert signals(**fields).vendor_consent is False
 
 
-def test_legitimate_interest_ranges_are_read_to_reach_the_restrictions():
+def test_legitimate_interest_ranges_are_walked_to_reach_the_restrictions():
     # GIVEN a range-encoded legitimate interest section, then a restriction naming us
-    read = signals(
+    tc = tc_string(
         vendors={OUR_VENDOR},
         li_vendor_ranges=[(1, 100), OUR_VENDOR, (2000, 3000)],
         restrictions=[Restriction(3, 0, [OUR_VENDOR])],
     )
 
     # THEN the restriction after it is found
-    assert read.vendor_legitimate_interest is True
-    assert read.restrictions == {(3, RestrictionType.NOT_ALLOWED)}
+    assert named_kinds(tc) == {(3, RestrictionType.NOT_ALLOWED)}
 
 
 def test_a_legitimate_interest_range_starting_at_0_is_malformed():
@@ -166,23 +188,28 @@ def test_a_legitimate_interest_range_starting_at_0_is_malformed():
 
 @pytest.mark.parametrize("kind", list(RestrictionType))
 @pytest.mark.parametrize("entries", [[OUR_VENDOR], [(700, 800)], [1, (OUR_VENDOR, OUR_VENDOR)]])
-def test_a_restriction_naming_our_vendor_is_reported_with_its_purpose_and_type(kind, entries):
-    read = signals(vendors={OUR_VENDOR}, restrictions=[Restriction(4, kind, entries)])
-    assert read.restrictions == {(4, kind)}
-    assert read.restriction_types(4) == {kind}
-    assert read.restriction_types(1) == frozenset()
+def test_a_restriction_naming_our_vendor_is_found_when_its_kind_is_asked_about(kind, entries):
+    # GIVEN a restriction of purpose 4 and `kind` naming our vendor
+    tc = tc_string(vendors={OUR_VENDOR}, restrictions=[Restriction(4, kind, entries)])
+
+    # THEN it is found when asked about its kind, alone or among others, and not otherwise
+    assert read_vendor_signals(tc, OUR_VENDOR, {(4, kind)}).restricted is True
+    assert read_vendor_signals(tc, OUR_VENDOR, EVERY_KIND).restricted is True
+    other_kinds = EVERY_KIND - {(4, kind)}
+    assert read_vendor_signals(tc, OUR_VENDOR, other_kinds).restricted is False
+    assert read_vendor_signals(tc, OUR_VENDOR).restricted is False
 
 
 def test_restrictions_naming_other_vendors_are_not_reported():
-    read = signals(
+    tc = tc_string(
         vendors={OUR_VENDOR},
         restrictions=[Restriction(1, 0, [OUR_VENDOR - 1, (OUR_VENDOR + 1, 65535)]), Restriction(3, 2, [])],
     )
-    assert read.restrictions == frozenset()
+    assert read_vendor_signals(tc, OUR_VENDOR, EVERY_KIND).restricted is False
 
 
 def test_every_restriction_naming_our_vendor_is_reported():
-    read = signals(
+    assert restrictions_naming_us(
         vendors={OUR_VENDOR},
         restrictions=[
             Restriction(1, 1, [OUR_VENDOR]),
@@ -190,8 +217,7 @@ def test_every_restriction_naming_our_vendor_is_reported():
             Restriction(3, 2, [(1, 65535)]),
             Restriction(1, 0, [(OUR_VENDOR, 900)]),
         ],
-    )
-    assert read.restrictions == {
+    ) == {
         (1, RestrictionType.REQUIRE_CONSENT),
         (3, RestrictionType.REQUIRE_LEGITIMATE_INTEREST),
         (1, RestrictionType.NOT_ALLOWED),
@@ -199,7 +225,9 @@ def test_every_restriction_naming_our_vendor_is_reported():
 
 
 def test_a_restriction_may_name_vendor_0():
-    assert signals(vendors={OUR_VENDOR}, restrictions=[Restriction(3, 1, [0])]).restrictions == frozenset()
+    tc = tc_string(vendors={OUR_VENDOR}, restrictions=[Restriction(3, 1, [0])])
+    assert read_vendor_signals(tc, OUR_VENDOR, EVERY_KIND).restricted is False
+    assert read_vendor_signals(tc, 0, EVERY_KIND).restricted is True
 
 
 @pytest.mark.parametrize(
@@ -217,7 +245,8 @@ def test_malformed_restrictions_make_the_string_malformed(restriction):
 
 @pytest.mark.parametrize("restriction", [Restriction(0, 0, []), Restriction(1, 3, [])])
 def test_a_restriction_without_entries_is_not_read(restriction):
-    assert signals(vendors={OUR_VENDOR}, restrictions=[restriction]).restrictions == frozenset()
+    tc = tc_string(vendors={OUR_VENDOR}, restrictions=[restriction])
+    assert read_vendor_signals(tc, OUR_VENDOR, EVERY_KIND).restricted is False
 
 
 # --- segments after the core one -----------------------------------------------------
@@ -352,8 +381,9 @@ def test_the_most_restrictions_allowed_are_all_read():
     restrictions.append(Restriction(4, 2, [OUR_VENDOR]))
 
     # THEN the last restriction is found
-    read = signals(vendors={OUR_VENDOR}, restrictions=restrictions)
-    assert read.restrictions == {(4, RestrictionType.REQUIRE_LEGITIMATE_INTEREST)}
+    assert restrictions_naming_us(vendors={OUR_VENDOR}, restrictions=restrictions) == {
+        (4, RestrictionType.REQUIRE_LEGITIMATE_INTEREST)
+    }
 
 
 # --- limits (see "Cost" in functions/core/tcf.py) -----------------------------------
@@ -396,8 +426,9 @@ def test_more_range_entries_than_allowed_are_malformed_wherever_they_are(place):
 
 
 def test_more_publisher_restrictions_than_purposes_and_types_allow_are_malformed():
-    # GIVEN one restriction for each purpose 1..24 and type 0..2, and one more (empty)
-    every_pair = [Restriction(purpose, kind, [1]) for purpose in range(1, 25) for kind in range(3)]
+    # GIVEN one restriction for each purpose of the vendor list (1..11) and type 0..2, and
+    # one more (empty)
+    every_pair = [Restriction(purpose, kind, [1]) for purpose in range(1, 12) for kind in range(3)]
     assert len(every_pair) == MAX_PUB_RESTRICTIONS
     one_more = [*every_pair, Restriction(5, 0, [])]
 
@@ -446,17 +477,20 @@ def around(vendor: int, i: int) -> tuple[int, int]:
 
 
 def test_a_vendor_named_only_by_an_entry_past_num_entries_is_not_found():
-    # GIVEN 21 legitimate interest entries, vendor 7 the last, then NumEntries said to be
-    # 20: the 21st entry is then read as NumPubRestrictions (7 < 32 makes that 0)
+    # GIVEN 21 consent entries, vendor 7 the last, then NumEntries said to be 20: the 21st
+    # entry (0, then 7 in 16 bits) is then read as the legitimate interest section's
+    # MaxVendorId (3) and IsRangeEncoding (1), and the empty bitfield after it as its
+    # NumEntries (0) and NumPubRestrictions (0)
     entries = [*range(101, 121), 7]
-    core = CoreSegment(li_vendor_ranges=entries)
-    count_offset = VENDOR_CONSENTS + 17 + 17  # past an empty consent bitfield, MaxVendorId and IsRangeEncoding
-    assert read_vendor_signals(core.encode(), 7).vendor_legitimate_interest is True
+    core = CoreSegment(vendor_ranges=entries)
+    count_offset = VENDOR_CONSENTS + 17  # past MaxVendorId and IsRangeEncoding
+    assert read_vendor_signals(core.encode(), 7).vendor_consent is True
 
     # THEN the vendor is not found, and the string is still well-formed
-    read = read_vendor_signals(with_field(core, count_offset, 12, 20), 7)
-    assert read.vendor_legitimate_interest is False
-    assert read.restrictions == frozenset()
+    assert read_vendor_signals(with_field(core, count_offset, 12, 20), 7, EVERY_KIND) == read_vendor_signals(
+        with_field(core, count_offset, 12, 20), 7
+    )
+    assert read_vendor_signals(with_field(core, count_offset, 12, 20), 7).vendor_consent is False
 
 
 @pytest.mark.parametrize("position", [0, 1, 3, 4, 127, 128, MAX_RANGE_ENTRIES - 1])
@@ -482,6 +516,68 @@ def test_our_vendor_is_found_after_any_number_of_entries(leading, named_by):
     assert signals(vendor_ranges=[*before, OUR_VENDOR + 1, 4000]).vendor_consent is False
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 7, 8, 15, 16, 127, 128, 129, MAX_RANGE_ENTRIES - 1])
+@pytest.mark.parametrize("section", ["vendor_ranges", "li_vendor_ranges"])
+def test_a_range_section_is_walked_for_exactly_num_entries_entries(count, section):
+    # GIVEN `count` entries of both sizes (NumEntries is read by the expression that walks
+    # them, bit by bit: counts around each power of two), then a restriction naming us
+    entries: list = [(3 + i, 4 + i) if i % 2 else 1 + i for i in range(count)]
+    fields: dict = {section: entries, "restrictions": [Restriction(3, 0, [OUR_VENDOR])]}
+    if section == "li_vendor_ranges":
+        fields["vendors"] = {OUR_VENDOR}
+    tc = tc_string(**fields)
+
+    # THEN the section ends where its last entry does: the restriction after it is read
+    assert named_kinds(tc) == {(3, RestrictionType.NOT_ALLOWED)}
+
+
+def test_a_range_section_of_the_most_entries_is_walked_to_its_last():
+    # GIVEN MAX_RANGE_ENTRIES entries (NumEntries 256: its ninth bit alone), ours the last
+    entries: list = [(3 + i, 4 + i) if i % 2 else 1 + i for i in range(MAX_RANGE_ENTRIES - 1)]
+    tc = tc_string(vendor_ranges=[*entries, OUR_VENDOR], li_vendors={1}, restrictions=[Restriction(3, 0, [])] * 3)
+
+    # THEN it is found, and what follows the section is read as such
+    assert read_vendor_signals(tc, OUR_VENDOR, EVERY_KIND).vendor_consent is True
+    assert read_vendor_signals(tc, OUR_VENDOR + 1).vendor_consent is False
+
+
+@pytest.mark.parametrize("vendor", [1, 2, 255, 256, 754, 32767, 32768, 65534, 65535])
+def test_only_entries_holding_the_vendor_name_it_however_close_the_others_come(vendor):
+    # GIVEN entries beside the vendor, one bit away in every way: single ids, one-vendor
+    # ranges, ranges ending just before it or starting just after it, one ending before
+    # it starts
+    below, above = max(vendor - 1, 1), min(vendor + 1, 65535)
+    beside: list = [below, above, (below, below), (above, above), (1, below), (above, 65535), (above, below)]
+    beside = [entry for entry in beside if vendor not in ([entry] if isinstance(entry, int) else [entry[0]])]
+    not_naming = [entry for entry in beside if not (isinstance(entry, tuple) and entry[0] <= vendor <= entry[1])]
+
+    # THEN none of them names it, and each entry that holds it does
+    assert read_vendor_signals(tc_string(vendor_ranges=not_naming), vendor).vendor_consent is False
+    for naming in [vendor, (vendor, vendor), (below, vendor), (vendor, above), (1, 65535)]:
+        tc = tc_string(vendor_ranges=[*not_naming, naming, *not_naming])
+        assert read_vendor_signals(tc, vendor).vendor_consent is True
+
+
+def test_sections_far_apart_in_a_long_core_segment_are_read_through_windows():
+    # GIVEN a core segment of ~3,700 characters: a long consent bitfield (read as one bit),
+    # then range-encoded legitimate interests and restrictions far after it
+    core = CoreSegment(
+        vendors={OUR_VENDOR, 18000},
+        max_vendor_id=18000,
+        li_vendor_ranges=[(1 + 2 * i, 2 + 2 * i) for i in range(100)],
+        restrictions=[Restriction(4, 0, [(1, 5), OUR_VENDOR]), Restriction(2, 1, [(6, 7)] * 30)],
+    )
+    tc = core.encode()
+    assert 3000 < len(tc) <= MAX_TC_STRING
+
+    # THEN everything is found where it is, and a cut anywhere past the bitfield is refused
+    assert read_vendor_signals(tc, OUR_VENDOR).vendor_consent is True
+    assert named_kinds(tc) == {(4, RestrictionType.NOT_ALLOWED)}
+    for cut in (len(tc) - 40, len(tc) - 200, len(tc) - 500):
+        with pytest.raises(InvalidTCString):
+            read_vendor_signals(tc[:cut], OUR_VENDOR)
+
+
 def test_a_range_starting_at_0_deep_in_a_long_section_is_malformed():
     entries: list = [around(OUR_VENDOR, i) for i in range(MAX_RANGE_ENTRIES)]
     entries[200] = (0, 3)
@@ -502,8 +598,7 @@ def test_many_restrictions_are_read_wherever_they_name_our_vendor():
     restrictions[last] = Restriction(1, 1, [OUR_VENDOR])
 
     # THEN each is reported
-    read = signals(vendors={OUR_VENDOR}, restrictions=restrictions)
-    assert read.restrictions == {
+    assert restrictions_naming_us(vendors={OUR_VENDOR}, restrictions=restrictions) == {
         (4, RestrictionType.NOT_ALLOWED),
         (3, RestrictionType.REQUIRE_LEGITIMATE_INTEREST),
         (1, RestrictionType.REQUIRE_CONSENT),
@@ -514,13 +609,13 @@ def test_many_restrictions_are_read_wherever_they_name_our_vendor():
 def test_a_restriction_with_entries_under_purpose_0_or_type_3_among_many_is_malformed(bad):
     # GIVEN the most short restrictions, one with entries under purpose 0 or type 3
     restrictions = [Restriction(1 + i % 24, 0, [1 + i]) for i in range(MAX_PUB_RESTRICTIONS)]
-    restrictions[40] = bad
+    restrictions[MAX_PUB_RESTRICTIONS // 2] = bad
     with pytest.raises(InvalidTCString):
         signals(vendors={OUR_VENDOR}, restrictions=restrictions)
 
     # THEN without entries it is not
-    restrictions[40] = Restriction(bad.purpose, bad.type, [])
-    assert signals(vendors={OUR_VENDOR}, restrictions=restrictions).restrictions == frozenset()
+    restrictions[MAX_PUB_RESTRICTIONS // 2] = Restriction(bad.purpose, bad.type, [])
+    assert restrictions_naming_us(vendors={OUR_VENDOR}, restrictions=restrictions) == frozenset()
 
 
 @pytest.mark.parametrize("count", [4, 9, 40])
@@ -530,9 +625,9 @@ def test_a_restriction_with_many_entries_names_our_vendor_by_a_range(count):
     others = [Restriction(2, 0, [1, 2]), Restriction(7, 1, [(3, 9)] * 20)]
 
     # THEN it names our vendor once a range holds it
-    assert signals(vendors={OUR_VENDOR}, restrictions=[*others, Restriction(4, 2, entries)]).restrictions == frozenset()
+    assert restrictions_naming_us(vendors={OUR_VENDOR}, restrictions=[*others, Restriction(4, 2, entries)]) == set()
     entries[count // 2] = (OUR_VENDOR - 1, OUR_VENDOR + 1)
-    assert signals(vendors={OUR_VENDOR}, restrictions=[*others, Restriction(4, 2, entries)]).restrictions == {
+    assert restrictions_naming_us(vendors={OUR_VENDOR}, restrictions=[*others, Restriction(4, 2, entries)]) == {
         (4, RestrictionType.REQUIRE_LEGITIMATE_INTEREST)
     }
 
@@ -551,8 +646,9 @@ def test_a_restriction_range_ending_before_it_starts_is_malformed_wherever_it_is
 
     # THEN a range of one vendor, or of two, is fine
     for last in [(OUR_VENDOR, OUR_VENDOR), (OUR_VENDOR - 1, OUR_VENDOR)]:
-        read = signals(vendors={OUR_VENDOR}, restrictions=restrictions(last))
-        assert read.restrictions == {(3, RestrictionType.NOT_ALLOWED)}
+        assert restrictions_naming_us(vendors={OUR_VENDOR}, restrictions=restrictions(last)) == {
+            (3, RestrictionType.NOT_ALLOWED)
+        }
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 29])
@@ -562,18 +658,18 @@ def test_restrictions_past_num_pub_restrictions_are_not_read(count):
     restrictions = [Restriction(1 + i % 24, 0, [1 + i]) for i in range(count)]
     core = CoreSegment(vendors={OUR_VENDOR}, restrictions=[*restrictions, Restriction(4, 0, [OUR_VENDOR])])
     count_offset = VENDOR_CONSENTS + 17 + OUR_VENDOR + 17  # past the two bitfields
-    assert read_vendor_signals(core.encode(), OUR_VENDOR).restrictions == {(4, RestrictionType.NOT_ALLOWED)}
+    assert named_kinds(core.encode()) == {(4, RestrictionType.NOT_ALLOWED)}
 
     # THEN the last one is trailing bits, not a restriction
-    assert read_vendor_signals(with_field(core, count_offset, 12, count), OUR_VENDOR).restrictions == frozenset()
+    assert named_kinds(with_field(core, count_offset, 12, count)) == frozenset()
 
 
 def test_a_vendor_id_beyond_16_bits_is_never_named_and_vendor_0_may_be():
     tc = tc_string(vendor_ranges=[(1, 65535)], restrictions=[Restriction(3, 1, [0, (1, 65535)])])
-    beyond = read_vendor_signals(tc, 70000)
-    assert (beyond.vendor_consent, beyond.restrictions) == (False, frozenset())
-    zero = read_vendor_signals(tc, 0)
-    assert (zero.vendor_consent, zero.restrictions) == (False, {(3, RestrictionType.REQUIRE_CONSENT)})
+    beyond = read_vendor_signals(tc, 70000, EVERY_KIND)
+    assert (beyond.vendor_consent, beyond.restricted) == (False, False)
+    assert read_vendor_signals(tc, 0).vendor_consent is False
+    assert named_kinds(tc, 0) == {(3, RestrictionType.REQUIRE_CONSENT)}
 
 
 def test_base64url_bits_up_to_a_limit_still_check_every_character():
@@ -583,9 +679,20 @@ def test_base64url_bits_up_to_a_limit_still_check_every_character():
     assert base64url_bits(text + "%", 18) is None
 
 
-def reference_reading(tc: str, vendor: int) -> tuple[bool, bool, frozenset] | None:
-    """(vendor consent, vendor legitimate interest, restrictions naming `vendor`) of the
-    core segment read one field at a time, as the IAB decoder does; None when malformed
+def test_base64url_values_are_the_characters_bits_up_to_a_limit_and_check_every_character():
+    text = "CP_aWiA-" + "A" * 60
+    bits = base64url_bits(text)
+    assert bits is not None
+    assert base64url_values(text, 48) == bytes(int(bits[i : i + 6], 2) for i in range(0, 48, 6))
+    assert base64url_values(text, 13) == base64url_values(text, 18)  # the characters holding the bits
+    assert base64url_values(text[:2], 18) == base64url_values(text[:2], 12)  # fewer than the limit
+    assert base64url_values(text + "%", 18) is None
+    assert base64url_values("é", 6) is None
+
+
+def reference_reading(tc: str, vendor: int) -> tuple[bool, frozenset] | None:
+    """(vendor consent, kinds of the restrictions naming `vendor`) of the core segment
+    read one field at a time, as the IAB decoder does; None when malformed
     or past our limits (MAX_RANGE_ENTRIES, MAX_PUB_RESTRICTIONS), counted here apart.
     The header fields are assumed well-formed and other segments are left out."""
     core = tc.split(".")[0]
@@ -622,7 +729,7 @@ def reference_reading(tc: str, vendor: int) -> tuple[bool, bool, frozenset] | No
 
     try:
         consent, offset = vendor_section(VENDOR_CONSENTS)
-        legitimate_interest, offset = vendor_section(offset)
+        _, offset = vendor_section(offset)  # legitimate interests
         found = set()
         count, offset = field(offset, 12), offset + 12
         if count > MAX_PUB_RESTRICTIONS:
@@ -636,7 +743,7 @@ def reference_reading(tc: str, vendor: int) -> tuple[bool, bool, frozenset] | No
                 found.add((purpose, kind))
     except InvalidTCString:
         return None
-    return consent, legitimate_interest, frozenset(found)
+    return consent, frozenset(found)
 
 
 def random_core(rng: random.Random, vendor: int) -> CoreSegment:
@@ -688,16 +795,21 @@ def test_long_sections_read_the_same_as_field_by_field():
         if rng.random() < 0.15:
             tc = tc[: rng.randrange(1, len(tc))]
 
+        expected = reference_reading(tc, vendor)
+        # (asking about every kind, the consent decision's, and a few at random)
+        asked = [EVERY_KIND, DECISION_KINDS, frozenset(rng.sample(sorted(EVERY_KIND), 3))]
+
         # WHEN read
         try:
-            read = read_vendor_signals(tc, vendor)
-            ours = (
-                read.vendor_consent,
-                read.vendor_legitimate_interest,
-                frozenset((p, int(k)) for p, k in read.restrictions),
-            )
+            ours = tuple(read_vendor_signals(tc, vendor, kinds) for kinds in asked)
         except InvalidTCString:
             ours = None
 
         # THEN the answer is the field-by-field one
-        assert ours == reference_reading(tc, vendor), tc
+        if expected is None:
+            assert ours is None, tc
+        else:
+            assert ours is not None, tc
+            consent, found = expected
+            assert [signals.vendor_consent for signals in ours] == [consent] * len(asked), tc
+            assert [signals.restricted for signals in ours] == [bool(found & kinds) for kinds in asked], tc
