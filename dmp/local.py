@@ -101,6 +101,7 @@ class StackTarget:
             catalog_table=self.catalog_table,
             suppression_table=self.suppression_table,
             id_map_table=self.id_map_table,
+            due_table=self.due_table,
         )
 
     @property

@@ -51,9 +51,11 @@ class Builder(Construct):
         catalog_table: dynamodb.ITable,
         suppression_table: dynamodb.ITable,
         id_map_table: dynamodb.ITable,
+        due_table: dynamodb.ITable,
         bucket: s3.IBucket,
         retention_days: int,
         build_shards: int,
+        due_horizon_seconds: int,
         schedule: str,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
@@ -77,9 +79,11 @@ class Builder(Construct):
                 Env.CATALOG_TABLE: catalog_table.table_name,
                 Env.SUPPRESSION_TABLE: suppression_table.table_name,
                 Env.ID_MAP_TABLE: id_map_table.table_name,
+                Env.DUE_TABLE: due_table.table_name,
                 Env.SEGMENTS_BUCKET: bucket.bucket_name,
                 Env.RETENTION_DAYS: str(retention_days),
                 Env.BUILD_SHARDS: str(build_shards),
+                Env.DUE_HORIZON_SECONDS: str(due_horizon_seconds),
             },
         )
         # Schedule events that EventBridge could not deliver to the state machine, and the

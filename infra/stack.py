@@ -91,9 +91,13 @@ class DmpStack(Stack):
             catalog_table=self.storage.catalog_table,
             suppression_table=self.storage.suppression_table,
             id_map_table=self.storage.id_map_table,
+            due_table=self.storage.due_table,
             bucket=self.storage.bucket,
             retention_days=settings.retention_days,
             build_shards=settings.build_shards,
+            # A build files the changes due before the next one is overdue (the stale-build
+            # alarm's window: twice the schedule), so one failed build leaves no gap.
+            due_horizon_seconds=int(settings.build_stale_after.total_seconds()),
             schedule=settings.build_schedule,
             log_retention=LOG_RETENTION,
             removal_policy=removal_policy,
@@ -205,6 +209,8 @@ class DmpStack(Stack):
         # An erasure deletes the partners' side of the visitor's mappings.
         storage.id_map_table.grant(self.builder.function, "dynamodb:DeleteItem")
         storage.bucket.grant_read_write(self.builder.function)
+        # Publish files the visitors whose membership changes before the next build is due.
+        storage.due_table.grant(self.builder.function, "dynamodb:BatchWriteItem")
         self._acknowledge_bucket_wildcards(self.builder.function, write=True)
 
         storage.membership_table.grant_read_data(self.lookup.function)
@@ -217,11 +223,11 @@ class DmpStack(Stack):
         self._grant_importer()
         self._grant_evaluator(self.evaluator.function)
         self._grant_evaluator(self.evaluator.sweep_function)
-        # The sweep alone reads the due index, deletes what it swept and keeps its checkpoint.
+        # The sweep alone reads the due index and keeps its checkpoint; swept entries are
+        # left to the table's TTL, so it deletes nothing.
         self.storage.due_table.grant(
             self.evaluator.sweep_function,
             "dynamodb:Query",
-            "dynamodb:DeleteItem",
             "dynamodb:GetItem",
             "dynamodb:PutItem",
         )

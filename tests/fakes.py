@@ -13,7 +13,7 @@ from functions.core import layout
 from functions.core.documents import Manifest
 from functions.core.records import Record
 from functions.core.storage.bucket import BuildDocuments, LinesWriter
-from functions.core.storage.membership import Membership, MembershipChange, StoredMembership
+from functions.core.storage.membership import Membership, MembershipChange, Schedule, StoredMembership
 
 
 class MemoryEvents:
@@ -55,24 +55,25 @@ class MemoryMembership:
                 continue
             self.writes += 1
             current = change.current if change.current is not None and change.current.segments else None
-            self.stored[visitor_id] = StoredMembership(current, build_id, change.previous)
+            self.stored[visitor_id] = StoredMembership(current, build_id, change.previous, change.schedule)
         return len(changes)
 
     def stored_many(self, visitor_ids: Iterable[str]) -> dict[str, StoredMembership]:
         return {v: self.stored[v] for v in visitor_ids if v in self.stored}
 
     def put_evaluated(
-        self, visitor_id: str, membership: Membership | None, *, due_at: int | None, published: str
+        self, visitor_id: str, membership: Membership, *, schedule: Schedule | None, published: str
     ) -> bool:
         """The evaluator's conditional write (see MembershipStore.put_evaluated)."""
         stored = self.stored.get(visitor_id)
         if visitor_id in self.tombstones or (stored and stored.build_id and stored.build_id > published):
             return False
         self.writes += 1
-        if membership is None or not membership.segments:
+        if not membership.segments and (schedule is None or not schedule.next_segments):
             self.stored.pop(visitor_id, None)
         else:
-            self.stored[visitor_id] = StoredMembership(membership, published, None, due_at)
+            current = membership if membership.segments else None
+            self.stored[visitor_id] = StoredMembership(current, published, None, schedule)
         return True
 
     def suppress(self, visitor_ids: Iterable[str], expires_at: int) -> None:

@@ -16,7 +16,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from functions.builder.export import export
-from functions.builder.plan import BuildPlan, build_id_for, evaluation_moment, is_published, plan_build
+from functions.builder.plan import (
+    DEFAULT_DUE_HORIZON_SECONDS,
+    BuildPlan,
+    build_id_for,
+    evaluation_moment,
+    is_published,
+    plan_build,
+)
 from functions.builder.publish import PublishResult, publish, republish
 from functions.builder.shard import ShardResult, run_shard
 from functions.builder.stores import BuildStores
@@ -25,7 +32,12 @@ from functions.core.times import iso
 
 
 def start(
-    stores: BuildStores, evaluated_at: datetime, shards: int, *, retention_seconds: int
+    stores: BuildStores,
+    evaluated_at: datetime,
+    shards: int,
+    *,
+    retention_seconds: int,
+    due_horizon_seconds: int = DEFAULT_DUE_HORIZON_SECONDS,
 ) -> BuildPlan | PublishResult:
     """The plan of the build at `evaluated_at`; or, when that time was published before
     (the same scheduled event delivered again), that build republished: its catalog item
@@ -41,7 +53,7 @@ def start(
     build_id = build_id_for(moment)
     if is_published(stores.bucket, build_id):
         return republish(build_id, stores)
-    return plan_build(stores.bucket, moment, shards)
+    return plan_build(stores.bucket, moment, shards, due_horizon_seconds=due_horizon_seconds)
 
 
 def build(
@@ -50,13 +62,16 @@ def build(
     shards: int = 1,
     *,
     retention_seconds: int,
+    due_horizon_seconds: int = DEFAULT_DUE_HORIZON_SECONDS,
     parallel: int = 4,
     report: bool = True,
 ) -> PublishResult:
     """Plan, shards on a thread pool, publish, export: what `dmp build` runs. A build
     found published already is exported again, which finishes an export cut short.
     (`report=False` leaves the report out: only for the benchmark measuring its cost.)"""
-    plan = start(stores, evaluated_at, shards, retention_seconds=retention_seconds)
+    plan = start(
+        stores, evaluated_at, shards, retention_seconds=retention_seconds, due_horizon_seconds=due_horizon_seconds
+    )
     if isinstance(plan, PublishResult):
         return _exported(plan, stores)
     suppressed = stores.suppressed_visitors()

@@ -47,6 +47,7 @@ stores = BuildStores.connect(
     catalog_table=settings.catalog_table,
     suppression_table=settings.suppression_table,
     id_map_table=settings.id_map_table,
+    due_table=settings.due_table,
 )
 
 
@@ -71,6 +72,7 @@ def _plan(stage: PlanStage) -> PlanAnswer:
         parse_time(stage.time),
         stage.shards or settings.build_shards,
         retention_seconds=settings.retention_seconds,
+        due_horizon_seconds=settings.due_horizon_seconds,
     )
     if isinstance(plan, PublishResult):
         logger.info("build already published; nothing to do", build_id=plan.manifest.build_id)
@@ -122,7 +124,15 @@ def _export_rows(exports: Mapping[str, PartnerExport]) -> dict[str, dict[str, in
 def run(event: dict[str, Any]) -> PlanAnswer | ShardAnswer | BuildAnswer | ExportAnswer:
     if "stage" not in event:
         shards = int(event.get("shards", settings.build_shards))
-        return _summary(build(stores, evaluation_time(event), shards, retention_seconds=settings.retention_seconds))
+        return _summary(
+            build(
+                stores,
+                evaluation_time(event),
+                shards,
+                retention_seconds=settings.retention_seconds,
+                due_horizon_seconds=settings.due_horizon_seconds,
+            )
+        )
     stage = StageEvent.validate_python(event)
     if isinstance(stage, PlanStage):
         return _plan(stage)

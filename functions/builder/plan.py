@@ -19,9 +19,20 @@ from functions.core.segments import SegmentDefinition, load_definitions
 from functions.core.sources import SourceDefinition, load_sources
 from functions.core.times import iso, parse_time
 
+BUILD_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+# How far ahead a build looks for membership changes with no new data (DESIGN.md,
+# "Freshness"): past the next scheduled build, which looks further, with room for one that
+# fails. The stack sets it from the build schedule (twice its interval).
+DEFAULT_DUE_HORIZON_SECONDS = 2 * 3600
+
 
 def build_id_for(evaluated_at: datetime) -> str:
-    return evaluated_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return evaluated_at.astimezone(UTC).strftime(BUILD_ID_FORMAT)
+
+
+def build_time(build_id: str) -> datetime:
+    """A build's evaluation time, from its id."""
+    return datetime.strptime(build_id, BUILD_ID_FORMAT).replace(tzinfo=UTC)
 
 
 def build_time_now() -> datetime:
@@ -45,6 +56,8 @@ class BuildPlan:
     # The build published when this one was planned, if it can serve as the base of
     # per-shard membership changes (same shard count, membership table in step with it).
     base_build_id: str | None = None
+    # Changes of membership with no new data are looked for up to this far after `now`.
+    due_horizon_seconds: int = DEFAULT_DUE_HORIZON_SECONDS
 
     @property
     def now_ms(self) -> int:
@@ -57,6 +70,7 @@ class BuildPlan:
             "shards": self.shards,
             "definitions": [d.model_dump(mode="json", by_alias=True, exclude_none=True) for d in self.definitions],
             "base_build_id": self.base_build_id,
+            "due_horizon_seconds": self.due_horizon_seconds,
         }
 
     @classmethod
@@ -67,16 +81,30 @@ class BuildPlan:
             shards=int(document["shards"]),
             definitions=tuple(SegmentDefinition.model_validate(d) for d in document["definitions"]),
             base_build_id=document.get("base_build_id"),
+            due_horizon_seconds=int(document.get("due_horizon_seconds", DEFAULT_DUE_HORIZON_SECONDS)),
         )
 
 
-def plan_build(bucket: BuildBucket, evaluated_at: datetime, shards: int) -> BuildPlan:
+def plan_build(
+    bucket: BuildBucket,
+    evaluated_at: datetime,
+    shards: int,
+    *,
+    due_horizon_seconds: int = DEFAULT_DUE_HORIZON_SECONDS,
+) -> BuildPlan:
     """Validate the definitions and fix the build; raises DefinitionErrors."""
     if shards < 1:
         raise ValueError("a build needs at least one shard")
     definitions = load_definitions(bucket.definition_files(), sources=known_sources(bucket))
     moment = evaluation_moment(evaluated_at)
-    plan = BuildPlan(build_id_for(moment), moment, shards, tuple(definitions), _change_base(bucket, shards))
+    plan = BuildPlan(
+        build_id_for(moment),
+        moment,
+        shards,
+        tuple(definitions),
+        _change_base(bucket, shards),
+        due_horizon_seconds=due_horizon_seconds,
+    )
     bucket.put_json(layout.plan_key(plan.build_id), plan.to_json())
     return plan
 

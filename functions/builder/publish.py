@@ -13,6 +13,7 @@ Every write is idempotent: a publish that fails is simply run again."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from functions.builder.shard import ShardResult, base_members
 from functions.builder.stores import BuildBucket, BuildStores, CatalogTable
 from functions.core import layout
 from functions.core.documents import Manifest, ManifestSegment, MembershipState
-from functions.core.storage.membership import Membership, MembershipChange, StoredMembership
+from functions.core.storage.membership import MembershipChange, Schedule, StoredMembership, needs_item
 from functions.core.times import iso
 
 # Published builds kept in the bucket (the newest included), for partners who download
@@ -152,17 +153,24 @@ def shard_results(bucket: BuildBucket, plan: BuildPlan) -> list[ShardResult]:
     return results
 
 
-def _write(stores: BuildStores, changes: dict[str, MembershipChange], build_id: str) -> int:
+def _write(stores: BuildStores, changes: dict[str, MembershipChange], plan: BuildPlan) -> int:
     """Write membership changes, leaving suppressed visitors out: those suppressed before
     now are dropped here, and a suppression that lands meanwhile wins over the write
-    (each write is conditional on the visitor having no tombstone)."""
+    (each write is conditional on the visitor having no tombstone). Then file those with
+    a schedule in the due index, for the sweep (a due instant already past goes under the
+    current minute, which the sweep has not reached)."""
     changes = stores.without_suppressed(changes)
     if changes:
-        stores.membership.apply(changes, build_id)
+        stores.membership.apply(changes, plan.build_id)
+        due = {v: c.schedule.due_at * 1000 for v, c in changes.items() if c.schedule is not None}
+        if due and stores.due is not None:
+            stores.due.put_due(due, now_ms=int(time.time() * 1000))
     return len(changes)
 
 
-def _not_stored_yet(stores: BuildStores, changes: dict[str, MembershipChange]) -> dict[str, MembershipChange]:
+def _not_stored_yet(
+    stores: BuildStores, changes: dict[str, MembershipChange], plan: BuildPlan
+) -> dict[str, MembershipChange]:
     """`changes` less those the membership table already holds: the evaluator stores a
     visitor's membership on each hit and at its due instant (DESIGN.md, "Freshness"), so a
     build after streaming finds most of its changes done, and rewriting them would only
@@ -172,15 +180,38 @@ def _not_stored_yet(stores: BuildStores, changes: dict[str, MembershipChange]) -
     if not changes:
         return changes
     stored = stores.membership.stored_many(changes)
-    return {v: change for v, change in changes.items() if not _holds(stored.get(v), change.current)}
+    horizon = _horizon_s(plan)
+    return {v: change for v, change in changes.items() if not _holds(stored.get(v), change, horizon)}
 
 
-def _holds(stored: StoredMembership | None, current: Membership | None) -> bool:
-    """Whether a stored item's current side is exactly `current` (None: in no segment)."""
-    held = stored.current if stored is not None else None
-    if held is None or not held.segments:
-        return current is None or not current.segments
-    return held == current
+def _horizon_s(plan: BuildPlan) -> int:
+    return plan.now_ms // 1000 + plan.due_horizon_seconds
+
+
+def _holds(stored: StoredMembership | None, change: MembershipChange, horizon_s: int) -> bool:
+    """Whether a stored item already says what `change` does: the same current segments
+    (and expiry, when in any, within `needs_write`'s leeway), and the same schedule before the build's horizon, past
+    which the build did not look (a later due instant the evaluator found says only that
+    nothing changes before it)."""
+    current = change.current
+    segments = current.segments if current is not None else frozenset()
+    if stored is None:
+        return not needs_item(segments, change.schedule)
+    held = stored.current
+    held_segments = held.segments if held is not None else frozenset()
+    if held_segments != segments or (held is not None and current is not None and needs_write(held, current)):
+        return False
+    return _same_schedule(stored.schedule, change.schedule, horizon_s)
+
+
+def _same_schedule(stored: Schedule | None, built: Schedule | None, horizon_s: int) -> bool:
+    if built is None:
+        return stored is None or stored.due_at >= horizon_s
+    if stored is None or (stored.due_at, stored.next_segments) != (built.due_at, built.next_segments):
+        return False
+    if built.next_due_at is None:
+        return stored.next_due_at is None or stored.next_due_at >= horizon_s
+    return stored.next_due_at == built.next_due_at
 
 
 def _apply_shard_changes(plan: BuildPlan, stores: BuildStores) -> int:
@@ -191,9 +222,9 @@ def _apply_shard_changes(plan: BuildPlan, stores: BuildStores) -> int:
         for visitor_id, change in read_change_lines(lines):
             batch[visitor_id] = change
             if len(batch) >= APPLY_BATCH:
-                changed, batch = changed + _write(stores, _not_stored_yet(stores, batch), plan.build_id), {}
+                changed, batch = changed + _write(stores, _not_stored_yet(stores, batch, plan), plan), {}
         if batch:
-            changed += _write(stores, _not_stored_yet(stores, batch), plan.build_id)
+            changed += _write(stores, _not_stored_yet(stores, batch, plan), plan)
     return changed
 
 
@@ -201,23 +232,22 @@ def _update_membership_from_table(plan: BuildPlan, stores: BuildStores, *, publi
     """Without a usable base build (the first build, a new shard count, or an update
     cut short): compare the whole new membership with the table itself. What lookups
     serve meanwhile is each item's membership as of `published`, the build now published
-    (an update cut short may have written items of a build never published)."""
-    current: dict[str, Membership] = {}
+    (an update cut short may have written items of a build never published). The
+    schedules come from the changes files, which list every visitor that has one."""
+    current: dict[str, MembershipChange] = {}
     for shard in range(plan.shards):
-        current.update(base_members(stores.bucket, plan.build_id, shard))
+        current.update((v, MembershipChange(m, None)) for v, m in base_members(stores.bucket, plan.build_id, shard))
+        for visitor_id, change in read_change_lines(stores.bucket.iter_lines(layout.changes_key(plan.build_id, shard))):
+            if change.schedule is not None:
+                current[visitor_id] = MembershipChange(change.current, None, change.schedule)
+    horizon = _horizon_s(plan)
     changes: dict[str, MembershipChange] = {}
     for visitor_id, stored in stores.membership.scan():
-        now_in = current.pop(visitor_id, None)
-        if _changed(stored.current, now_in):
-            changes[visitor_id] = MembershipChange(now_in, stored.as_of(published))
-    changes.update((visitor_id, MembershipChange(now_in, None)) for visitor_id, now_in in current.items())
-    return sum(_write(stores, dict(batch), plan.build_id) for batch in _chunks(list(changes.items()), APPLY_BATCH))
-
-
-def _changed(stored: Membership | None, current: Membership | None) -> bool:
-    if stored is None or current is None:
-        return stored != current
-    return needs_write(stored, current)
+        now_in = current.pop(visitor_id, MembershipChange(None, None))
+        if not _holds(stored, now_in, horizon):
+            changes[visitor_id] = MembershipChange(now_in.current, stored.as_of(published), now_in.schedule)
+    changes.update((v, c) for v, c in current.items() if not _holds(None, c, horizon))
+    return sum(_write(stores, dict(batch), plan) for batch in _chunks(list(changes.items()), APPLY_BATCH))
 
 
 def _chunks(items: list[tuple[str, MembershipChange]], size: int) -> Iterator[list[tuple[str, MembershipChange]]]:

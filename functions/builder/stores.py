@@ -29,6 +29,10 @@ class MembershipTable(Protocol):
     def stored_many(self, visitor_ids: Iterable[str]) -> dict[str, StoredMembership]: ...
 
 
+class DueIndex(Protocol):
+    def put_due(self, due_ms: Mapping[str, int], *, now_ms: int | None = None) -> int: ...
+
+
 class CatalogTable(Protocol):
     def put(self, manifest: Manifest) -> bool: ...
 
@@ -94,6 +98,8 @@ class BuildStores:
     # The same stores as erasure uses them: a build's plan stage finishes the erasures
     # opt-outs left pending.
     erasure: ErasureStores | None = None
+    # None only for a stack deployed before real-time membership: no schedule is filed.
+    due: DueIndex | None = None
 
     def suppressed_visitors(self) -> frozenset[str]:
         return self.suppression.visitor_ids() if self.suppression is not None else frozenset()
@@ -115,11 +121,13 @@ class BuildStores:
         catalog_table: str = "",
         suppression_table: str = "",
         id_map_table: str = "",
+        due_table: str = "",
     ) -> BuildStores:
         """The storage adapters of a stack's resources (no catalog, suppression or id map
         table: a stack deployed before it existed)."""
         from functions.core.storage.bucket import SegmentsBucket
         from functions.core.storage.catalog import CatalogStore
+        from functions.core.storage.due import DueStore
         from functions.core.storage.events import EventStore
         from functions.core.storage.id_map import IdMapStore
         from functions.core.storage.membership import MembershipStore
@@ -140,4 +148,5 @@ class BuildStores:
             catalog=CatalogStore(catalog_table) if catalog_table else None,
             suppression=suppression,
             erasure=erasure,
+            due=DueStore(due_table, same_client_as=membership) if due_table else None,
         )

@@ -34,6 +34,7 @@ class Env:
     OPENRTB_SEGTAX = "OPENRTB_SEGTAX"
     CATALOG_REFRESH_SECONDS = "CATALOG_REFRESH_SECONDS"
     BUILD_SHARDS = "BUILD_SHARDS"
+    DUE_HORIZON_SECONDS = "DUE_HORIZON_SECONDS"
     ORIGIN_VERIFY_SECRET = "ORIGIN_VERIFY_SECRET"
     # Local stack only (never set in AWS): the storage clients' read timeout for the
     # emulator (`functions/core/storage/aws.py`).
@@ -84,6 +85,9 @@ class Settings:
     segtax: int | None = None
     catalog_refresh_seconds: int = 30
     build_shards: int = 4
+    # How far ahead a build looks for membership changes with no new data (the stack:
+    # twice the build schedule's interval; functions/builder/plan.py).
+    due_horizon_seconds: int = 2 * 3600
     # The value CloudFront sends in the origin-verify header; empty where there is no
     # CloudFront (`dmp serve`, tests). Kept out of repr so no log line can carry it.
     origin_verify_secret: str = field(default="", repr=False)
@@ -115,6 +119,7 @@ class Settings:
             segtax=segtax or None,
             catalog_refresh_seconds=_int(env, Env.CATALOG_REFRESH_SECONDS, 30),
             build_shards=_int(env, Env.BUILD_SHARDS, 4, minimum=1),
+            due_horizon_seconds=_int(env, Env.DUE_HORIZON_SECONDS, 2 * 3600, minimum=60),
             origin_verify_secret=env.get(Env.ORIGIN_VERIFY_SECRET, ""),
         )
         missing = [name for name in require if not getattr(settings, name)]

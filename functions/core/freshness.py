@@ -20,10 +20,19 @@ from the view at its start, and evaluates at every candidate in increasing order
 membership differs: the first such candidate is the exact next change. Evaluation is
 bounded: after `MAX_EVALUATIONS` equal answers the next candidate is returned, which may
 be early (the visitor is re-evaluated then for nothing) but never late.
+
+With a horizon, the search stops there: a build, which evaluates everyone, only needs
+the changes before the next build is overdue, and most visitors have no candidate that
+soon, so it costs little more than the evaluation itself.
+
+An evaluation also looks one step ahead: the segments from the due instant on and when
+those can change in turn. A lookup then serves the right answer after the due instant
+until the sweep has re-evaluated the visitor, unless two changes fall in that minute.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -65,9 +74,16 @@ class _WindowedCount:
     high: float
     times: Callable[[VisitorView], Iterable[int]]
 
-    def crossings(self, view: VisitorView, start: int) -> Iterator[int]:
+    def crossings(self, view: VisitorView, start: int, limit: int | None, stamps: list[int]) -> Iterator[int]:
         """With the records of `view` fixed, the instants after `start` at which the
-        count falls to `high`, and below `low`: the only ones where the leaf can flip."""
+        count falls to `high`, and below `low`: the only ones where the leaf can flip.
+        Only those before `limit` are wanted: an exit `t + window` lies in (start, limit)
+        only if some event time does in (start - window, limit - window), which the
+        view's event times (`stamps`, ascending) tell without matching any event."""
+        if limit is not None:
+            first = bisect_right(stamps, start - self.window)
+            if first == len(stamps) or stamps[first] >= limit - self.window:
+                return
         inside = sorted(t for t in self.times(view) if t + self.window > start)
         count = len(inside)
         if count > self.high:  # the (count - high)-th exit brings it down to high
@@ -78,12 +94,15 @@ class _WindowedCount:
 
 @dataclass(frozen=True, slots=True)
 class VisitorMembership:
-    """One visitor's membership at an instant, as a build at that instant computes it,
-    and the next instant at which it can change with no new data (None: never)."""
+    """One visitor's membership at an instant, as a build at that instant computes it;
+    the next instant at which it can change with no new data (None: never, or not before
+    the horizon); the segments from then on, and when those can change in turn."""
 
     segments: frozenset[str]
     expires_at: int | None  # epoch seconds, the membership table's TTL; None for no segment
     due_ms: int | None
+    next_segments: frozenset[str] = frozenset()
+    next_due_ms: int | None = None
 
 
 def membership_expiry(history: VisitorHistory) -> int | None:
@@ -98,15 +117,24 @@ def evaluate_visitor(
     segments: Sequence[CompiledSegment],
     now_ms: int,
     *,
+    horizon_ms: int | None = None,
     max_evaluations: int = MAX_EVALUATIONS,
 ) -> VisitorMembership:
     """What a build at `now_ms` computes for this visitor (its segments, and the expiry
-    written with them), and when to evaluate it again if no new record arrives."""
+    written with them), when to evaluate it again if no new record arrives (changes at or
+    after `horizon_ms` are not looked for), and the step after that one."""
     found = frozenset(segments_of(VisitorView(history, now_ms), segments))
+    change = _next_change(history, segments, now_ms, found, max_evaluations, horizon_ms)
+    if change is None:
+        return VisitorMembership(found, membership_expiry(history) if found else None, None)
+    due_ms, then = change
+    after = _next_change(history, segments, due_ms, then, max_evaluations, horizon_ms)
     return VisitorMembership(
         segments=found,
-        expires_at=membership_expiry(history) if found else None,
-        due_ms=_next_change(history, segments, now_ms, found, max_evaluations),
+        expires_at=membership_expiry(history) if found or then else None,
+        due_ms=due_ms,
+        next_segments=then,
+        next_due_ms=after[0] if after is not None else None,
     )
 
 
@@ -115,15 +143,18 @@ def next_change_ms(
     segments: Sequence[SegmentDefinition] | Sequence[CompiledSegment],
     now_ms: int,
     *,
+    horizon_ms: int | None = None,
     max_evaluations: int = MAX_EVALUATIONS,
 ) -> int | None:
     """The earliest instant after `now_ms` at which the visitor's segments can differ from
-    those at `now_ms` with no new record (None: never). Membership is the same at every
-    instant of [now_ms, due); at `due` it differs, unless `max_evaluations` candidates
-    were tried first, in which case `due` is the next candidate (early, never late)."""
+    those at `now_ms` with no new record (None: never, or not before `horizon_ms`).
+    Membership is the same at every instant of [now_ms, due); at `due` it differs, unless
+    `max_evaluations` candidates were tried first, in which case `due` is the next
+    candidate (early, never late)."""
     compiled = _compiled(segments)
     current = frozenset(segments_of(VisitorView(history, now_ms), compiled))
-    return _next_change(history, compiled, now_ms, current, max_evaluations)
+    change = _next_change(history, compiled, now_ms, current, max_evaluations, horizon_ms)
+    return change[0] if change is not None else None
 
 
 def _compiled(segments: Sequence[SegmentDefinition] | Sequence[CompiledSegment]) -> list[CompiledSegment]:
@@ -136,25 +167,32 @@ def _next_change(
     now_ms: int,
     current: frozenset[str],
     max_evaluations: int,
-) -> int | None:
-    windowed = [leaf for s in segments for leaf in _windowed_counts(s.definition.rule)]
+    horizon_ms: int | None,
+) -> tuple[int, frozenset[str]] | None:
+    """The next change (its instant and the segments from then on), or None."""
+    windowed = [leaf for s in segments for leaf in _leaves_of(s)]
     evaluations = 0
     start, view = now_ms, VisitorView(history, now_ms)
     ends: list[int | None] = [*_record_changes(history, now_ms), None]
     for end in ends:
+        if horizon_ms is not None and (end is None or end >= horizon_ms):
+            end = None  # the last interval looked at: candidates before the horizon only
+            limit: int | None = horizon_ms
+        else:
+            limit = end
         # [start, end): the same records exist throughout (`view` shows them); only
         # windows slide, so membership can change only where a windowed count crosses a bound
-        exits = {instant for leaf in windowed for instant in leaf.crossings(view, start)}
-        candidates = sorted(t for t in exits if end is None or t < end)
+        stamps = [e.ts_ms for e in view.events]
+        exits = {instant for leaf in windowed for instant in leaf.crossings(view, start, limit, stamps)}
+        candidates = sorted(t for t in exits if limit is None or t < limit)
         if end is not None:
             candidates.append(end)
         for instant in candidates:
-            if evaluations == max_evaluations:
-                return instant
-            evaluations += 1
             view = VisitorView(history, instant)
-            if frozenset(segments_of(view, segments)) != current:
-                return instant
+            found = frozenset(segments_of(view, segments))
+            if evaluations == max_evaluations or found != current:
+                return instant, found
+            evaluations += 1
         if end is None:
             break
         start = end
@@ -171,6 +209,22 @@ def _record_changes(history: VisitorHistory, now_ms: int) -> list[int]:
         if record.expires_at is not None and record.expires_at * 1000 > now_ms:
             instants.add(record.expires_at * 1000)
     return sorted(instants)
+
+
+# The windowed leaves of each compiled segment, worked out once: a build or a batch
+# evaluates many visitors with the same segments. Keyed by the object's id, which the
+# entry keeps alive, so an id is never reused while its entry stands.
+_LEAVES: dict[int, tuple[CompiledSegment, tuple[_WindowedCount, ...]]] = {}
+_LEAVES_KEPT = 1024
+
+
+def _leaves_of(segment: CompiledSegment) -> tuple[_WindowedCount, ...]:
+    entry = _LEAVES.get(id(segment))
+    if entry is None or entry[0] is not segment:
+        if len(_LEAVES) >= _LEAVES_KEPT:
+            _LEAVES.clear()
+        entry = _LEAVES[id(segment)] = (segment, tuple(_windowed_counts(segment.definition.rule)))
+    return entry[1]
 
 
 def _windowed_counts(rule: Rule) -> Iterator[_WindowedCount]:

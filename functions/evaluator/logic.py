@@ -11,7 +11,7 @@ nothing is done; the first build evaluates everyone."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -23,10 +23,13 @@ from functions.core.freshness import evaluate_visitor
 from functions.core.records import Record, VisitorHistory, group_by_visitor
 from functions.core.storage.catalog import StoredCatalog
 from functions.core.storage.events import EVENT_KEY, MAPPING_PREFIX, VISITOR_KEY
-from functions.core.storage.membership import Membership, StoredMembership
+from functions.core.storage.membership import Membership, Schedule, StoredMembership, needs_item
 
 # Plans kept per warm container: the published build and the one before, around a publish.
 PLANS_CACHED = 4
+# A visitor whose item a build being published owns is evaluated again this much later,
+# by the sweep, against that build once it is published.
+RETRY_REFUSED_MS = 60_000
 
 
 class VisitorRecords(Protocol):
@@ -37,7 +40,7 @@ class MembershipItems(Protocol):
     def stored_many(self, visitor_ids: Iterable[str]) -> dict[str, StoredMembership]: ...
 
     def put_evaluated(
-        self, visitor_id: str, membership: Membership | None, *, due_at: int | None, published: str
+        self, visitor_id: str, membership: Membership, *, schedule: Schedule | None, published: str
     ) -> bool: ...
 
 
@@ -50,7 +53,7 @@ class Catalog(Protocol):
 
 
 class DueIndex(Protocol):
-    def put_due(self, due_ms: Mapping[str, int]) -> int: ...
+    def put_due(self, due_ms: Mapping[str, int], *, now_ms: int | None = None) -> int: ...
 
 
 class Documents(Protocol):
@@ -100,6 +103,9 @@ class Evaluation:
     # Writes refused: the item is a build's not yet published, or a tombstone since.
     refused: int = 0
     due: int = 0
+    # Visitors whose evaluation or write failed, with the error: the others' are done, and
+    # the handler has Lambda retry the stream from the first record of a failed one.
+    failed: Mapping[str, Exception] = field(default_factory=dict)
 
 
 # Lambda's DynamoDB Streams event, as much of it as the evaluator reads.
@@ -154,23 +160,30 @@ def evaluate_visitors(visitor_ids: Sequence[str], stores: EvaluatorStores, now_m
     stored = stores.membership.stored_many(live) if live else {}
     written = unchanged = refused = 0
     due_ms: dict[str, int] = {}
+    failed: dict[str, Exception] = {}
     for visitor_id in live:
-        result = evaluate_visitor(history_of(visitor_id, stores.events.records_of(visitor_id)), segments, now_ms)
-        membership = Membership(result.segments, result.expires_at) if result.segments else None
-        due_at = result.due_ms // 1000 if result.due_ms is not None else None
-        if result.due_ms is not None:
-            due_ms[visitor_id] = result.due_ms
-        before = stored.get(visitor_id)
-        if _same(before, membership, due_at):
-            unchanged += 1
-        elif before is not None and before.build_id is not None and before.build_id > published:
-            refused += 1  # a build being published owns the item (the write would be refused)
-        elif stores.membership.put_evaluated(visitor_id, membership, due_at=due_at, published=published):
-            written += 1
-        else:
-            refused += 1
+        try:
+            result = evaluate_visitor(history_of(visitor_id, stores.events.records_of(visitor_id)), segments, now_ms)
+            membership = Membership(result.segments, result.expires_at)
+            schedule = Schedule.of(result.due_ms, result.next_segments, result.next_due_ms)
+            if result.due_ms is not None:
+                due_ms[visitor_id] = result.due_ms
+            before = stored.get(visitor_id)
+            if _same(before, membership, schedule):
+                unchanged += 1
+            elif before is not None and before.build_id is not None and before.build_id > published:
+                refused += 1  # a build being published owns the item (the write would be refused)
+                due_ms[visitor_id] = now_ms + RETRY_REFUSED_MS
+            elif stores.membership.put_evaluated(visitor_id, membership, schedule=schedule, published=published):
+                written += 1
+            else:
+                refused += 1
+                due_ms[visitor_id] = now_ms + RETRY_REFUSED_MS
+        except Exception as error:  # one visitor's failure must not fail the others'
+            failed[visitor_id] = error
+            due_ms.pop(visitor_id, None)
     if due_ms:
-        stores.due.put_due(due_ms)
+        stores.due.put_due(due_ms, now_ms=now_ms)
     return Evaluation(
         published=published,
         visitors=len(live) + len(suppressed),
@@ -179,12 +192,16 @@ def evaluate_visitors(visitor_ids: Sequence[str], stores: EvaluatorStores, now_m
         unchanged=unchanged,
         refused=refused,
         due=len(due_ms),
+        failed=failed,
     )
 
 
-def _same(stored: StoredMembership | None, membership: Membership | None, due_at: int | None) -> bool:
+def _same(stored: StoredMembership | None, membership: Membership, schedule: Schedule | None) -> bool:
     """Whether the stored item already says what the evaluation found."""
-    if stored is None or stored.current is None or not stored.current.segments:
-        # No item, or one with no segments: nothing to write for a visitor in no segment.
-        return membership is None
-    return stored.current == membership and stored.due_at == due_at
+    if stored is None:
+        # No item: nothing to write for a visitor in no segment now or from its due instant.
+        return not needs_item(membership.segments, schedule)
+    held = stored.current if stored.current is not None else Membership(frozenset())
+    if not held.segments and not membership.segments:
+        held = membership  # no segments: the expiry only matters with a next step, compared below
+    return held == membership and stored.schedule == schedule

@@ -29,7 +29,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
 
     def evaluate(visitor_ids: Sequence[str]) -> Evaluation:
-        return evaluate_visitors(visitor_ids, stores, now_ms)
+        evaluation = evaluate_visitors(visitor_ids, stores, now_ms)
+        if evaluation.failed:  # the run fails and the next one starts from the same checkpoint
+            first = next(iter(evaluation.failed.values()))
+            raise RuntimeError(f"{len(evaluation.failed)} due visitor(s) failed to evaluate") from first
+        return evaluation
 
     result = sweep(due, evaluate, now_ms)
     metrics.add_metric(name="visitors_swept", unit=MetricUnit.Count, value=result.visitors)

@@ -1,15 +1,17 @@
 """The due-time sweep (DESIGN.md, "Freshness"): every minute, re-evaluate exactly the
 visitors filed in the due index under the minutes that have passed since the last sweep,
-with the evaluator's own logic, then delete their entries. Never a scan of the events.
+with the evaluator's own logic. Never a scan of the events.
 
-Only whole minutes in the past are swept: a re-evaluation files the visitor under its
-next due instant, which lies after now and so in a later minute than any swept, and the
-entries deleted afterwards are never the new ones. A sweep that fails part-way is run
-again from the same checkpoint: re-evaluating a visitor twice writes nothing new."""
+Only whole minutes in the past are swept, each once: the checkpoint moves past them, so
+their entries are never read again and are left to the table's TTL (free; a delete would
+cost a write unit per visitor). A re-evaluation files the visitor under its next due
+instant, which lies after now and so in a later minute than any swept. A sweep that
+fails part-way is run again from the same checkpoint: re-evaluating a visitor twice
+writes nothing new."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,8 +29,6 @@ EVALUATE_BATCH = 100
 class DueEntries(Protocol):
     def visitors_due(self, minute: int, bucket: int) -> list[str]: ...
 
-    def delete_due(self, minute: int, bucket: int, visitor_ids: Iterable[str]) -> int: ...
-
     def swept_minute(self) -> int | None: ...
 
     def put_swept_minute(self, minute: int) -> None: ...
@@ -37,7 +37,7 @@ class DueEntries(Protocol):
 @dataclass(frozen=True)
 class SweepResult:
     minutes: int
-    visitors: int
+    visitors: int  # distinct visitors re-evaluated
     last_swept: int | None
 
 
@@ -51,18 +51,24 @@ def minutes_to_sweep(checkpoint: int | None, now_ms: int) -> range:
 
 
 def sweep(due: DueEntries, evaluate: Callable[[Sequence[str]], object], now_ms: int) -> SweepResult:
-    """Re-evaluate the visitors due in the minutes to sweep; `evaluate` is the
+    """Re-evaluate the visitors due in the minutes to sweep, each once, in batches of up to
+    `EVALUATE_BATCH` gathered across buckets and minutes (a batch's fixed reads, such as
+    the catalog's, are then paid once per batch, not once per bucket); `evaluate` is the
     evaluator's (at the sweep's now)."""
     minutes = minutes_to_sweep(due.swept_minute(), now_ms)
-    visitors = 0
+    seen: set[str] = set()
+    pending: list[str] = []
     for minute in minutes:
         for bucket in range(DUE_BUCKETS):
-            visitor_ids = due.visitors_due(minute, bucket)
-            for start in range(0, len(visitor_ids), EVALUATE_BATCH):
-                evaluate(visitor_ids[start : start + EVALUATE_BATCH])
-            if visitor_ids:
-                due.delete_due(minute, bucket, visitor_ids)
-                visitors += len(visitor_ids)
+            for visitor_id in due.visitors_due(minute, bucket):
+                if visitor_id not in seen:
+                    seen.add(visitor_id)
+                    pending.append(visitor_id)
+            while len(pending) >= EVALUATE_BATCH:
+                evaluate(pending[:EVALUATE_BATCH])
+                del pending[:EVALUATE_BATCH]
+    if pending:
+        evaluate(pending)
     if len(minutes):
         due.put_swept_minute(minutes[-1])
-    return SweepResult(minutes=len(minutes), visitors=visitors, last_swept=minutes[-1] if len(minutes) else None)
+    return SweepResult(minutes=len(minutes), visitors=len(seen), last_swept=minutes[-1] if len(minutes) else None)

@@ -38,9 +38,12 @@ def test_builder_function_is_configured_from_context(prod_stack: Synthesised) ->
         "CATALOG_TABLE": prod_stack.ref(storage.catalog_table),
         "SUPPRESSION_TABLE": prod_stack.ref(storage.suppression_table),
         "ID_MAP_TABLE": prod_stack.ref(storage.id_map_table),
+        "DUE_TABLE": prod_stack.ref(storage.due_table),
         "SEGMENTS_BUCKET": prod_stack.ref(storage.bucket),
         "RETENTION_DAYS": "30",
         "BUILD_SHARDS": "8",
+        # a daily cron schedule: builds look 48 hours ahead, the stale-build alarm's window
+        "DUE_HORIZON_SECONDS": str(48 * 3600),
     }
 
 

@@ -43,6 +43,7 @@ def access(synthesised: Synthesised, function: lambda_.Function) -> dict[str, se
         synthesised.logical_id(storage.catalog_table): "catalog",
         synthesised.logical_id(storage.suppression_table): "suppression",
         synthesised.logical_id(storage.id_map_table): "id_map",
+        synthesised.logical_id(storage.due_table): "due",
         synthesised.logical_id(storage.bucket): "bucket",
         synthesised.logical_id(synthesised.stack.builder.dead_letter_queue): "dead_letters",
         synthesised.logical_id(synthesised.stack.replay.queue): "fallback",
@@ -98,9 +99,11 @@ def test_replay_consumes_the_fallback_queue_and_only_writes_events(prod_stack: S
 
 def test_builder_reads_events_and_maintains_membership_catalog_and_builds(prod_stack: Synthesised) -> None:
     granted = access(prod_stack, prod_stack.stack.builder.function)
-    assert set(granted) == {"events", "membership", "catalog", "suppression", "id_map", "bucket", "logs", "*"}
+    assert set(granted) == {"events", "membership", "catalog", "suppression", "id_map", "due", "bucket", "logs", "*"}
     # an erasure deletes the partners' side of the visitor's mappings, and only that
     assert granted["id_map"] == {"dynamodb:DeleteItem"}
+    # publish files the visitors whose membership changes before the next build: puts only
+    assert granted["due"] == {"dynamodb:BatchWriteItem"}
     assert "dynamodb:Scan" in granted["events"]
     # reads, and deletes (BatchWriteItem) of a suppressed visitor's events; never updates
     assert granted["events"] <= DYNAMODB_READS | DESCRIBE | {"dynamodb:BatchWriteItem"}

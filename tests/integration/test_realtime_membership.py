@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 
 from functions.core.storage.due import DueStore, minute_of
-from functions.core.storage.membership import Membership, MembershipStore
+from functions.core.storage.membership import Membership, MembershipStore, Schedule
 from functions.core.storage.suppression import SuppressionStore
 from functions.core.times import DAY_MS, iso
 from tests.integration.conftest import LONDON, PARIS, hit, push_definitions
@@ -52,17 +52,17 @@ def test_a_hit_shows_in_lookups_without_a_build_and_the_next_build_writes_nothin
     # WHEN a new visitor's hit arrives and the evaluator runs on the stream's batch
     hit(ingest, lambda_context, "visitor-paris-1", int(time.time() * 1000), "https://shop.example/blog", PARIS)
     result = load_handler("evaluator").handler(stream_batch(aws.events_table), lambda_context)
-    # THEN the lookup answers its segments at once, as of the published build
-    assert result["published"] == published
+    # THEN the batch succeeded, and the lookup answers its segments at once, as of the published build
+    assert result == {"batchItemFailures": []}
     assert membership.get("visitor-paris-1", as_of=published) == ["all-visitors", "paris"]
     stored = membership.stored_many(["visitor-paris-1"])["visitor-paris-1"]
     # as of the published build, and the same answer for a lookup whose catalog is a build older
     assert stored.build_id == published and stored.previous == stored.current
     assert membership.get("visitor-paris-1", as_of="20000101T000000Z") == ["all-visitors", "paris"]
     # AND the visitor is filed under the minute it leaves "seen this month"
-    assert stored.due_at is not None
+    assert stored.schedule is not None
     due = DueStore(aws.due_table)
-    assert "visitor-paris-1" in due.visitors_due(minute_of(stored.due_at * 1000), _bucket("visitor-paris-1"))
+    assert "visitor-paris-1" in due.visitors_due(minute_of(stored.schedule.due_at * 1000), _bucket("visitor-paris-1"))
     # WHEN the next build runs
     later = build_now(load_handler, lambda_context, offset_s=2)
     # THEN it found the visitor's membership written and wrote nothing for it
@@ -83,10 +83,11 @@ def test_the_write_never_replaces_a_tombstone_or_a_later_builds_item(aws):
     # GIVEN a suppressed visitor, and one whose item a build being published wrote
     membership.suppress(["gone"], expires_at=int(time.time()) + 3600)
     membership.apply({}, "20261201T000000Z")
-    assert membership.put_evaluated("pending", member, due_at=None, published="20261201T000000Z")
+    assert membership.put_evaluated("pending", member, schedule=None, published="20261201T000000Z")
     # THEN the evaluator's writes as of an earlier published build are refused
-    assert not membership.put_evaluated("gone", member, due_at=None, published="20261130T000000Z")
-    assert not membership.put_evaluated("pending", None, due_at=None, published="20261130T000000Z")
+    assert not membership.put_evaluated("gone", member, schedule=None, published="20261130T000000Z")
+    nothing = Membership(frozenset())
+    assert not membership.put_evaluated("pending", nothing, schedule=None, published="20261130T000000Z")
     assert membership.describe("gone")["suppressed"]  # type: ignore[index]
     assert membership.get("pending", as_of="20261201T000000Z") == ["paris"]
 
@@ -101,17 +102,20 @@ def test_a_lookup_answers_nothing_past_the_due_instant_until_the_sweep_re_evalua
     membership = MembershipStore(aws.membership_table)
     past_due = now // 1000 - 120
     membership.put_evaluated(
-        "visitor-paris-1", Membership(frozenset({"paris"}), None), due_at=past_due, published=published
+        "visitor-paris-1", Membership(frozenset({"paris"}), None), schedule=Schedule(past_due), published=published
     )
     assert membership.get("visitor-paris-1", as_of=published) == []
     DueStore(aws.due_table).put_due({"visitor-paris-1": past_due * 1000})
     # WHEN the sweep runs
     result = load_handler("sweep").handler({}, lambda_context)
-    # THEN it re-evaluated the visitor: the lookup answers again, and the entry is gone
+    # THEN it re-evaluated the visitor: the lookup answers again
     assert result["visitors"] == 1
     assert membership.get("visitor-paris-1", as_of=published) == ["all-visitors", "paris"]
+    # AND the swept entry is left for the table's TTL to delete (free), not deleted
     swept = minute_of(past_due * 1000)
-    assert DueStore(aws.due_table).visitors_due(swept, _bucket("visitor-paris-1")) == []
+    assert DueStore(aws.due_table).visitors_due(swept, _bucket("visitor-paris-1")) == ["visitor-paris-1"]
+    # AND the next run, past the checkpoint, never re-evaluates it
+    assert load_handler("sweep").handler({}, lambda_context)["visitors"] == 0
 
 
 def test_a_suppressed_visitor_is_never_evaluated_back(load_handler, aws, lambda_context):

@@ -19,7 +19,7 @@ from functions.core.records import EventRecord, Record
 from functions.core.segments import SegmentDefinition
 from functions.core.storage.catalog import StoredCatalog
 from functions.core.storage.due import minute_of
-from functions.core.storage.membership import Membership, StoredMembership, _live_segments
+from functions.core.storage.membership import Membership, Schedule, StoredMembership, _live_segments
 from functions.evaluator.logic import EvaluatorStores, PublishedDefinitions, evaluate_visitors, visitors_of
 from functions.sweep.logic import FIRST_LOOKBACK_MINUTES, MAX_MINUTES_PER_RUN, minutes_to_sweep, sweep
 from tests.fakes import MemoryBucket, MemoryEvents, MemoryMembership, MemorySuppression
@@ -54,7 +54,7 @@ class MemoryDue:
     def __init__(self) -> None:
         self.entries: dict[str, int] = {}
 
-    def put_due(self, due_ms: Mapping[str, int]) -> int:
+    def put_due(self, due_ms: Mapping[str, int], *, now_ms: int | None = None) -> int:
         self.entries.update(due_ms)
         return 1
 
@@ -138,7 +138,8 @@ def test_a_hit_puts_the_visitor_in_its_segment_as_of_the_published_build_with_it
     stored = membership.stored["v1"]
     assert stored.current == Membership(frozenset({"recent"}), hit_at // 1000 + 90 * 86_400)
     assert stored.build_id == PUBLISHED and stored.previous is None
-    assert stored.due_at == (hit_at + DAY) // 1000
+    # (with nothing after the hit, the visitor is in no segment from then on, for good)
+    assert stored.schedule == Schedule((hit_at + DAY) // 1000, frozenset(), None)
     assert isinstance(stores.due, MemoryDue) and stores.due.entries == {"v1": hit_at + DAY}
 
 
@@ -213,7 +214,7 @@ def test_the_evaluator_gives_a_builds_answer_at_the_same_instant(seed):
     # THEN its stored membership is the build's, visitor by visitor
     membership = stores.membership
     assert isinstance(membership, MemoryMembership)
-    stored = {v: m.current for v, m in membership.stored.items()}
+    stored = {v: m.current for v, m in membership.stored.items() if m.current is not None}
     assert stored == {v: Membership(m.segments, m.expires_at) for v, m in built.items() if m is not None}
 
 
@@ -228,6 +229,54 @@ def test_a_lookup_answers_no_segments_from_the_due_instant_on():
     evaluated = item(build_id={"S": PUBLISHED}, due_at={"N": str(NOW_S)})
     assert _live_segments(evaluated, NOW_S - 1, PUBLISHED) == ["recent"]
     assert _live_segments(evaluated, NOW_S, PUBLISHED) == []
+
+
+def test_a_lookup_serves_the_step_after_the_due_instant_until_that_one_may_change():
+    # GIVEN an item in "recent" until NOW, then in "later" until an hour later
+    evaluated = item(
+        build_id={"S": PUBLISHED},
+        due_at={"N": str(NOW_S)},
+        next_segments={"SS": ["later"]},
+        next_due_at={"N": str(NOW_S + 3600)},
+    )
+    # THEN each instant is served its own step, and nothing once both may have changed
+    assert _live_segments(evaluated, NOW_S - 1, PUBLISHED) == ["recent"]
+    assert _live_segments(evaluated, NOW_S, PUBLISHED) == ["later"]
+    assert _live_segments(evaluated, NOW_S + 3599, PUBLISHED) == ["later"]
+    assert _live_segments(evaluated, NOW_S + 3600, PUBLISHED) == []
+    # AND an item in no segment until its due instant serves its segments from then on
+    entering = {k: v for k, v in evaluated.items() if k != "segments"}
+    assert _live_segments(entering, NOW_S - 1, PUBLISHED) == []
+    assert _live_segments(entering, NOW_S + 1, PUBLISHED) == ["later"]
+
+
+def test_a_visitor_who_enters_a_segment_at_its_due_instant_keeps_an_item_saying_so():
+    # GIVEN "no page view in the last day" and a visitor whose only hit was an hour ago
+    quiet = SegmentDefinition.model_validate(
+        {"id": "quiet", "name": "Quiet", "rule": {"event": {"name": "page_view", "max_count": 0, "within_days": 1}}}
+    )
+    hit_at = NOW - 3_600_000
+    stores = stores_for([("v1", recent_hit(hit_at))], [quiet])
+    # WHEN the evaluator sees the hit
+    evaluate_visitors(["v1"], stores, NOW)
+    # THEN the visitor is in no segment now, but its item says it is quiet from the day's end
+    membership = stores.membership
+    assert isinstance(membership, MemoryMembership)
+    stored = membership.stored["v1"]
+    assert stored.current is None
+    assert stored.schedule == Schedule((hit_at + DAY) // 1000, frozenset({"quiet"}), hit_at // 1000 + 90 * 86_400)
+    # AND a second evaluation with nothing new writes nothing
+    assert evaluate_visitors(["v1"], stores, NOW + 60_000).unchanged == 1
+
+
+def test_a_visitor_whose_item_a_pending_build_owns_is_filed_to_be_evaluated_again():
+    stores = stores_for([("v1", recent_hit(NOW))], [RECENT_DEFINITION])
+    membership = stores.membership
+    assert isinstance(membership, MemoryMembership)
+    membership.stored["v1"] = StoredMembership(None, "20240601T120000Z", None)
+    evaluate_visitors(["v1"], stores, NOW)
+    # THEN the sweep evaluates it again a minute later, against that build once published
+    assert isinstance(stores.due, MemoryDue) and stores.due.entries == {"v1": NOW + 60_000}
 
 
 def test_the_due_instant_of_the_current_side_does_not_hide_the_previous_one():
@@ -252,10 +301,6 @@ class MemoryDueEntries:
         self.queried.append((minute, bucket))
         return list(self.entries.get((minute, bucket), []))
 
-    def delete_due(self, minute: int, bucket: int, visitor_ids: Iterable[str]) -> int:
-        self.entries.pop((minute, bucket), None)
-        return 1
-
     def swept_minute(self) -> int | None:
         return self.checkpoint
 
@@ -270,12 +315,11 @@ def test_the_sweep_visits_whole_past_minutes_since_its_checkpoint():
     assert len(minutes_to_sweep(now_minute - 10_000, NOW)) == MAX_MINUTES_PER_RUN
 
 
-def test_the_sweep_re_evaluates_the_due_visitors_deletes_their_entries_and_moves_its_checkpoint():
+def test_the_sweep_re_evaluates_the_due_visitors_and_moves_its_checkpoint_past_their_minute():
     minute = minute_of(NOW) - 1
     due = MemoryDueEntries({(minute, 3): ["v1", "v2"], (minute + 5, 0): ["later"]}, checkpoint=minute - 1)
     evaluated: list[list[str]] = []
     result = sweep(due, lambda ids: evaluated.append(list(ids)), NOW)
     assert evaluated == [["v1", "v2"]]
-    assert due.entries == {(minute + 5, 0): ["later"]}
     assert due.checkpoint == minute and result.visitors == 2
     assert len(due.queried) == 10  # one Query per bucket of the one minute

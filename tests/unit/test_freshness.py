@@ -380,10 +380,59 @@ def test_evaluate_visitor_equals_a_builds_answer_for_every_visitor():
         membership = evaluate_visitor(history, segments, plan.now_ms)
         stored = built.get(history.visitor_id)
         assert membership.segments == (stored.segments if stored else frozenset()), history.visitor_id
-        assert membership.expires_at == (stored.expires_at if stored else None), history.visitor_id
+        if stored:
+            assert membership.expires_at == stored.expires_at, history.visitor_id
         assert membership.due_ms == next_change_ms(history, segments, plan.now_ms)
         found += bool(stored)
     assert found > 20  # the audience has members to compare
+
+
+def test_evaluate_visitor_looks_one_change_ahead_and_stops_at_the_horizon():
+    # GIVEN a generated audience and every reference segment
+    now_s = 1_733_140_800 + 5 * 86_400
+    population = generate(5, 120, now_ms=now_s * 1000)
+    segments = compile_segments(tuple(s.definition for s in CATALOGUE))
+    now, horizon = now_s * 1000, now_s * 1000 + 3 * DAY
+    ahead = limited = 0
+    for history in population.histories():
+        # WHEN each visitor is evaluated, with and without a horizon
+        exact = evaluate_visitor(history, segments, now, max_evaluations=NEVER_CHECKED)
+        bounded = evaluate_visitor(history, segments, now, horizon_ms=horizon, max_evaluations=NEVER_CHECKED)
+        if exact.due_ms is None:
+            assert (exact.next_segments, exact.next_due_ms) == (frozenset(), None)
+        else:
+            # THEN the step ahead is what an evaluation at the due instant gives
+            at_due = evaluate_visitor(history, segments, exact.due_ms, max_evaluations=NEVER_CHECKED)
+            assert exact.next_segments == at_due.segments != exact.segments, history.visitor_id
+            assert exact.next_due_ms == at_due.due_ms, history.visitor_id
+            ahead += 1
+        # AND a horizon only drops the changes at or after it
+        assert bounded.segments == exact.segments
+        if exact.due_ms is not None and exact.due_ms < horizon:
+            assert (bounded.due_ms, bounded.next_segments) == (exact.due_ms, exact.next_segments)
+            expected_next = exact.next_due_ms if exact.next_due_ms is not None and exact.next_due_ms < horizon else None
+            assert bounded.next_due_ms == expected_next, history.visitor_id
+            limited += exact.next_due_ms is not None and expected_next is None
+        else:
+            assert (bounded.due_ms, bounded.next_segments, bounded.next_due_ms) == (None, frozenset(), None)
+            limited += exact.due_ms is not None
+    assert ahead > 20 and limited > 5  # both cases are met
+
+
+def test_a_visitor_out_of_every_segment_until_the_due_instant_keeps_its_expiry():
+    # GIVEN a visitor who enters the segment only once an event leaves the window
+    history = visitor(hit(ago(days=2), expires_at=NOW_S + 88 * 86_400))
+    segments = compile_segments([segment({"event": {"max_count": 0, "within_days": 7}})])
+    # WHEN evaluated now
+    membership = evaluate_visitor(history, segments, NOW)
+    # THEN it is in no segment now, in the segment from the event's window exit on
+    assert membership == VisitorMembership(
+        segments=frozenset(),
+        expires_at=NOW_S + 88 * 86_400,  # the item keeps the next step until the data expires
+        due_ms=ago(days=2) + 7 * DAY,
+        next_segments=frozenset({"the-segment"}),
+        next_due_ms=(NOW_S + 88 * 86_400) * 1000,  # with its data gone, it is in no segment
+    )
 
 
 # --- properties -------------------------------------------------------------------------

@@ -3,12 +3,16 @@ with no new data, filed under the minute of that instant, for the sweep to re-ev
 
 An entry is `{due_minute: "<YYYYmmddHHMM>#<k>", visitor_id, due_at}`; k spreads a minute's
 entries over `DUE_BUCKETS` partitions. The sweep's checkpoint (the last minute it swept
-completely) is one item of the same table, under a key no minute has."""
+completely) is one item of the same table, under a key no minute has.
+
+Nothing deletes an entry: the sweep never reads a minute at or before its checkpoint
+again, and DynamoDB's TTL removes each entry `ENTRY_KEPT_SECONDS` after its minute, for
+free, where a delete would cost a write unit per swept visitor."""
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,23 +50,30 @@ def due_key(minute: int, bucket: int) -> str:
 
 
 class DueStore(TableAdapter):
-    def put_due(self, due_ms: Mapping[str, int]) -> int:
+    def put_due(self, due_ms: Mapping[str, int], *, now_ms: int | None = None) -> int:
         """File each visitor under the minute of its due instant (BatchWriteItem, 25 a
-        request); returns the requests made. An earlier entry at another minute stays:
-        the sweep then re-evaluates the visitor once for nothing, never too late."""
-        requests: list[dict[str, Any]] = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        MINUTE_KEY: s(due_key(minute_of(due), bucket_of(visitor_id))),
-                        VISITOR_KEY: s(visitor_id),
-                        DUE_AT: n(due // 1000),
-                        EXPIRES_AT: n(due // 1000 + ENTRY_KEPT_SECONDS),
+        request); returns the requests made. A due instant in a minute before the minute
+        of `now_ms` is filed under the minute of `now_ms` instead: the sweep sweeps whole
+        minutes before its own now, so it may have passed that earlier minute already,
+        never the current one (None: no such floor). An earlier entry at another minute
+        stays: the sweep then re-evaluates the visitor once for nothing, never too late."""
+        floor = minute_of(now_ms) if now_ms is not None else None
+        requests: list[dict[str, Any]] = []
+        for visitor_id, due in due_ms.items():
+            minute = minute_of(due) if floor is None else max(minute_of(due), floor)
+            requests.append(
+                {
+                    "PutRequest": {
+                        "Item": {
+                            MINUTE_KEY: s(due_key(minute, bucket_of(visitor_id))),
+                            VISITOR_KEY: s(visitor_id),
+                            DUE_AT: n(due // 1000),
+                            # kept as long after the minute it is filed under as after its due instant
+                            EXPIRES_AT: n(max(due // 1000, minute * 60) + ENTRY_KEPT_SECONDS),
+                        }
                     }
                 }
-            }
-            for visitor_id, due in due_ms.items()
-        ]
+            )
         return batch_write(self.client, self.table_name, requests) if requests else 0
 
     def visitors_due(self, minute: int, bucket: int) -> list[str]:
@@ -77,14 +88,6 @@ class DueStore(TableAdapter):
         ):
             visitors.extend(item[VISITOR_KEY]["S"] for item in page.get("Items", []))
         return visitors
-
-    def delete_due(self, minute: int, bucket: int, visitor_ids: Iterable[str]) -> int:
-        """Delete swept entries (BatchWriteItem); returns the requests made."""
-        key = s(due_key(minute, bucket))
-        requests: list[dict[str, Any]] = [
-            {"DeleteRequest": {"Key": {MINUTE_KEY: key, VISITOR_KEY: s(v)}}} for v in dict.fromkeys(visitor_ids)
-        ]
-        return batch_write(self.client, self.table_name, requests) if requests else 0
 
     def swept_minute(self) -> int | None:
         """The last minute the sweep finished (minutes since the epoch), if any."""

@@ -16,11 +16,15 @@ segments from the moment it is written, and no build writes over it, as every me
 write is conditional on its absence.
 
 The evaluator (DESIGN.md, "Freshness") writes a visitor's membership between builds, on a
-hit and at its due instant, as of the published build: `build_id` is that build's, with no
-`previous_*`, and `due_at` (epoch seconds, rounded down) is when it can next change with no
-new data. Lookups answer no segments from `due_at` on, until the sweep re-evaluates the
-visitor, so they never serve a membership past the instant it may have changed. The write
-never replaces an item of a build not published yet (a later `build_id`)."""
+hit and at its due instant, as of the published build (`build_id` is that build's), and a
+build writes it for the visitors whose membership changes before the next build is due.
+Such an item has a schedule: `due_at` (epoch seconds, rounded down), when the membership
+can next change with no new data, `next_segments` (absent: none), the membership from then
+on, and `next_due_at`, when that can change in turn. Lookups serve `segments` until
+`due_at`, then `next_segments` until `next_due_at`, then none until the sweep has
+re-evaluated the visitor: never a membership past the instant it may have changed. An
+item may hold no segments now and some from `due_at` on. The evaluator never replaces an
+item of a build not published yet (a later `build_id`)."""
 
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ PREVIOUS_SEGMENTS = "previous_segments"
 PREVIOUS_EXPIRES_AT = "previous_expires_at"
 SUPPRESSED = "suppressed"
 DUE_AT = "due_at"
+NEXT_SEGMENTS = "next_segments"
+NEXT_DUE_AT = "next_due_at"
 _NOT_SUPPRESSED = f"attribute_not_exists({SUPPRESSED})"
 # How long the item of a visitor who left every segment is kept for lookups that still
 # serve the build before (a lookup's catalog is at most minutes old).
@@ -55,6 +61,8 @@ _NAMES = {
     "#ps": PREVIOUS_SEGMENTS,
     "#pt": PREVIOUS_EXPIRES_AT,
     "#d": DUE_AT,
+    "#ns": NEXT_SEGMENTS,
+    "#nd": NEXT_DUE_AT,
 }
 
 
@@ -68,12 +76,38 @@ class Membership:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """When a membership can next change with no new data (epoch seconds, rounded down),
+    the segments from then on, and when those can change in turn (None: never, or not
+    before the evaluation's horizon)."""
+
+    due_at: int
+    next_segments: frozenset[str] = frozenset()
+    next_due_at: int | None = None
+
+    @classmethod
+    def of(cls, due_ms: int | None, next_segments: frozenset[str], next_due_ms: int | None) -> Schedule | None:
+        """From an evaluation's instants in milliseconds (None: no change foreseen)."""
+        if due_ms is None:
+            return None
+        return cls(due_ms // 1000, next_segments, next_due_ms // 1000 if next_due_ms is not None else None)
+
+
+def needs_item(segments: frozenset[str], schedule: Schedule | None) -> bool:
+    """Whether a visitor in `segments` now, with this schedule, needs an item: not when it
+    is in no segment now nor from its due instant on."""
+    return bool(segments) or (schedule is not None and bool(schedule.next_segments))
+
+
+@dataclass(frozen=True)
 class MembershipChange:
     """A visitor's membership as of a new build (None: in no segment) and as of the
-    published build before it, which lookups serve until the new one is published."""
+    published build before it, which lookups serve until the new one is published; and
+    the new membership's schedule, if it changes before the next build is due."""
 
     current: Membership | None
     previous: Membership | None
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +118,8 @@ class StoredMembership:
     current: Membership | None
     build_id: str | None = None
     previous: Membership | None = None
-    # Written by the evaluator: when the current membership can next change (epoch seconds).
-    due_at: int | None = None
+    # When the current membership can next change, and what it is from then on.
+    schedule: Schedule | None = None
 
     def as_of(self, published: str | None) -> Membership | None:
         """The membership lookups serve while `published` is the published build."""
@@ -95,13 +129,34 @@ class StoredMembership:
 
 
 def _stored(item: Mapping[str, Any]) -> StoredMembership:
-    written_by, due = item.get(BUILD_ID), item.get(DUE_AT)
+    written_by = item.get(BUILD_ID)
     return StoredMembership(
         current=_membership(item, SEGMENTS, EXPIRES_AT),
         build_id=written_by["S"] if written_by else None,
         previous=_membership(item, PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT),
-        due_at=int(due["N"]) if due else None,
+        schedule=_schedule(item),
     )
+
+
+def _schedule(item: Mapping[str, Any]) -> Schedule | None:
+    due, then, next_due = item.get(DUE_AT), item.get(NEXT_SEGMENTS), item.get(NEXT_DUE_AT)
+    if due is None:
+        return None
+    return Schedule(
+        int(due["N"]),
+        frozenset(then["SS"]) if then else frozenset(),
+        int(next_due["N"]) if next_due else None,
+    )
+
+
+def _put_schedule(item: dict[str, Any], schedule: Schedule | None) -> None:
+    if schedule is None:
+        return
+    item[DUE_AT] = n(schedule.due_at)
+    if schedule.next_segments:
+        item[NEXT_SEGMENTS] = {"SS": sorted(schedule.next_segments)}
+    if schedule.next_due_at is not None:
+        item[NEXT_DUE_AT] = n(schedule.next_due_at)
 
 
 def _membership(item: Mapping[str, Any], segments: str, expires: str) -> Membership | None:
@@ -119,8 +174,11 @@ def _live_segments(item: Mapping[str, Any], now_s: float, as_of: str | None) -> 
         segments_name, expires_name = PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT
     else:
         due = item.get(DUE_AT)
-        if due is not None and int(due["N"]) <= now_s:  # may have changed; the sweep is on its way
-            return []
+        if due is not None and int(due["N"]) <= now_s:  # changed: the step after, until it may change again
+            next_due = item.get(NEXT_DUE_AT)
+            if next_due is not None and int(next_due["N"]) <= now_s:
+                return []  # may have changed twice; the sweep is on its way
+            segments_name = NEXT_SEGMENTS
     segments = item.get(segments_name)
     if segments is None:  # a tombstone, a visitor who left every segment, or a new member
         return []
@@ -180,13 +238,15 @@ class MembershipStore(TableAdapter):
     def put_evaluated(
         self,
         visitor_id: str,
-        membership: Membership | None,
+        membership: Membership,
         *,
-        due_at: int | None,
+        schedule: Schedule | None,
         published: str,
     ) -> bool:
-        """Store the visitor's membership as the evaluator computed it with the definitions
-        of the published build `published` (None or no segments: the item is deleted).
+        """Store the visitor's membership and its schedule as the evaluator computed them
+        with the definitions of the published build `published`. A visitor in no segment
+        now and none from its due instant on has no item (it is deleted); `expires_at` is
+        the data's expiry, the item's TTL.
 
         Conditional on no tombstone (suppression wins) and on the item not being a build's
         that is not published yet (a later build id): that build's publish brings its own
@@ -196,7 +256,7 @@ class MembershipStore(TableAdapter):
         names = {"#b": BUILD_ID}
         values = {":b": s(published)}
         try:
-            if membership is None or not membership.segments:
+            if not needs_item(membership.segments, schedule):
                 self.client.delete_item(
                     TableName=self.table_name,
                     Key={VISITOR_KEY: s(visitor_id)},
@@ -205,21 +265,18 @@ class MembershipStore(TableAdapter):
                     ExpressionAttributeValues=values,
                 )
                 return True
-            item: dict[str, Any] = {
-                VISITOR_KEY: s(visitor_id),
-                SEGMENTS: {"SS": sorted(membership.segments)},
-                BUILD_ID: s(published),
-            }
+            item: dict[str, Any] = {VISITOR_KEY: s(visitor_id), BUILD_ID: s(published)}
             if membership.expires_at is not None:
                 item[EXPIRES_AT] = n(membership.expires_at)
-            if due_at is not None:
-                item[DUE_AT] = n(due_at)
-            # A lookup whose catalog still names the build before `published` (for at most
-            # its refresh interval) reads the previous side: the fresh answer there too, not
-            # none; its catalog still filters it by that build's destinations.
-            item[PREVIOUS_SEGMENTS] = item[SEGMENTS]
-            if membership.expires_at is not None:
-                item[PREVIOUS_EXPIRES_AT] = item[EXPIRES_AT]
+            if membership.segments:
+                item[SEGMENTS] = {"SS": sorted(membership.segments)}
+                # A lookup whose catalog still names the build before `published` (for at
+                # most its refresh interval) reads the previous side: the fresh answer there
+                # too, not none; its catalog still filters it by that build's destinations.
+                item[PREVIOUS_SEGMENTS] = item[SEGMENTS]
+                if membership.expires_at is not None:
+                    item[PREVIOUS_EXPIRES_AT] = item[EXPIRES_AT]
+            _put_schedule(item, schedule)
             self.client.put_item(
                 TableName=self.table_name,
                 Item=item,
@@ -277,17 +334,23 @@ class MembershipStore(TableAdapter):
             "build_id": item["build_id"]["S"] if "build_id" in item else None,
             "expires_at": int(expires["N"]) if expires else None,
             "previous_segments": sorted(item[PREVIOUS_SEGMENTS]["SS"]) if PREVIOUS_SEGMENTS in item else [],
+            # when the segments can next change with no new data, and what they are then
+            "due_at": int(item[DUE_AT]["N"]) if DUE_AT in item else None,
+            "next_segments": sorted(item[NEXT_SEGMENTS]["SS"]) if NEXT_SEGMENTS in item else [],
             "suppressed": SUPPRESSED in item,
         }
 
 
 def _item(visitor_id: str, change: MembershipChange, build_id: str, now_s: float) -> dict[str, Any]:
     """The item of a visitor's membership written by `build_id`. One who left every segment
-    keeps the previous segments for `LEFT_KEPT_SECONDS` (or until their data expires)."""
+    keeps the previous segments for `LEFT_KEPT_SECONDS` (or until their data expires), or
+    until its data expires if it is in segments again from its due instant on."""
     item: dict[str, Any] = {VISITOR_KEY: s(visitor_id), BUILD_ID: s(build_id)}
-    current, previous = change.current, change.previous
+    current, previous, schedule = change.current, change.previous, change.schedule
     if current is not None and current.segments:
         item[SEGMENTS] = {"SS": sorted(current.segments)}
+        expires_at = current.expires_at
+    elif current is not None and schedule is not None and schedule.next_segments:
         expires_at = current.expires_at
     else:
         expires_at = int(now_s) + LEFT_KEPT_SECONDS
@@ -299,4 +362,5 @@ def _item(visitor_id: str, change: MembershipChange, build_id: str, now_s: float
         item[PREVIOUS_SEGMENTS] = {"SS": sorted(previous.segments)}
         if previous.expires_at is not None:
             item[PREVIOUS_EXPIRES_AT] = n(previous.expires_at)
+    _put_schedule(item, schedule)
     return item
