@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from functions.core.tables import (
     TableDefinition,
 )
 from functions.core.times import DAY_SECONDS
+from functions.evaluator.stream import BATCH_SIZE, RETRY_ATTEMPTS
 
 if TYPE_CHECKING:
     from functions.builder.stores import BuildStores
@@ -344,9 +346,9 @@ class LocalStack:
 
     def stream_membership(self, *, poll_seconds: float = 0.5, sweep_every: float = 10.0) -> None:
         """Real-time membership, as in AWS: the evaluator on each batch of the events
-        table's stream (read from the emulator every `poll_seconds`, passed in Lambda's
-        event shape), and the sweep every `sweep_every` seconds. A batch that fails is
-        reported and skipped: the next hit, sweep or build corrects it."""
+        table's stream (read from the emulator every `poll_seconds` by a `StreamPoller`,
+        which retries a failed batch as Lambda does), and the sweep every `sweep_every`
+        seconds."""
         from dmp.lambda_context import LocalContext
         from functions.evaluator import handler as evaluator_handler
         from functions.sweep import handler as sweep_handler
@@ -358,27 +360,18 @@ class LocalStack:
         dynamodb = boto3.client("dynamodb")
         stream_arn = dynamodb.describe_table(TableName=self.target.events_table)["Table"]["LatestStreamArn"]
 
+        poller = StreamPoller(
+            boto3.client("dynamodbstreams"),
+            stream_arn,
+            lambda event: evaluator.handler(event, LocalContext("evaluator", timeout_seconds=60)),
+        )
+
         def poll() -> None:
-            streams = boto3.client("dynamodbstreams")
-            iterators: dict[str, str | None] = {}
             while not stop.wait(poll_seconds):
                 try:
-                    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
-                        if shard["ShardId"] not in iterators:
-                            iterators[shard["ShardId"]] = streams.get_shard_iterator(
-                                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-                            )["ShardIterator"]
-                    for shard_id, iterator in iterators.items():
-                        if iterator is None:
-                            continue
-                        page = streams.get_records(ShardIterator=iterator, Limit=100)
-                        iterators[shard_id] = page.get("NextShardIterator")
-                        if page["Records"]:
-                            evaluator.handler(
-                                {"Records": page["Records"]}, LocalContext("evaluator", timeout_seconds=60)
-                            )
+                    poller.poll()
                 except Exception as error:  # keep polling, as Lambda's event source mapping would
-                    print(f"membership evaluation failed: {error}")
+                    print(f"reading the events table's stream failed: {error}")
 
         def sweep() -> None:
             while not stop.wait(sweep_every):
@@ -414,6 +407,93 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class _ShardPosition:
+    """Where the poller is in one shard: the iterator of its next records, or the record
+    a failed batch is retried from and how many times that batch failed there."""
+
+    iterator: str | None
+    retry_from: str | None = None
+    failures: int = 0
+
+
+class StreamPoller:
+    """Lambda's event source mapping for the events table's stream, on the emulator: each
+    `poll()` reads every shard's next records (up to `BATCH_SIZE`) and hands them to
+    `handler` in Lambda's event shape. A batch that fails (the handler raises, or answers
+    failed records, stream.py) is read again from its lowest failed record at the next
+    poll, and after `RETRY_ATTEMPTS` retries it is given up on with a log line, as Lambda
+    then sends its description to the dead-letter queue."""
+
+    def __init__(
+        self,
+        streams: Any,
+        stream_arn: str,
+        handler: Callable[[dict[str, Any]], Mapping[str, Any] | None],
+        *,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self._streams = streams
+        self._stream_arn = stream_arn
+        self._handler = handler
+        self._log = log
+        self._shards: dict[str, _ShardPosition] = {}
+
+    def poll(self) -> int:
+        """Read every shard once; returns the number of records handed to the handler."""
+        description = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
+        for shard in description["Shards"]:
+            if shard["ShardId"] not in self._shards:
+                self._shards[shard["ShardId"]] = _ShardPosition(self._iterator(shard["ShardId"], "TRIM_HORIZON"))
+        return sum(self._poll_shard(shard_id, position) for shard_id, position in self._shards.items())
+
+    def _iterator(self, shard_id: str, kind: str, **at: str) -> str:
+        return str(
+            self._streams.get_shard_iterator(
+                StreamArn=self._stream_arn, ShardId=shard_id, ShardIteratorType=kind, **at
+            )["ShardIterator"]
+        )
+
+    def _poll_shard(self, shard_id: str, position: _ShardPosition) -> int:
+        iterator = position.iterator
+        if position.retry_from is not None:
+            iterator = self._iterator(shard_id, "AT_SEQUENCE_NUMBER", SequenceNumber=position.retry_from)
+        if iterator is None:  # a closed shard, read to its end
+            return 0
+        page = self._streams.get_records(ShardIterator=iterator, Limit=BATCH_SIZE)
+        records: list[dict[str, Any]] = page["Records"]
+        next_iterator = page.get("NextShardIterator")
+        failed_at = self._failed_at(records) if records else None
+        if failed_at is None:
+            position.iterator, position.retry_from, position.failures = next_iterator, None, 0
+            return len(records)
+        failures = position.failures + 1 if failed_at == position.retry_from else 1
+        if failures > RETRY_ATTEMPTS:
+            last = records[-1]["dynamodb"]["SequenceNumber"]
+            self._log(
+                f"membership evaluation gave up on stream records {failed_at} to {last} of {shard_id} after "
+                f"{RETRY_ATTEMPTS} retries (Lambda's dead-letter queue would describe them): their visitors' "
+                "membership waits for their next hit, due instant or build"
+            )
+            position.iterator, position.retry_from, position.failures = next_iterator, None, 0
+        else:
+            position.retry_from, position.failures = failed_at, failures
+        return len(records)
+
+    def _failed_at(self, records: list[dict[str, Any]]) -> str | None:
+        """The sequence number to retry from, or None when the batch succeeded."""
+        try:
+            response = self._handler({"Records": records})
+        except Exception as error:  # the whole batch failed: retried from its first record
+            self._log(f"membership evaluation failed: {error}")
+            return str(records[0]["dynamodb"]["SequenceNumber"])
+        failures = (response or {}).get("batchItemFailures") or []
+        if not failures:
+            return None
+        # Lambda checkpoints before the lowest sequence number answered.
+        return min((str(failure["itemIdentifier"]) for failure in failures), key=int)
 
 
 def scheduled_event(time: str, shards: int) -> dict[str, Any]:

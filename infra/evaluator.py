@@ -2,11 +2,14 @@
 stream and the due-time sweep on a one-minute schedule.
 
 The stream's event source batches up to `BATCH_SIZE` records for at most
-`MAX_BATCHING_WINDOW`; a batch that fails is retried, halved to isolate a bad record,
-and after `RETRY_ATTEMPTS` its description goes to the evaluator's dead-letter queue
-(the next build corrects what it missed). Alarms: the stream's iterator age (the
-evaluator falling behind the hits) and the dead-letter queue. A sweep that fails is not
-retried: the next minute's run starts from the same checkpoint.
+`MAX_BATCHING_WINDOW` (functions/evaluator/stream.py, which `dmp serve`'s poller follows
+too). The evaluator reports the visitors it failed on (partial batch response): the stream
+is retried from the first record of a failed visitor, the rest of the batch stands. A batch
+that fails as a whole is retried and halved to isolate a bad record. After `RETRY_ATTEMPTS`
+the failed part's description goes to the evaluator's dead-letter queue (the next build
+corrects what it missed). Alarms: the stream's iterator age (the evaluator falling behind
+the hits) and the dead-letter queue. A sweep that fails is not retried: the next minute's
+run starts from the same checkpoint.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from constructs import Construct
 
 from functions.core.config import Env
+from functions.evaluator.stream import BATCH_SIZE, RETRY_ATTEMPTS
 from infra.compliance import acknowledge
 from infra.dead_letters import ALARM_PERIOD, alarm_on_messages, dead_letter_queue
 from infra.lambda_layer import LambdaPackaging
@@ -28,9 +32,7 @@ from infra.lambda_layer import LambdaPackaging
 EVALUATOR_TIMEOUT = Duration.seconds(60)
 SWEEP_TIMEOUT = Duration.minutes(5)
 MEMORY_MB = 512
-BATCH_SIZE = 100
 MAX_BATCHING_WINDOW = Duration.seconds(1)
-RETRY_ATTEMPTS = 3
 SWEEP_SCHEDULE = events.Schedule.rate(Duration.minutes(1))
 # The evaluator is this far behind the hits (the age of the newest record it read) before
 # the alarm goes off: lookups then lag the site by as much.
@@ -76,9 +78,9 @@ class Evaluator(Construct):
             memory_size=MEMORY_MB,
             timeout=EVALUATOR_TIMEOUT,
             reserved_concurrency=reserved_concurrency,
-            failures=f"The DynamoDB Streams event source invokes it synchronously: a failed batch is retried "
-            f"{RETRY_ATTEMPTS} times, halved to isolate a bad record, then described in the evaluator's "
-            "dead-letter queue (on-failure destination), which is alarmed.",
+            failures=f"The DynamoDB Streams event source invokes it synchronously: the records of the visitors "
+            f"it reports failed (or a failed batch, halved to isolate a bad record) are retried {RETRY_ATTEMPTS} "
+            "times, then described in the evaluator's dead-letter queue (on-failure destination), which is alarmed.",
             environment=environment,
         )
         self.event_source = event_sources.DynamoEventSource(
@@ -87,6 +89,8 @@ class Evaluator(Construct):
             batch_size=BATCH_SIZE,
             max_batching_window=MAX_BATCHING_WINDOW,
             bisect_batch_on_error=True,
+            # The handler answers which visitors failed: only their part of the batch is retried.
+            report_batch_item_failures=True,
             retry_attempts=RETRY_ATTEMPTS,
             on_failure=event_sources.SqsDlq(self.dead_letter_queue),
         )
