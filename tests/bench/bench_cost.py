@@ -47,9 +47,36 @@ machine (taking one of its cores for one Lambda vCPU), so they are estimates.
   - ..._stepfunctions_usd: the state transitions of one execution: Plan, Published?,
     Shards, one Shard each, Publish, Export.
 
+- evaluator_cost_per_million_hits_usd: what real-time membership (DESIGN.md, "Freshness")
+  adds to a million hits: the events table's stream invokes the evaluator with batches of
+  up to `BATCH_SIZE` records (infra/evaluator.py; taken full, i.e. at least that many hits
+  in the batching window of 1 s, so a million hits are 1 M / 100 = 10,000 invocations),
+  and it re-evaluates each batch's visitors. Measured by invoking the evaluator's handler
+  on moto with `EVALUATOR_BATCHES` stream batches of 100 hits of 100 returning visitors,
+  whose histories run evenly from 10 to 100 events (the pixel's items, over 40 days), each
+  batch a new hit of the same visitors, after a batch of their previous hits (an hour
+  earlier) that warms the container (its plan read and compiled) and leaves each
+  visitor's item as the evaluator would have. The mean batch's share per hit of
+  - ..._lambda_usd: one invocation, and the batch's CPU time here (moto's own work in
+    answering left out: in AWS that is DynamoDB's and S3's) scaled to the evaluator's
+    memory (`MEMORY_MB` of infra/evaluator.py) as for the pixel, billed per started ms.
+    Not measured: the wait for DynamoDB's answers (one Query per visitor, one after the
+    other, a few ms each), which Lambda bills too.
+  - ..._dynamodb_usd: the read and write units of every request, computed from each
+    request and the sizes of the items it read or wrote (`UsageMeter`, common.py): the
+    catalog's GetItem, the suppression and membership BatchGetItems (half a unit per key,
+    found or not), each visitor's Query (its events' bytes over 4 KB), the membership
+    writes of visitors whose item changed, the due index's BatchWriteItem (one unit an
+    entry). Reading the stream costs nothing: Lambda's reads of a DynamoDB stream are free.
+  - ..._s3_usd: the S3 requests (none once the container has read the published plan).
+  - ..._logs_usd and ..._xray_usd: as for the pixel, per invocation (X-Ray's 5 %: at under
+    one invocation a second, below ~100 hits a second, Lambda's one-a-second reservoir
+    traces each, up to $0.05 more per million hits).
+
 Supporting figures: cost_hit_lambda_billed_ms, cost_hit_answer_bytes, cost_hit_log_bytes,
-build_cost_eval_seconds_per_million_events, build_cost_s3_put_requests and
-build_cost_s3_get_requests.
+build_cost_eval_seconds_per_million_events, build_cost_s3_put_requests,
+build_cost_s3_get_requests, evaluator_batch_billed_ms, evaluator_read_units_per_hit and
+evaluator_write_units_per_hit.
 """
 
 from __future__ import annotations
@@ -63,12 +90,15 @@ import io
 import json
 import math
 import os
+import random
+import statistics
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.bench import aws_prices as price
-from tests.bench.common import BASE_ENV, RequestCounter, median_seconds, quiet_stdout
+from tests.bench.common import BASE_ENV, RequestCounter, Usage, UsageMeter, median_seconds, quiet_stdout
 from tests.conftest import ROOT
 
 # infra/ingest.py and infra/builder.py (tests/infra pins both).
@@ -87,6 +117,10 @@ XRAY_SAMPLED = 0.05
 CHANGED_FRACTION = 0.05
 AVERAGE_MONTH_DAYS = 365 / 12
 BUILD_EVENTS = 1_000_000
+# Stream batches measured (after one that warms the container), and the shortest and
+# longest history of their visitors.
+EVALUATOR_BATCHES = 3
+HISTORY_EVENTS = (10, 100)
 
 # Headers API Gateway and CloudFront add to the handler's answer, as an example answer
 # carries them (HTTP/1.1 text; HTTP/2 compresses them, so this is on the high side).
@@ -156,6 +190,28 @@ def scan_read_units(items: int, item_bytes: int) -> float:
     return units / 2
 
 
+def dynamodb_usd(read_units: float, write_units: float) -> float:
+    return read_units * price.DYNAMODB_READ_REQUEST_UNIT + write_units * price.DYNAMODB_WRITE_REQUEST_UNIT
+
+
+def s3_request_classes(requests: Mapping[str, float]) -> tuple[float, float]:
+    """(PUT-class, GET-class) requests of {S3 operation: requests}; DELETE is free."""
+    put = sum(n for operation, n in requests.items() if operation in S3_PUT_CLASS)
+    get = sum(n for operation, n in requests.items() if operation not in S3_PUT_CLASS and operation not in S3_FREE)
+    return put, get
+
+
+def s3_usd(requests: Mapping[str, float]) -> float:
+    put, get = s3_request_classes(requests)
+    return put * price.S3_PUT_REQUEST + get * price.S3_GET_REQUEST
+
+
+def membership_change_usd(changes: float) -> float:
+    """A build's writes for visitors whose membership changed: a conditional PutItem each
+    (one write unit: the item is under 1 KB) and a suppression check (half a read unit)."""
+    return dynamodb_usd(changes * 0.5, changes * write_units(1))
+
+
 @dataclass(frozen=True)
 class Hit:
     """What one pixel hit uses, as measured."""
@@ -215,11 +271,35 @@ def build_usd(build: Build, *, memory_mb: int = BUILDER_MEMORY_MB) -> dict[str, 
         "scan": scan_read_units(build.events, build.event_item_bytes) * price.DYNAMODB_READ_REQUEST_UNIT,
         # a membership item (id, segment ids and the previous ones, build id, expiries)
         # is well under 1 KB
-        "membership": changed * write_units(1) * price.DYNAMODB_WRITE_REQUEST_UNIT
-        + changed * 0.5 * price.DYNAMODB_READ_REQUEST_UNIT,
+        "membership": membership_change_usd(changed),
         "s3": build.s3_put_requests * price.S3_PUT_REQUEST + build.s3_get_requests * price.S3_GET_REQUEST,
         "stepfunctions": state_transitions(build.shards) * price.STEP_FUNCTIONS_STATE_TRANSITION,
     }
+
+
+@dataclass(frozen=True)
+class EvaluatorBatch:
+    """What one invocation of the stream evaluator uses, as measured."""
+
+    hits: int  # stream records in the batch
+    function_seconds: float  # its CPU time here, on one core, moto's answering left out
+    read_units: float
+    write_units: float
+    s3_put_requests: float
+    s3_get_requests: float
+    log_bytes: int
+
+
+def evaluator_usd(batch: EvaluatorBatch, *, memory_mb: int) -> dict[str, float]:
+    """Dollars of one hit's share of an evaluator invocation, by component."""
+    per_invocation = {
+        "lambda": lambda_invocation_usd(on_lambda_seconds(batch.function_seconds, memory_mb), memory_mb),
+        "dynamodb": dynamodb_usd(batch.read_units, batch.write_units),
+        "s3": batch.s3_put_requests * price.S3_PUT_REQUEST + batch.s3_get_requests * price.S3_GET_REQUEST,
+        "logs": batch.log_bytes / price.GB * price.CLOUDWATCH_LOGS_INGESTED_GB,
+        "xray": XRAY_SAMPLED * price.XRAY_TRACE_RECORDED,
+    }
+    return {component: usd / batch.hits for component, usd in per_invocation.items()}
 
 
 def answer_bytes(answer: dict[str, Any]) -> int:
@@ -331,6 +411,175 @@ def count_build_s3_requests(shards: int) -> dict[str, int]:
     }
 
 
+@dataclass(frozen=True)
+class StackSettings:
+    """The stack's own constants, imported from infra/ rather than copied."""
+
+    evaluator_memory_mb: int  # the sweep's too
+    evaluator_batch_size: int
+    builder_memory_mb: int
+    sweep_interval: timedelta
+
+
+def stack_settings() -> StackSettings:
+    """infra/evaluator.py's and infra/builder.py's settings. Importing infra starts the
+    CDK's node runtime (seconds), so only a suite that prices them does."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")  # as the Makefile does
+    import infra.builder
+    import infra.evaluator
+
+    return StackSettings(
+        evaluator_memory_mb=infra.evaluator.MEMORY_MB,
+        evaluator_batch_size=infra.evaluator.BATCH_SIZE,
+        builder_memory_mb=infra.builder.MEMORY_MB,
+        sweep_interval=rate_interval(infra.evaluator.SWEEP_SCHEDULE.expression_string),
+    )
+
+
+def rate_interval(schedule: str) -> timedelta:
+    """The interval of a `rate(...)` schedule (as infra/settings.py accepts them)."""
+    from infra.settings import RATE, RATE_UNITS
+
+    match = RATE.match(schedule)
+    if match is None:
+        raise ValueError(f"not a rate(...) schedule: {schedule!r}")
+    return int(match["value"]) * RATE_UNITS[match["unit"]]
+
+
+def visitor_history(visitor_id: str, events: int, now_ms: int, rng: random.Random) -> Iterator[dict[str, Any]]:
+    """`events` page views of a returning visitor over the 40 days before `now_ms`, as the
+    pixel stores them (the items of bench_shard.GeneratedEvents)."""
+    from tests.bench.bench_shard import CITIES, PAGES
+
+    country, region, city = CITIES[rng.randrange(len(CITIES))]
+    for index in range(events):
+        ts = now_ms - rng.randrange(3_600_000, 40 * 86_400_000)
+        yield {
+            "visitor_id": {"S": visitor_id},
+            "event_id": {"S": f"{ts:013d}:{index:04x}"},
+            "ts": {"N": str(ts)},
+            "name": {"S": "page_view"},
+            "url": {"S": "https://shop.example" + PAGES[rng.randrange(len(PAGES))]},
+            "country": {"S": country},
+            "region": {"S": region},
+            "city": {"S": city},
+            "device": {"S": rng.choice(("mobile", "desktop"))},
+            "expires_at": {"N": str(ts // 1000 + 90 * 86_400)},
+        }
+
+
+def stream_event(items: list[dict[str, Any]], table_arn: str) -> dict[str, Any]:
+    """Lambda's DynamoDB Streams event for new items (NEW_IMAGE, as infra/evaluator.py
+    subscribes)."""
+    return {
+        "Records": [
+            {
+                "eventID": f"{number:032x}",
+                "eventName": "INSERT",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": price.REGION,
+                "dynamodb": {
+                    "ApproximateCreationDateTime": int(item["ts"]["N"]) // 1000,
+                    "Keys": {"visitor_id": item["visitor_id"], "event_id": item["event_id"]},
+                    "NewImage": item,
+                    "SequenceNumber": f"{number:021d}",
+                    "SizeBytes": len(json.dumps(item)),
+                    "StreamViewType": "NEW_IMAGE",
+                },
+                "eventSourceARN": f"{table_arn}/stream/2026-11-28T00:00:00.000",
+            }
+            for number, item in enumerate(items)
+        ]
+    }
+
+
+def measure_evaluator(batch_size: int, batches: int = EVALUATOR_BATCHES) -> EvaluatorBatch:
+    """The evaluator's handler on stream batches of `batch_size` hits of returning
+    visitors, on moto: the mean batch (median CPU time) of `batches`, each a new hit of
+    the same visitors, after one (their previous hits, an hour earlier) that warms the
+    container. The same visitors each time: moto's Query sorts the whole table, so a
+    table of a few thousand items keeps the suite to minutes."""
+    import time
+
+    from moto import mock_aws
+
+    from tests.conftest import SEGMENTS_DIR, FakeContext
+
+    with mock_aws():
+        from dmp.local import create_resources
+        from functions.builder.build import build
+        from functions.core.hits import Geo, TrackedEvent
+        from functions.core.segments import load_definitions
+        from functions.core.storage.events import EventStore
+
+        os.environ.update(BASE_ENV)
+        target = create_resources(None, region=price.REGION)
+        os.environ.update(target.environment())
+        stores = target.build_stores()
+        for definition in load_definitions({str(p): p.read_text() for p in SEGMENTS_DIR.glob("*.yaml")}):
+            stores.bucket.put_definition(  # type: ignore[attr-defined]
+                definition.id, definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
+        now_ms = int(time.time() * 1000)
+        with quiet_stdout():  # a published build to evaluate against (of no events: its plan is what counts)
+            build(stores, datetime.fromtimestamp(now_ms // 1000 - 7200, UTC), retention_seconds=90 * 86_400)
+        events = EventStore(target.events_table)
+        rng = random.Random(11)
+        low, high = HISTORY_EVENTS
+        visitors = [f"visitor-{number:04d}" for number in range(batch_size)]
+        items = [
+            item
+            for number, visitor_id in enumerate(visitors)
+            for item in visitor_history(
+                visitor_id, low + round((high - low) * number / max(1, batch_size - 1)), now_ms - 3_600_000, rng
+            )
+        ]
+        for start in range(0, len(items), 25):
+            requests: list[Any] = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            events.client.batch_write_item(RequestItems={target.events_table: requests})
+        arn = events.client.describe_table(TableName=target.events_table)["Table"]["TableArn"]
+
+        samples: list[tuple[float, Usage, int]] = []
+        with UsageMeter() as meter:
+            meter.watch_new_clients()
+            handler = importlib.reload(importlib.import_module("functions.evaluator.handler"))
+            for batch in range(batches + 1):
+                hit_ms = int(time.time() * 1000) - (3_600_000 if batch == 0 else 0)
+                hits = [
+                    TrackedEvent(
+                        visitor_id=visitor_id,
+                        event_id=f"{hit_ms:013d}:{number:04x}",
+                        ts_ms=hit_ms,
+                        name="page_view",
+                        url="https://shop.example/pricing",
+                        geo=Geo(country="GB", region="ENG", city="London"),
+                        device="mobile",
+                    )
+                    for number, visitor_id in enumerate(visitors)
+                ]
+                with meter.paused():
+                    events.put_many(hits, 90 * 86_400)
+                event = stream_event([events.to_item(hit, 90 * 86_400) for hit in hits], arn)
+                output = io.StringIO()
+                used, seconds = meter.usage(), meter.function_seconds()
+                with contextlib.redirect_stdout(output):
+                    handler.handler(event, FakeContext())
+                samples.append((meter.function_seconds() - seconds, meter.usage() - used, len(output.getvalue())))
+    measured = samples[1:]  # the first warmed the container
+    usage = sum((u for _, u, _ in measured), Usage()) * (1 / len(measured))
+    put, get = s3_request_classes(usage.requests_of("s3"))
+    return EvaluatorBatch(
+        hits=batch_size,
+        function_seconds=statistics.median(seconds for seconds, _, _ in measured),
+        read_units=usage.total_read_units,
+        write_units=usage.total_write_units,
+        s3_put_requests=put,
+        s3_get_requests=get,
+        log_bytes=round(statistics.mean(n for _, _, n in measured)) + len(PLATFORM_LOG_LINES.encode()),
+    )
+
+
 def run() -> dict[str, float]:
     context = _context()
     shards = int(context["build_shards"])
@@ -366,4 +615,16 @@ def run() -> dict[str, float]:
     results["build_cost_eval_seconds_per_million_events"] = seconds_per_event * 1e6
     results["build_cost_s3_put_requests"] = s3["put"]
     results["build_cost_s3_get_requests"] = s3["get"]
+
+    stack = stack_settings()
+    batch = measure_evaluator(stack.evaluator_batch_size)
+    per_evaluated_hit = evaluator_usd(batch, memory_mb=stack.evaluator_memory_mb)
+    results["evaluator_cost_per_million_hits_usd"] = sum(per_evaluated_hit.values()) * 1e6
+    for component, usd in per_evaluated_hit.items():
+        results[f"evaluator_cost_per_million_hits_{component}_usd"] = usd * 1e6
+    results["evaluator_batch_billed_ms"] = math.ceil(
+        round(on_lambda_seconds(batch.function_seconds, stack.evaluator_memory_mb) * 1000, 6)
+    )
+    results["evaluator_read_units_per_hit"] = batch.read_units / batch.hits
+    results["evaluator_write_units_per_hit"] = batch.write_units / batch.hits
     return results

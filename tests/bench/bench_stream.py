@@ -1,5 +1,4 @@
-"""Real-time membership benchmarks (DESIGN.md, "Freshness"), on moto, counted in DynamoDB
-requests (deterministic, unlike times on these machines):
+"""Real-time membership benchmarks (DESIGN.md, "Freshness"), on moto:
 
 - stream_reads_per_hit: DynamoDB read requests the evaluator makes per hit, for a stream
   batch of 100 hits of 100 visitors (catalog, suppression and membership read once per
@@ -8,52 +7,142 @@ requests (deterministic, unlike times on these machines):
   the streamed hits: 0, the evaluator already wrote each change.
 - sweep_overhead_ratio: DynamoDB requests of a sweep run that re-evaluates K = 100 visitors
   due in one minute, over the requests of those re-evaluations alone (the sweep's
-  overhead: its checkpoint, one Query per bucket of the minute, the deletes); near 1
-  when many are due at once.
+  overhead: its checkpoint, one Query per bucket of the minute); near 1 when many are due
+  at once.
 - stream_freshness_seconds: on `dmp serve` (its stream poller, `stream_membership()`, at
   its default 0.5 s), after `segments push segments/`, `partners add demo-dsp` and one
   `build --local`, a pixel hit through the local gateway of a new visitor with London's
   CloudFront-Viewer headers; the partner's lookup is polled every 50 ms until it shows
   `new-uk-visitors`. The median, over 5 hits (a new visitor each), of seconds from sending
   the hit to the lookup showing it (tests/bench/stream_local.py). Aim <= 5.
-- sweep_cost_ratio: DynamoDB requests of a sweep of the due visitors / those of a full
-  build, over 1 M events (100 k visitors x 10 events) of which 1 % of visitors (1,000)
-  are due. Counted on moto at a smaller size and extrapolated linearly:
-    sweep(1,000) = 10 x the requests of the sweep of 100 due visitors measured above (an
-      upper bound: its checkpoint and per-bucket Queries are counted 10 times);
-    build(1 M) = ceil(1 M x B / 1 MiB) + S Scan pages (B: mean DynamoDB item size of the
-      generated events, by DynamoDB's size rules; S = 2 scan segments, each ending in a
-      short page) + the non-Scan requests of the measured rebuild (1,500 events, 300
-      visitors; taken as fixed, a lower bound: a rebuild with no membership change).
-  Aim <= 0.05.
+- sweep_cost_ratio: what AWS bills for sweeping the due visitors / for a full build, in
+  dollars (tests/bench/aws_prices.py, the model of bench_cost.py), for 1 M events (100 k
+  visitors x 10 events) of which 1 % of visitors, D = 1,000, fall due between two builds
+  (cdk.json's `build_schedule`, rate(1 hour): R = 60 sweep runs, one a minute, meanwhile).
+  Aim <= 0.05. Measured on moto at a smaller size and extrapolated linearly:
+
+    sweep(D) = R x idle run + B x batch + D x due visitor
+    - idle run: a sweep of one minute with nobody due (the mean of `IDLE_RUNS`): its
+      checkpoint's GetItem (strongly consistent: 1 read unit) and PutItem (1 write unit),
+      one Query per bucket of the minute (`DUE_BUCKETS`, half a read unit each, empty),
+      one invocation.
+    - due visitor: the 100 visitors of the stream batch above, swept at their own due
+      instants (where the evaluator filed them, 17 to 30 days after their hit), one run per
+      minute as they fall due (visitors filed again by a run are swept again if their next
+      instant comes among those minutes): (the usage of those runs - runs x idle run -
+      batches x batch) / visitors swept. The usage is the read and write units of every
+      request (`UsageMeter`, common.py: from each request and the sizes of the items it
+      reads and writes; a read of a missing item still costs one), S3 requests, and CPU
+      time.
+    - batch: what an evaluation batch (up to `EVALUATE_BATCH` visitors) reads whatever its
+      size: the catalog's GetItem. B = R x ceil(D / R / EVALUATE_BATCH): the due visitors
+      spread evenly over the runs.
+    - Lambda: R invocations, each billed (per started ms) for an idle run's CPU time and
+      its share D/R of the due visitors', at the sweep's memory (infra/evaluator.py).
+
+    build(1 M events) = q(N1) + (q(N2) - q(N1)) x (1 M - N1) / (N2 - N1) for every quantity
+    q of a rebuild measured at N1 = `BUILD_VISITORS`[0] x 10 and N2 = `BUILD_VISITORS`[1] x 10
+    events: its read and write units (mostly the parallel scan's pages: their bytes over
+    4 KB, halved), its S3 requests by operation, and the CPU time of each of its stages
+    (the least of `REBUILDS` rebuilds), run one by one through the builder's handler as
+    the state machine runs them (plan, cdk.json's `build_shards` shards, publish, export).
+    Priced as one invocation a stage at the builder's memory (infra/builder.py), the state
+    machine's transitions, S3's PUT and GET classes, and the units. The rebuild comes two
+    minutes after a first build, so it has next to no changes of its own (kept); to be
+    fair it is charged the changes the sweep made: for every swept visitor whose segments
+    changed, a build's write for a change (`membership_change_usd`: one write unit and
+    half a read unit). The sweep keeps all its own writes: a visitor's item rewritten
+    with its next due instant even when its segments did not change, and its next due
+    entry; that is what sweeping costs. (In this population every due visitor leaves its
+    last segment at its due instant, so it has no next entry: a visitor who stays in a
+    segment pays one more write unit, for its next due entry.)
+
+  CPU time is the process's, less moto's own work in answering requests (in AWS, DynamoDB's
+  and S3's), on both sides; neither side counts the wait for DynamoDB's answers, which
+  Lambda bills too (a sweep waits on one Query per visitor, a build on 1 MB pages).
+- sweep_request_ratio: the same two sides counted in DynamoDB requests (the measure
+  sweep_cost_ratio used before it was priced; DynamoDB bills units, not requests).
+
+Supporting figures: the two sides, sweep_cost_usd (and its _lambda_, _dynamodb_, _s3_) and
+sweep_cost_build_usd (and its _lambda_, _stepfunctions_, _dynamodb_, _s3_, _changes_); the
+sweep's per due visitor (sweep_cost_per_due_visitor_usd, its batch's share included;
+sweep_due_visitor_read_units, sweep_due_visitor_write_units, and
+sweep_segment_change_fraction, the share of swept visitors whose segments changed); an
+idle run (sweep_idle_run_usd) and a day of them (sweep_idle_usd_per_day).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
-from collections.abc import Sequence
-from datetime import timedelta
+import statistics
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from functions.core.times import DAY_MS, DAY_SECONDS
+from functions.sweep.logic import EVALUATE_BATCH
+from tests.bench import aws_prices as price
+from tests.bench.bench_cost import (
+    dynamodb_usd,
+    lambda_invocation_usd,
+    membership_change_usd,
+    on_lambda_seconds,
+    rate_interval,
+    s3_usd,
+    stack_settings,
+    state_transitions,
+)
 from tests.bench.bench_shard import NOW, NOW_MS, GeneratedEvents
-from tests.bench.common import BASE_ENV, RequestCounter
+from tests.bench.common import BASE_ENV, RequestCounter, Usage, UsageMeter, extrapolate, quiet_stdout
 from tests.bench.stream_local import freshness_seconds
+from tests.conftest import ROOT
 
 BATCH = 100
 READS = ("GetItem", "BatchGetItem", "Query", "Scan")
-EVENTS_1M = 1_000_000
-DUE_AT_1M = 1_000  # 1 % of 100 k visitors of 10 events
-SCAN_SEGMENTS = 2
-REBUILD_HOOK = "bench-stream-rebuild"
 WRITES = ("BatchWriteItem", "PutItem", "DeleteItem", "TransactWriteItems")
+EVENTS_PER_VISITOR = 10
+EVENTS_1M = 1_000_000
+DUE_SHARE = 0.01  # of the visitors, due between two builds
+IDLE_RUNS = 10
+# The two sizes of the measured rebuilds, in visitors of EVENTS_PER_VISITOR events.
+BUILD_VISITORS = (500, 2_000)
+STAGES = ("plan", "shard", "publish", "export")
+REBUILDS = 2
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What some runs of a function used: units and requests, and CPU seconds here."""
+
+    usage: Usage
+    seconds: float
+
+    def __add__(self, other: Measured) -> Measured:
+        return Measured(self.usage + other.usage, self.seconds + other.seconds)
+
+    def __sub__(self, other: Measured) -> Measured:
+        return Measured(self.usage - other.usage, self.seconds - other.seconds)
+
+    def __mul__(self, factor: float) -> Measured:
+        return Measured(self.usage * factor, self.seconds * factor)
+
+
+@dataclass(frozen=True)
+class SweepMeasurement:
+    idle_run: Measured
+    batch: Usage
+    due_visitor: Measured
+    segment_change_fraction: float
 
 
 def run() -> dict[str, float]:
     from moto import mock_aws
 
     os.environ.update(BASE_ENV)
+    stack = stack_settings()
     results: dict[str, float] = {}
     with mock_aws():
         from dmp.local import create_resources
@@ -64,17 +153,16 @@ def run() -> dict[str, float]:
         from functions.core.storage.events import EventStore
         from functions.evaluator.logic import evaluate_visitors
         from functions.evaluator.stores import connect
-        from functions.sweep.logic import sweep
         from tests.conftest import SEGMENTS_DIR
 
-        target = create_resources(None, region="us-east-1")
+        target = create_resources(None, region=price.REGION)
         stores = target.build_stores()
         for definition in load_definitions({str(p): p.read_text() for p in SEGMENTS_DIR.glob("*.yaml")}):
             stores.bucket.put_definition(  # type: ignore[attr-defined]
                 definition.id, definition.model_dump(mode="json", by_alias=True, exclude_none=True)
             )
         events = EventStore(target.events_table)
-        for item in GeneratedEvents(300, 5).scan():
+        for item in GeneratedEvents(300, EVENTS_PER_VISITOR).scan():
             events.client.put_item(TableName=target.events_table, Item=item)
         build(stores, NOW, shards=2, retention_seconds=90 * DAY_SECONDS)
 
@@ -105,67 +193,242 @@ def run() -> dict[str, float]:
 
         counter.attach(stores.membership.client)  # type: ignore[attr-defined]
         counter.calls.clear()
-        everything = RequestCounter()  # every DynamoDB request of the rebuild, its new clients' too
-        _attach_everywhere(everything, stores)
         build(stores, NOW + timedelta(minutes=2), shards=2, retention_seconds=90 * DAY_SECONDS)
         results["stream_rebuild_membership_writes"] = sum(1 for c in counter.calls if c in WRITES)
-        rebuild_other_requests = sum(1 for c in everything.calls if c != "Scan")
-        _detach_session(everything)
 
-        # The same visitors, filed as due in one minute and swept then.
-        due_ms = hit_ms + 3 * DAY_MS
-        due.put_due(dict.fromkeys(visitors, due_ms))
-        due.put_swept_minute(due_ms // 60_000 - 1)
-        counter.calls.clear()  # the due index shares the evaluator's client, counted already
-        sweep_now = due_ms + 60_000
-        evaluation_requests = 0
+        with UsageMeter() as meter:
+            meter.watch(evaluator_events.client)
+            sweeps = measure_sweeps(meter, evaluator, due, visitors, target, after_ms=hit_ms)
+            results["sweep_overhead_ratio"] = sweep_overhead_ratio(meter, evaluator, due, visitors, hit_ms)
 
-        def evaluate(ids: Sequence[str]) -> None:
-            nonlocal evaluation_requests
-            before = len(counter.calls)
-            evaluate_visitors(ids, evaluator, sweep_now)
-            evaluation_requests += len(counter.calls) - before
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    shards = int(context["build_shards"])
+    runs = rate_interval(context["build_schedule"]) / stack.sweep_interval
+    small, large = (measure_rebuild(visitors, shards) for visitors in BUILD_VISITORS)
+    sizes = (BUILD_VISITORS[0] * EVENTS_PER_VISITOR, BUILD_VISITORS[1] * EVENTS_PER_VISITOR)
+    rebuild = {stage: extrapolate(small[stage], large[stage], measured=sizes, to=EVENTS_1M) for stage in small}
+    due_visitors = EVENTS_1M // EVENTS_PER_VISITOR * DUE_SHARE
+    changes = due_visitors * sweeps.segment_change_fraction
 
-        sweep(due, evaluate, sweep_now)
-        results["sweep_overhead_ratio"] = len(counter.calls) / evaluation_requests
-        sweep_requests = len(counter.calls) * DUE_AT_1M // BATCH
-    build_requests = math.ceil(EVENTS_1M * _mean_item_bytes() / 2**20) + SCAN_SEGMENTS + rebuild_other_requests
-    results["sweep_cost_ratio"] = sweep_requests / build_requests
+    sweep_usd = sweep_dollars(sweeps, due_visitors=due_visitors, runs=runs, memory_mb=stack.evaluator_memory_mb)
+    build_usd = rebuild_dollars(rebuild, shards=shards, memory_mb=stack.builder_memory_mb, changes=changes)
+    results["sweep_cost_ratio"] = sum(sweep_usd.values()) / sum(build_usd.values())
+    results["sweep_cost_usd"] = sum(sweep_usd.values())
+    for component, usd in sweep_usd.items():
+        results[f"sweep_cost_{component}_usd"] = usd
+    results["sweep_cost_build_usd"] = sum(build_usd.values())
+    for component, usd in build_usd.items():
+        results[f"sweep_cost_build_{component}_usd"] = usd
+    sweep_requests = dynamodb_requests(sweep_usage(sweeps, due_visitors=due_visitors, runs=runs))
+    build_requests = sum(dynamodb_requests(stage.usage) for stage in rebuild.values()) + changes
+    results["sweep_request_ratio"] = sweep_requests / build_requests
+    idle = sum(sweep_dollars(sweeps, due_visitors=0, runs=1, memory_mb=stack.evaluator_memory_mb).values())
+    results["sweep_idle_run_usd"] = idle
+    results["sweep_idle_usd_per_day"] = idle * (timedelta(days=1) / stack.sweep_interval)
+    results["sweep_cost_per_due_visitor_usd"] = (sum(sweep_usd.values()) - runs * idle) / due_visitors
+    results["sweep_due_visitor_read_units"] = sweeps.due_visitor.usage.total_read_units
+    results["sweep_due_visitor_write_units"] = sweeps.due_visitor.usage.total_write_units
+    results["sweep_segment_change_fraction"] = sweeps.segment_change_fraction
     results["stream_freshness_seconds"] = freshness_seconds()
     return results
 
 
-def _mean_item_bytes() -> float:
-    """Mean DynamoDB item size of the generated events: attribute names + UTF-8 strings +
-    numbers at 1 byte per 2 digits plus 1."""
-    sizes = []
-    for item in GeneratedEvents(300, 10).scan():
-        size = 0
-        for name, value in item.items():
-            size += len(name.encode())
-            if "S" in value:
-                size += len(value["S"].encode())
-            else:
-                size += math.ceil(len(value["N"].lstrip("-")) / 2) + 1
-        sizes.append(size)
-    return sum(sizes) / len(sizes)
+# --- the sweep
 
 
-def _attach_everywhere(counter: RequestCounter, stores: object) -> None:
-    import boto3
+def measure_sweeps(
+    meter: UsageMeter, evaluator: Any, due: Any, visitors: Sequence[str], target: Any, *, after_ms: int
+) -> SweepMeasurement:
+    """Idle runs, then runs at each due minute of `visitors`, as the evaluator filed them."""
+    from functions.sweep.logic import sweep
 
-    session: Any = boto3._get_default_session()._session
-    session.register("before-call.dynamodb.*", counter._count, unique_id=REBUILD_HOOK)
-    seen: set[int] = set()
-    for store in vars(stores).values():
-        client = getattr(store, "client", None)
-        if client is not None and client.meta.service_model.service_name == "dynamodb" and id(client) not in seen:
-            seen.add(id(client))
-            counter.attach(client)
+    idle: list[Measured] = []
+    first_idle = after_ms // 60_000 + 24 * 60  # a day after the hits: nobody is due yet
+    for minute in range(first_idle, first_idle + IDLE_RUNS):
+        idle.append(_swept(meter, due, lambda ids: None, minute, sweep))
+    idle_run = Measured(
+        sum((m.usage for m in idle), Usage()) * (1 / len(idle)), statistics.median(m.seconds for m in idle)
+    )
+
+    from functions.evaluator.logic import evaluate_visitors
+
+    total = Measured(Usage(), 0.0)
+    swept = changed = runs = 0
+    batches = 0
+    for minute in sorted(set(_filed_minutes(meter, due, target.due_table, visitors))):
+        now_ms = (minute + 1) * 60_000 + 1_000
+        evaluated: list[str] = []
+
+        def evaluate(ids: Sequence[str], now_ms: int = now_ms, evaluated: list[str] = evaluated) -> None:
+            evaluated.extend(ids)
+            evaluate_visitors(ids, evaluator, now_ms)
+
+        before = _segments(meter, evaluator, visitors)
+        total = total + _swept(meter, due, evaluate, minute, sweep)
+        after = _segments(meter, evaluator, visitors)
+        runs += 1
+        batches += math.ceil(len(evaluated) / EVALUATE_BATCH)
+        swept += len(evaluated)
+        changed += sum(1 for v in evaluated if before.get(v) != after.get(v))
+    # A batch's catalog read, whatever its size (one GetItem of the catalog's one item).
+    catalog_units = total.usage.read_units.get(target.catalog_table, 0.0) / batches
+    batch = Usage({target.catalog_table: catalog_units}, {}, {"dynamodb:GetItem": 1.0})
+    due_visitor = (total - idle_run * runs - Measured(batch * batches, 0.0)) * (1 / swept)
+    return SweepMeasurement(
+        idle_run=idle_run,
+        batch=batch,
+        due_visitor=Measured(due_visitor.usage, max(0.0, due_visitor.seconds)),
+        segment_change_fraction=changed / swept,
+    )
 
 
-def _detach_session(counter: RequestCounter) -> None:
-    import boto3
+def _swept(meter: UsageMeter, due: Any, evaluate: Any, minute: int, sweep: Any) -> Measured:
+    """One sweep run of `minute` alone, as the minute after it begins."""
+    with meter.paused():
+        due.put_swept_minute(minute - 1)
+    used, seconds = meter.usage(), meter.function_seconds()
+    sweep(due, evaluate, (minute + 1) * 60_000 + 1_000)
+    return Measured(meter.usage() - used, meter.function_seconds() - seconds)
 
-    session: Any = boto3._get_default_session()._session
-    session.unregister("before-call.dynamodb.*", unique_id=REBUILD_HOOK)
+
+def _filed_minutes(meter: UsageMeter, due: Any, table: str, visitors: Sequence[str]) -> Iterator[int]:
+    """The minutes the due index files `visitors` under (`<YYYYmmddHHMM>#<k>`)."""
+    from functions.core.storage.due import MINUTE_KEY, VISITOR_KEY
+
+    wanted = set(visitors)
+    with meter.paused():
+        for page in due.client.get_paginator("scan").paginate(TableName=table):
+            for item in page.get("Items", []):
+                label = item[MINUTE_KEY]["S"].split("#")[0]
+                if item[VISITOR_KEY]["S"] in wanted and label.isdigit():
+                    yield int(datetime.strptime(label, "%Y%m%d%H%M").replace(tzinfo=UTC).timestamp()) // 60
+
+
+def _segments(meter: UsageMeter, evaluator: Any, visitors: Sequence[str]) -> dict[str, frozenset[str]]:
+    """Each visitor's stored segments (an absent item: none)."""
+    with meter.paused():
+        stored = evaluator.membership.stored_many(visitors)
+    return {v: s.current.segments if s.current is not None else frozenset() for v, s in stored.items()}
+
+
+def sweep_overhead_ratio(meter: UsageMeter, evaluator: Any, due: Any, visitors: Sequence[str], hit_ms: int) -> float:
+    """DynamoDB requests of a sweep of `visitors` filed in one minute / those of their
+    re-evaluations alone."""
+    from functions.evaluator.logic import evaluate_visitors
+    from functions.sweep.logic import sweep
+
+    due_ms = hit_ms + 60 * DAY_MS  # past every instant swept above
+    with meter.paused():
+        due.put_due(dict.fromkeys(visitors, due_ms))
+        due.put_swept_minute(due_ms // 60_000 - 1)
+    sweep_now = due_ms + 60_000
+    evaluation_requests = 0.0
+
+    def evaluate(ids: Sequence[str]) -> None:
+        nonlocal evaluation_requests
+        before = dynamodb_requests(meter.usage())
+        evaluate_visitors(ids, evaluator, sweep_now)
+        evaluation_requests += dynamodb_requests(meter.usage()) - before
+
+    before = dynamodb_requests(meter.usage())
+    sweep(due, evaluate, sweep_now)
+    return (dynamodb_requests(meter.usage()) - before) / evaluation_requests
+
+
+def sweep_usage(sweeps: SweepMeasurement, *, due_visitors: float, runs: float) -> Usage:
+    """The units and requests of `runs` sweep runs, `due_visitors` due among them evenly."""
+    batches = runs * math.ceil(due_visitors / runs / EVALUATE_BATCH)
+    return sweeps.idle_run.usage * runs + sweeps.batch * batches + sweeps.due_visitor.usage * due_visitors
+
+
+def sweep_dollars(sweeps: SweepMeasurement, *, due_visitors: float, runs: float, memory_mb: int) -> dict[str, float]:
+    """Dollars of `runs` sweep runs, `due_visitors` due among them, by component (see the
+    module's docstring)."""
+    usage = sweep_usage(sweeps, due_visitors=due_visitors, runs=runs)
+    run_seconds = sweeps.idle_run.seconds + sweeps.due_visitor.seconds * due_visitors / runs
+    return {
+        "lambda": runs * lambda_invocation_usd(on_lambda_seconds(run_seconds, memory_mb), memory_mb),
+        "dynamodb": dynamodb_usd(usage.total_read_units, usage.total_write_units),
+        "s3": s3_usd(usage.requests_of("s3")),
+    }
+
+
+# --- the build
+
+
+def measure_rebuild(visitors: int, shards: int) -> dict[str, Measured]:
+    """A rebuild over `visitors` x EVENTS_PER_VISITOR generated events, two minutes after a
+    first build, stage by stage through the builder's handler: its usage and CPU time by
+    stage (the shards' together; the least of `REBUILDS` rebuilds, two minutes apart)."""
+    import importlib
+
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+
+        from dmp.local import create_resources
+        from functions.core.segments import load_definitions
+        from functions.core.times import iso
+        from tests.conftest import SEGMENTS_DIR
+
+        os.environ.update(BASE_ENV)
+        target = create_resources(None, region=price.REGION)
+        os.environ.update(target.environment())
+        loader = boto3.client("dynamodb", region_name=price.REGION)
+        items = list(GeneratedEvents(visitors, EVENTS_PER_VISITOR).scan())
+        for start in range(0, len(items), 25):
+            requests: list[Any] = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            loader.batch_write_item(RequestItems={target.events_table: requests})
+        with UsageMeter() as meter:
+            meter.watch_new_clients()
+            builder = importlib.reload(importlib.import_module("functions.builder.handler"))
+            for definition in load_definitions({str(p): p.read_text() for p in SEGMENTS_DIR.glob("*.yaml")}):
+                builder.stores.bucket.put_definition(
+                    definition.id, definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+                )
+            executions: list[dict[str, Measured]] = []
+
+            def stage(name: str, event: dict[str, Any]) -> Any:
+                used, seconds = meter.usage(), meter.function_seconds()
+                answer = builder.run(event)
+                measured = executions[-1]
+                measured[name] = measured[name] + Measured(meter.usage() - used, meter.function_seconds() - seconds)
+                return answer
+
+            with quiet_stdout():
+                for number in range(1 + REBUILDS):
+                    executions.append({name: Measured(Usage(), 0.0) for name in STAGES})
+                    at = iso(NOW + timedelta(minutes=2 * number))
+                    plan = stage("plan", {"stage": "plan", "time": at, "shards": shards})
+                    for shard in plan.shards:
+                        stage("shard", {"stage": "shard", "build_id": plan.build_id, "shard": shard})
+                    stage("publish", {"stage": "publish", "build_id": plan.build_id})
+                    stage("export", {"stage": "export", "build_id": plan.build_id})
+    rebuilds = executions[1:]
+    return {
+        name: Measured(rebuilds[0][name].usage, min(rebuild[name].seconds for rebuild in rebuilds)) for name in STAGES
+    }
+
+
+def rebuild_dollars(rebuild: dict[str, Measured], *, shards: int, memory_mb: int, changes: float) -> dict[str, float]:
+    """A rebuild as AWS bills it, by component: one invocation a stage (the shards sharing
+    their CPU time), the state machine's transitions, DynamoDB's units, S3's requests, and
+    the writes of `changes` membership changes it is charged besides its own."""
+    usage = sum((stage.usage for stage in rebuild.values()), Usage())
+
+    def invocation(seconds: float) -> float:
+        return lambda_invocation_usd(on_lambda_seconds(max(0.0, seconds), memory_mb), memory_mb)
+
+    return {
+        "lambda": sum(invocation(rebuild[name].seconds) for name in ("plan", "publish", "export"))
+        + shards * invocation(rebuild["shard"].seconds / shards),
+        "stepfunctions": state_transitions(shards) * price.STEP_FUNCTIONS_STATE_TRANSITION,
+        "dynamodb": dynamodb_usd(usage.total_read_units, usage.total_write_units),
+        "s3": s3_usd(usage.requests_of("s3")),
+        "changes": membership_change_usd(changes),
+    }
+
+
+def dynamodb_requests(usage: Usage) -> float:
+    return sum(usage.requests_of("dynamodb").values())

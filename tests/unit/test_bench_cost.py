@@ -5,7 +5,9 @@ fails here rather than in a README figure."""
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,12 +16,17 @@ from tests.bench import aws_prices as price
 from tests.bench.bench_cost import (
     ADDED_HEADERS,
     Build,
+    EvaluatorBatch,
     Hit,
     answer_bytes,
     build_usd,
+    evaluator_usd,
     hit_usd,
     lambda_invocation_usd,
+    membership_change_usd,
     on_lambda_seconds,
+    rate_interval,
+    s3_request_classes,
     scan_read_units,
     state_transitions,
 )
@@ -38,6 +45,11 @@ A_BUILD = Build(
     shards=4,
     s3_put_requests=0,
     s3_get_requests=0,
+)
+
+
+NO_BATCH = EvaluatorBatch(
+    hits=100, function_seconds=0.0, read_units=0.0, write_units=0.0, s3_put_requests=0, s3_get_requests=0, log_bytes=0
 )
 
 
@@ -204,6 +216,47 @@ def test_a_build_pays_s3_requests_by_class_and_a_transition_a_state(monkeypatch)
     assert cost["s3"] == pytest.approx(54.0)
     assert state_transitions(4) == 9
     assert cost["stepfunctions"] == pytest.approx(9.0)
+
+
+def test_a_batch_of_the_evaluator_is_shared_by_its_hits(monkeypatch):
+    # GIVEN $1 a million write units, $1 a million read units and $1 a million Lambda requests
+    monkeypatch.setattr(price, "DYNAMODB_WRITE_REQUEST_UNIT", 1.0 / MILLION)
+    monkeypatch.setattr(price, "DYNAMODB_READ_REQUEST_UNIT", 1.0 / MILLION)
+    monkeypatch.setattr(price, "LAMBDA_REQUEST", 1.0 / MILLION)
+    monkeypatch.setattr(price, "LAMBDA_GB_SECOND", 0.0)
+    # WHEN a batch of 100 hits reads 150 units and writes 200
+    per_hit = evaluator_usd(replace(NO_BATCH, read_units=150.0, write_units=200.0), memory_mb=512)
+    # THEN a million hits (10,000 batches) pay 3.5 M units and 10,000 invocations
+    assert per_hit["dynamodb"] * MILLION == pytest.approx(3.5)
+    assert per_hit["lambda"] * MILLION == pytest.approx(0.01)
+
+
+def test_the_evaluator_bills_its_memory_for_its_stretched_time(monkeypatch):
+    # GIVEN $1 a GB-second and free requests
+    monkeypatch.setattr(price, "LAMBDA_GB_SECOND", 1.0)
+    monkeypatch.setattr(price, "LAMBDA_REQUEST", 0.0)
+    # WHEN a batch of 100 hits takes 0.1 s on one core here
+    per_hit = evaluator_usd(replace(NO_BATCH, function_seconds=0.1), memory_mb=512)
+    # THEN it bills 0.1 * 1769/512 s of half a GB, a hundredth of it per hit
+    assert per_hit["lambda"] == pytest.approx(math.ceil(100 * 1769 / 512) / 1000 * 0.5 / 100)
+
+
+def test_s3_requests_split_into_the_put_class_the_get_class_and_free_deletes():
+    requests = {"PutObject": 5.0, "ListObjectsV2": 2.0, "GetObject": 7.0, "HeadObject": 1.0, "DeleteObject": 3.0}
+    assert s3_request_classes(requests) == (7.0, 8.0)
+
+
+def test_a_builds_membership_change_is_a_write_unit_and_half_a_read(monkeypatch):
+    monkeypatch.setattr(price, "DYNAMODB_WRITE_REQUEST_UNIT", 1.0)
+    monkeypatch.setattr(price, "DYNAMODB_READ_REQUEST_UNIT", 1.0)
+    assert membership_change_usd(10) == pytest.approx(15.0)
+
+
+def test_a_rate_schedule_gives_its_interval():
+    assert rate_interval("rate(1 hour)") == timedelta(hours=1)
+    assert rate_interval("rate(5 minutes)") == timedelta(minutes=5)
+    with pytest.raises(ValueError, match="cron"):
+        rate_interval("cron(0 * * * ? *)")
 
 
 def test_the_answer_counts_status_headers_cookies_added_headers_and_the_decoded_gif():
