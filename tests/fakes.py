@@ -82,6 +82,17 @@ class MemoryMembership:
             self.tombstones.add(visitor_id)
 
 
+class MemoryDue:
+    """The due index, as the evaluator files visitors in it."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, int] = {}
+
+    def put_due(self, due_ms: Mapping[str, int], *, now_ms: int | None = None) -> int:
+        self.entries.update(due_ms)
+        return 1
+
+
 class MemorySuppression:
     def __init__(self, visitor_ids: Iterable[str] = ()) -> None:
         self.ids = set(visitor_ids)

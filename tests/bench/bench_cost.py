@@ -449,23 +449,13 @@ def rate_interval(schedule: str) -> timedelta:
 def visitor_history(visitor_id: str, events: int, now_ms: int, rng: random.Random) -> Iterator[dict[str, Any]]:
     """`events` page views of a returning visitor over the 40 days before `now_ms`, as the
     pixel stores them (the items of bench_shard.GeneratedEvents)."""
-    from tests.bench.bench_shard import CITIES, PAGES
+    from tests.bench.bench_shard import CITIES, PAGES, page_view_item
 
-    country, region, city = CITIES[rng.randrange(len(CITIES))]
+    place = CITIES[rng.randrange(len(CITIES))]
     for index in range(events):
         ts = now_ms - rng.randrange(3_600_000, 40 * 86_400_000)
-        yield {
-            "visitor_id": {"S": visitor_id},
-            "event_id": {"S": f"{ts:013d}:{index:04x}"},
-            "ts": {"N": str(ts)},
-            "name": {"S": "page_view"},
-            "url": {"S": "https://shop.example" + PAGES[rng.randrange(len(PAGES))]},
-            "country": {"S": country},
-            "region": {"S": region},
-            "city": {"S": city},
-            "device": {"S": rng.choice(("mobile", "desktop"))},
-            "expires_at": {"N": str(ts // 1000 + 90 * 86_400)},
-        }
+        page = PAGES[rng.randrange(len(PAGES))]
+        yield page_view_item(visitor_id, index, ts, page, place, rng.choice(("mobile", "desktop")))
 
 
 def stream_event(items: list[dict[str, Any]], table_arn: str) -> dict[str, Any]:

@@ -25,6 +25,25 @@ PAGES = ["/", "/pricing", "/products/wool-scarf", "/blog/gift-guide", "/cart", "
 CITIES = [("GB", "ENG", "London"), ("FR", "IDF", "Paris"), ("DE", "BE", "Berlin")]
 
 
+def page_view_item(
+    visitor_id: str, index: int, ts: int, page: str, place: tuple[str, str, str], device: str
+) -> dict[str, Any]:
+    """A page view as the pixel stores it, kept for the 90-day retention."""
+    country, region, city = place
+    return {
+        "visitor_id": {"S": visitor_id},
+        "event_id": {"S": f"{ts:013d}:{index:04x}"},
+        "ts": {"N": str(ts)},
+        "name": {"S": "page_view"},
+        "url": {"S": "https://shop.example" + page},
+        "country": {"S": country},
+        "region": {"S": region},
+        "city": {"S": city},
+        "device": {"S": device},
+        "expires_at": {"N": str(ts // 1000 + 90 * DAY_SECONDS)},
+    }
+
+
 class GeneratedEvents:
     """An events table as a parallel scan returns it: items of a visitor together."""
 
@@ -37,21 +56,11 @@ class GeneratedEvents:
         rng = random.Random(self.seed)
         for number in range(self.visitors):
             visitor_id = f"visitor-{number:09d}"
-            country, region, city = CITIES[number % len(CITIES)]
+            place = CITIES[number % len(CITIES)]
             for index in range(self.events_per_visitor):
                 ts = NOW_MS - rng.randrange(0, 40 * DAY_MS)
-                yield {
-                    "visitor_id": {"S": visitor_id},
-                    "event_id": {"S": f"{ts:013d}:{index:04x}"},
-                    "ts": {"N": str(ts)},
-                    "name": {"S": "page_view"},
-                    "url": {"S": "https://shop.example" + PAGES[rng.randrange(len(PAGES))]},
-                    "country": {"S": country},
-                    "region": {"S": region},
-                    "city": {"S": city},
-                    "device": {"S": "mobile" if number % 3 else "desktop"},
-                    "expires_at": {"N": str(ts // 1000 + 90 * DAY_SECONDS)},
-                }
+                page = PAGES[rng.randrange(len(PAGES))]
+                yield page_view_item(visitor_id, index, ts, page, place, "mobile" if number % 3 else "desktop")
 
     def scan_records(self, segment: int = 0, total_segments: int = 1) -> Iterator[tuple[str, Any]]:
         """As EventStore reads the items back: the production conversion, measured too."""

@@ -1,11 +1,11 @@
 """Real-time membership's logic (functions/evaluator/logic.py, functions/sweep/logic.py,
 DESIGN.md "Freshness") over in-memory stores: which visitors a stream batch touches, what
 the evaluator writes and leaves alone, that it gives a build's answer at the same instant,
-and which minutes the sweep visits."""
+and what a lookup serves around a due instant. (The sweep's own: test_sweep.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,11 +18,9 @@ from functions.core import layout
 from functions.core.records import EventRecord, Record
 from functions.core.segments import SegmentDefinition
 from functions.core.storage.catalog import StoredCatalog
-from functions.core.storage.due import minute_of
 from functions.core.storage.membership import Membership, Schedule, StoredMembership, _live_segments
 from functions.evaluator.logic import EvaluatorStores, PublishedDefinitions, evaluate_visitors, visitors_of
-from functions.sweep.logic import FIRST_LOOKBACK_MINUTES, MAX_MINUTES_PER_RUN, minutes_to_sweep, sweep
-from tests.fakes import MemoryBucket, MemoryEvents, MemoryMembership, MemorySuppression
+from tests.fakes import MemoryBucket, MemoryDue, MemoryEvents, MemoryMembership, MemorySuppression
 from tests.reference.duckdb_reference import CATALOGUE
 from tests.reference.population import generate
 
@@ -48,15 +46,6 @@ class OneCatalog:
         if self.build_id is None:
             return None
         return StoredCatalog(self.build_id, "", layout.manifest_key(self.build_id), None)
-
-
-class MemoryDue:
-    def __init__(self) -> None:
-        self.entries: dict[str, int] = {}
-
-    def put_due(self, due_ms: Mapping[str, int], *, now_ms: int | None = None) -> int:
-        self.entries.update(due_ms)
-        return 1
 
 
 def plan_document(build_id: str, definitions: Sequence[SegmentDefinition], now_ms: int = NOW) -> BuildPlan:
@@ -286,40 +275,3 @@ def test_the_due_instant_of_the_current_side_does_not_hide_the_previous_one():
     )
     # THEN lookups of the published build still serve its previous segments
     assert _live_segments(pending, NOW_S, PUBLISHED) == ["older"]
-
-
-# --- the sweep ------------------------------------------------------------------------------
-
-
-class MemoryDueEntries:
-    def __init__(self, entries: dict[tuple[int, int], list[str]], checkpoint: int | None) -> None:
-        self.entries = entries
-        self.checkpoint = checkpoint
-        self.queried: list[tuple[int, int]] = []
-
-    def visitors_due(self, minute: int, bucket: int) -> list[str]:
-        self.queried.append((minute, bucket))
-        return list(self.entries.get((minute, bucket), []))
-
-    def swept_minute(self) -> int | None:
-        return self.checkpoint
-
-    def put_swept_minute(self, minute: int) -> None:
-        self.checkpoint = minute
-
-
-def test_the_sweep_visits_whole_past_minutes_since_its_checkpoint():
-    now_minute = minute_of(NOW + 30_000)
-    assert list(minutes_to_sweep(now_minute - 4, NOW + 30_000)) == [now_minute - 3, now_minute - 2, now_minute - 1]
-    assert len(minutes_to_sweep(None, NOW)) == FIRST_LOOKBACK_MINUTES
-    assert len(minutes_to_sweep(now_minute - 10_000, NOW)) == MAX_MINUTES_PER_RUN
-
-
-def test_the_sweep_re_evaluates_the_due_visitors_and_moves_its_checkpoint_past_their_minute():
-    minute = minute_of(NOW) - 1
-    due = MemoryDueEntries({(minute, 3): ["v1", "v2"], (minute + 5, 0): ["later"]}, checkpoint=minute - 1)
-    evaluated: list[list[str]] = []
-    result = sweep(due, lambda ids: evaluated.append(list(ids)), NOW)
-    assert evaluated == [["v1", "v2"]]
-    assert due.checkpoint == minute and result.visitors == 2
-    assert len(due.queried) == 10  # one Query per bucket of the one minute

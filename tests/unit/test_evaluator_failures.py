@@ -5,7 +5,7 @@ from which it retries the stream. A batch that cannot start at all still raises.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from functions.core.segments import SegmentDefinition
 from functions.core.storage.catalog import StoredCatalog
 from functions.evaluator.logic import Catalog, EvaluatorStores, PublishedDefinitions, evaluate_visitors
 from functions.evaluator.stream import batch_item_failures
-from tests.fakes import MemoryBucket, MemoryMembership, MemorySuppression
+from tests.fakes import MemoryBucket, MemoryDue, MemoryMembership, MemorySuppression
 
 NOW = 1_717_243_200_000  # 2024-06-01T12:00:00Z
 PUBLISHED = "20240601T000000Z"
@@ -48,15 +48,6 @@ class PublishedCatalog:
 class UnreadableCatalog:
     def get(self) -> StoredCatalog | None:
         raise TimeoutError("the catalog table did not answer")
-
-
-class MemoryDue:
-    def __init__(self) -> None:
-        self.entries: dict[str, int] = {}
-
-    def put_due(self, due_ms: Mapping[str, int], *, now_ms: int | None = None) -> int:
-        self.entries.update(due_ms)
-        return 1
 
 
 def stores_for(records: RecordsFailingFor, catalog: Catalog | None = None) -> EvaluatorStores:

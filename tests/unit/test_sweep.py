@@ -7,9 +7,16 @@ from collections.abc import Sequence
 
 from functions.core.storage.due import minute_of
 from functions.core.tables import DUE_BUCKETS
-from functions.sweep.logic import EVALUATE_BATCH, sweep
+from functions.sweep.logic import (
+    EVALUATE_BATCH,
+    FIRST_LOOKBACK_MINUTES,
+    MAX_MINUTES_PER_RUN,
+    minutes_to_sweep,
+    sweep,
+)
 
 NOW = 1_717_243_230_000  # 2024-06-01T12:00:30Z
+NOW_EVEN = 1_717_243_200_000  # 2024-06-01T12:00:00Z, a minute's start
 
 
 class MemoryDueEntries:
@@ -82,3 +89,20 @@ def test_swept_entries_are_left_to_the_ttl_and_never_read_again():
     assert evaluate.batches == [["v1", "v2"]]
     assert again.visitors == 0 and due.checkpoint == last + 1
     assert due.queried[-DUE_BUCKETS:] == [(last + 1, bucket) for bucket in range(DUE_BUCKETS)]
+
+
+def test_the_sweep_visits_whole_past_minutes_since_its_checkpoint():
+    now_minute = minute_of(NOW_EVEN + 30_000)
+    assert list(minutes_to_sweep(now_minute - 4, NOW_EVEN + 30_000)) == [now_minute - 3, now_minute - 2, now_minute - 1]
+    assert len(minutes_to_sweep(None, NOW_EVEN)) == FIRST_LOOKBACK_MINUTES
+    assert len(minutes_to_sweep(now_minute - 10_000, NOW_EVEN)) == MAX_MINUTES_PER_RUN
+
+
+def test_the_sweep_re_evaluates_the_due_visitors_and_moves_its_checkpoint_past_their_minute():
+    minute = minute_of(NOW_EVEN) - 1
+    due = MemoryDueEntries({(minute, 3): ["v1", "v2"], (minute + 5, 0): ["later"]}, checkpoint=minute - 1)
+    evaluated: list[list[str]] = []
+    result = sweep(due, lambda ids: evaluated.append(list(ids)), NOW_EVEN)
+    assert evaluated == [["v1", "v2"]]
+    assert due.checkpoint == minute and result.visitors == 2
+    assert len(due.queried) == 10  # one Query per bucket of the one minute
