@@ -3,8 +3,11 @@
 - shard_peak_memory_ratio: peak Python memory (tracemalloc) of one build shard over 4x
   the events (4x the visitors, same history per visitor) divided by that over 1x. A
   shard streams its scan and spools its part files, so this stays near 1.
-- rebuild_membership_writes: DynamoDB membership write requests of a rebuild with no new
-  events (on moto).
+- rebuild_membership_writes: DynamoDB membership write requests of a rebuild, an hour
+  after the first build, with no new events (on moto). Only the visitors whose membership
+  or schedule changes in the hour the build's horizon moved on are written (DESIGN.md,
+  "Freshness"): `rebuild_newly_due_visitors` counts them from the records, by evaluating
+  each visitor as both builds do.
 """
 
 from __future__ import annotations
@@ -69,6 +72,25 @@ class GeneratedEvents:
         return map(record_from_item, self.scan(segment, total_segments))
 
 
+def _newly_due(events: GeneratedEvents, definitions: Any, *, hours: int) -> int:
+    """Visitors whose membership or schedule as a build `hours` later finds it differs from
+    the first build's: with no new events, those whose next change (or the one after it)
+    came within the horizon as it moved on. The writes that build must make."""
+    from functions.builder.plan import DEFAULT_DUE_HORIZON_SECONDS
+    from functions.core.engine import compile_segments
+    from functions.core.freshness import evaluate_visitor
+    from functions.core.records import group_by_visitor
+
+    segments = compile_segments(definitions)
+    later_ms, horizon_ms = hours * 3_600_000, DEFAULT_DUE_HORIZON_SECONDS * 1000
+    newly = 0
+    for history in group_by_visitor(events.scan_records()):
+        first = evaluate_visitor(history, segments, NOW_MS, horizon_ms=NOW_MS + horizon_ms)
+        then = evaluate_visitor(history, segments, NOW_MS + later_ms, horizon_ms=NOW_MS + later_ms + horizon_ms)
+        newly += first != then
+    return newly
+
+
 def _peak_bytes(events: GeneratedEvents, bucket: Any, plan: Any) -> int:
     from functions.builder.shard import run_shard
 
@@ -115,11 +137,12 @@ def run() -> dict[str, float]:
                 definition.id, definition.model_dump(mode="json", by_alias=True, exclude_none=True)
             )
         build(stores, NOW, shards=2, retention_seconds=90 * DAY_SECONDS)
-        counter = RequestCounter()
+        counter = RequestCounter(table=target.membership_table)  # its client is the due index's too
         counter.attach(stores.membership.client)  # type: ignore[attr-defined]
         build(stores, NOW.replace(hour=11), shards=2, retention_seconds=90 * DAY_SECONDS)
         results["rebuild_membership_writes"] = sum(
             1 for call in counter.calls if call in ("BatchWriteItem", "PutItem", "DeleteItem", "TransactWriteItems")
         )
+        results["rebuild_newly_due_visitors"] = _newly_due(GeneratedEvents(300, 5), definitions, hours=1)
         boto3.client("s3")
     return results

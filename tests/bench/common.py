@@ -76,16 +76,28 @@ def quiet_stdout() -> Iterator[None]:
 
 class RequestCounter:
     """API calls made through boto3 (DynamoDB's unless told), counted with botocore's
-    event hooks."""
+    event hooks; only those naming `table`, when given (clients are shared by tables)."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: str | None = None) -> None:
         self.calls: list[str] = []
+        self._table = table
 
     def attach(self, client: Any, service: str = "dynamodb") -> None:
-        client.meta.events.register(f"before-call.{service}.*", self._count)
+        if self._table is None:
+            client.meta.events.register(f"before-call.{service}.*", self._count)
+        else:  # the API's own parameters, which name the table (before-call has the wire request)
+            client.meta.events.register(f"before-parameter-build.{service}.*", self._count_for_table)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls.append(model.name)
+
+    def _count_for_table(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if self._table is not None and _names_table(params, self._table):
+            self.calls.append(model.name)
+
+
+def _names_table(params: dict[str, Any], table: str) -> bool:
+    return params.get("TableName") == table or table in (params.get("RequestItems") or {})
 
 
 # A Lambda context for handlers run in a fresh process (see `fresh_import_seconds`).
