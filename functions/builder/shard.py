@@ -94,11 +94,12 @@ def run_shard(
             met_suppressed.append(history.visitor_id)
             found: list[str] = []
         else:
-            evaluated = evaluate_visitor(history, segments, plan.now_ms, horizon_ms=horizon_ms)
+            view = VisitorView(history, plan.now_ms)
+            evaluated = evaluate_visitor(history, segments, plan.now_ms, horizon_ms=horizon_ms, view=view)
             found = sorted(evaluated.segments)
             schedule = Schedule.of(evaluated.due_ms, evaluated.next_segments, evaluated.next_due_ms)
             if found and counts is not None:
-                counts.visit(VisitorView(history, plan.now_ms), found)
+                counts.visit(view, found)
         expires_at = membership_expiry(history)
         recent = since_base_ms is not None and _has_records_after(history, since_base_ms)
         changes.visit(history.visitor_id, found, expires_at, schedule, recent=recent)

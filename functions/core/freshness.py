@@ -119,16 +119,19 @@ def evaluate_visitor(
     *,
     horizon_ms: int | None = None,
     max_evaluations: int = MAX_EVALUATIONS,
+    view: VisitorView | None = None,
 ) -> VisitorMembership:
     """What a build at `now_ms` computes for this visitor (its segments, and the expiry
     written with them), when to evaluate it again if no new record arrives (changes at or
-    after `horizon_ms` are not looked for), and the step after that one."""
-    found = frozenset(segments_of(VisitorView(history, now_ms), segments))
-    change = _next_change(history, segments, now_ms, found, max_evaluations, horizon_ms)
+    after `horizon_ms` are not looked for), and the step after that one. `view`: the
+    visitor's view at `now_ms`, when the caller has made it already."""
+    view = view if view is not None else VisitorView(history, now_ms)
+    found = frozenset(segments_of(view, segments))
+    change = _next_change(history, segments, view, found, max_evaluations, horizon_ms)
     if change is None:
         return VisitorMembership(found, membership_expiry(history) if found else None, None)
-    due_ms, then = change
-    after = _next_change(history, segments, due_ms, then, max_evaluations, horizon_ms)
+    due_ms, then, at_due = change
+    after = _next_change(history, segments, at_due, then, max_evaluations, horizon_ms)
     return VisitorMembership(
         segments=found,
         expires_at=membership_expiry(history) if found or then else None,
@@ -152,8 +155,9 @@ def next_change_ms(
     `max_evaluations` candidates were tried first, in which case `due` is the next
     candidate (early, never late)."""
     compiled = _compiled(segments)
-    current = frozenset(segments_of(VisitorView(history, now_ms), compiled))
-    change = _next_change(history, compiled, now_ms, current, max_evaluations, horizon_ms)
+    view = VisitorView(history, now_ms)
+    current = frozenset(segments_of(view, compiled))
+    change = _next_change(history, compiled, view, current, max_evaluations, horizon_ms)
     return change[0] if change is not None else None
 
 
@@ -164,16 +168,17 @@ def _compiled(segments: Sequence[SegmentDefinition] | Sequence[CompiledSegment])
 def _next_change(
     history: VisitorHistory,
     segments: Sequence[CompiledSegment],
-    now_ms: int,
+    view: VisitorView,
     current: frozenset[str],
     max_evaluations: int,
     horizon_ms: int | None,
-) -> tuple[int, frozenset[str]] | None:
-    """The next change (its instant and the segments from then on), or None."""
+) -> tuple[int, frozenset[str], VisitorView] | None:
+    """The next change after `view`'s instant (its instant, the segments from then on
+    and the view there), or None."""
     windowed = [leaf for s in segments for leaf in _leaves_of(s)]
     evaluations = 0
-    start, view = now_ms, VisitorView(history, now_ms)
-    ends: list[int | None] = [*_record_changes(history, now_ms), None]
+    start = view.now_ms
+    ends: list[int | None] = [*_record_changes(history, start), None]
     for end in ends:
         if horizon_ms is not None and (end is None or end >= horizon_ms):
             end = None  # the last interval looked at: candidates before the horizon only
@@ -191,7 +196,7 @@ def _next_change(
             view = VisitorView(history, instant)
             found = frozenset(segments_of(view, segments))
             if evaluations == max_evaluations or found != current:
-                return instant, found
+                return instant, found, view
             evaluations += 1
         if end is None:
             break
