@@ -157,15 +157,28 @@ def _write(stores: BuildStores, changes: dict[str, MembershipChange], plan: Buil
     """Write membership changes, leaving suppressed visitors out: those suppressed before
     now are dropped here, and a suppression that lands meanwhile wins over the write
     (each write is conditional on the visitor having no tombstone). Then file those with
-    a schedule in the due index, for the sweep (a due instant already past goes under the
-    current minute, which the sweep has not reached)."""
+    a schedule in the due index, for the sweep, at the first instant their item does not
+    answer for (`Schedule.sweep_at`; one already past goes under the current minute, which
+    the sweep has not reached)."""
     changes = stores.without_suppressed(changes)
     if changes:
         stores.membership.apply(changes, plan.build_id)
-        due = {v: c.schedule.due_at * 1000 for v, c in changes.items() if c.schedule is not None}
+        due = _sweep_instants_ms(changes)
         if due and stores.due is not None:
             stores.due.put_due(due, now_ms=int(time.time() * 1000))
     return len(changes)
+
+
+def _sweep_instants_ms(changes: Mapping[str, MembershipChange]) -> dict[str, int]:
+    """When the sweep must re-evaluate each of these visitors, for those it must."""
+    due: dict[str, int] = {}
+    for visitor_id, change in changes.items():
+        if change.schedule is not None:
+            expires_at = change.current.expires_at if change.current is not None else None
+            sweep_at = change.schedule.sweep_at(expires_at, horizon_limited=True)
+            if sweep_at is not None:
+                due[visitor_id] = sweep_at * 1000
+    return due
 
 
 def _not_stored_yet(
@@ -180,27 +193,35 @@ def _not_stored_yet(
     if not changes:
         return changes
     stored = stores.membership.stored_many(changes)
-    horizon = _horizon_s(plan)
-    return {v: change for v, change in changes.items() if not _holds(stored.get(v), change, horizon)}
+    horizon, now_s = _horizon_s(plan), plan.now_ms // 1000
+    return {v: change for v, change in changes.items() if not _holds(stored.get(v), change, now_s, horizon)}
 
 
 def _horizon_s(plan: BuildPlan) -> int:
     return plan.now_ms // 1000 + plan.due_horizon_seconds
 
 
-def _holds(stored: StoredMembership | None, change: MembershipChange, horizon_s: int) -> bool:
-    """Whether a stored item already says what `change` does: the same current segments
-    (and expiry, when in any, within `needs_write`'s leeway), and the same schedule before the build's horizon, past
-    which the build did not look (a later due instant the evaluator found says only that
-    nothing changes before it)."""
+def _holds(stored: StoredMembership | None, change: MembershipChange, now_s: int, horizon_s: int) -> bool:
+    """Whether a stored item already says what `change`, worked out at `now_s`, does: the
+    same membership as lookups read it at `now_s` (and expiry, when in any, within
+    `needs_write`'s leeway), and the same schedule before the build's horizon, past which
+    the build did not look (a later due instant the evaluator found says only that nothing
+    changes before it). An item whose due instant has passed (the sweep is filed at the
+    end of its step, not at its due instant) holds if its step is the membership now and
+    ends where the build finds the next change: the sweep comes then."""
     current = change.current
     segments = current.segments if current is not None else frozenset()
     if stored is None:
         return not needs_item(segments, change.schedule)
-    held = stored.current
+    held = stored.live(now_s)
     held_segments = held.segments if held is not None else frozenset()
     if held_segments != segments or (held is not None and current is not None and needs_write(held, current)):
         return False
+    if stored.schedule is not None and stored.schedule.due_at <= now_s:
+        known_until = stored.schedule.next_due_at
+        if change.schedule is None:
+            return known_until is None or known_until >= horizon_s
+        return known_until == change.schedule.due_at
     return _same_schedule(stored.schedule, change.schedule, horizon_s)
 
 
@@ -240,13 +261,13 @@ def _update_membership_from_table(plan: BuildPlan, stores: BuildStores, *, publi
         for visitor_id, change in read_change_lines(stores.bucket.iter_lines(layout.changes_key(plan.build_id, shard))):
             if change.schedule is not None:
                 current[visitor_id] = MembershipChange(change.current, None, change.schedule)
-    horizon = _horizon_s(plan)
+    horizon, now_s = _horizon_s(plan), plan.now_ms // 1000
     changes: dict[str, MembershipChange] = {}
     for visitor_id, stored in stores.membership.scan():
         now_in = current.pop(visitor_id, MembershipChange(None, None))
-        if not _holds(stored, now_in, horizon):
-            changes[visitor_id] = MembershipChange(now_in.current, stored.as_of(published), now_in.schedule)
-    changes.update((v, c) for v, c in current.items() if not _holds(None, c, horizon))
+        if not _holds(stored, now_in, now_s, horizon):
+            changes[visitor_id] = MembershipChange(now_in.current, stored.as_of(published, now_s), now_in.schedule)
+    changes.update((v, c) for v, c in current.items() if not _holds(None, c, now_s, horizon))
     return sum(_write(stores, dict(batch), plan) for batch in _chunks(list(changes.items()), APPLY_BATCH))
 
 

@@ -26,8 +26,10 @@ the changes before the next build is overdue, and most visitors have no candidat
 soon, so it costs little more than the evaluation itself.
 
 An evaluation also looks one step ahead: the segments from the due instant on and when
-those can change in turn. A lookup then serves the right answer after the due instant
-until the sweep has re-evaluated the visitor, unless two changes fall in that minute.
+those can change in turn. The visitor's item holds both, so lookups switch at the due
+instant by themselves, and the sweep needs to re-evaluate the visitor only when that step
+ends (most visitors' membership changes once with no new data: they leave their last
+segment, and are never swept).
 """
 
 from __future__ import annotations

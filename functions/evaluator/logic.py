@@ -1,6 +1,8 @@
 """Real-time membership (DESIGN.md, "Freshness"): re-evaluate just the visitors a batch
 of the events table's stream touched, with the published build's definitions, as a
-build at this instant would, and file each one under its due instant for the sweep.
+build at this instant would, and file each one for the sweep at the end of the step its
+item holds (`Schedule.sweep_at`: the item itself switches at the due instant; a visitor
+whose membership changes just once more with no new data is never swept).
 
 Per batch: one GetItem of the catalog (the published build), one BatchGetItem of the
 suppression list, one Query per visitor (its records), one BatchGetItem of the
@@ -166,8 +168,9 @@ def evaluate_visitors(visitor_ids: Sequence[str], stores: EvaluatorStores, now_m
             result = evaluate_visitor(history_of(visitor_id, stores.events.records_of(visitor_id)), segments, now_ms)
             membership = Membership(result.segments, result.expires_at)
             schedule = Schedule.of(result.due_ms, result.next_segments, result.next_due_ms)
-            if result.due_ms is not None:
-                due_ms[visitor_id] = result.due_ms
+            sweep_at = schedule.sweep_at(result.expires_at, horizon_limited=False) if schedule is not None else None
+            if sweep_at is not None:
+                due_ms[visitor_id] = sweep_at * 1000
             before = stored.get(visitor_id)
             if _same(before, membership, schedule):
                 unchanged += 1

@@ -61,6 +61,11 @@ def test_a_build_files_the_changes_before_its_horizon_and_lookups_follow_them(lo
     again = membership.stored_many(["soon-quiet"])["soon-quiet"]
     assert again.build_id == published and again.schedule == stored["soon-quiet"].schedule
     assert membership.get("soon-quiet", as_of=later, now_s=due_s) == ["quiet"]
+    # WHEN a build runs after the instant, before any sweep has re-evaluated the visitor
+    after = build_at(load_handler, lambda_context, due_s + 60)
+    # THEN it reads the item as lookups do (quiet, from its step) and writes nothing for it
+    assert membership.stored_many(["soon-quiet"])["soon-quiet"] == again
+    assert membership.get("soon-quiet", as_of=after, now_s=due_s + 60) == ["quiet"]
 
 
 def test_a_build_corrects_a_wrong_item_even_when_its_answer_equals_the_base_builds(load_handler, aws, lambda_context):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -113,7 +114,11 @@ def test_visitors_who_leave_every_segment_are_in_none_once_the_build_is_publishe
     # still serving it, only until a day after the build (its TTL)
     assert set(stored) == set(traffic.values())
     assert all(s.current is None and s.build_id == later["build_id"] and s.previous for s in stored.values())
-    assert all(s.as_of(first["build_id"]) == s.previous and s.as_of(later["build_id"]) is None for s in stored.values())
+    now_s = int(datetime(2027, 3, 8, 10, tzinfo=UTC).timestamp())
+    assert all(
+        s.as_of(first["build_id"], now_s) == s.previous and s.as_of(later["build_id"], now_s) is None
+        for s in stored.values()
+    )
 
 
 def test_invalid_definitions_refuse_the_build_and_keep_the_published_one(traffic, load_handler, aws, lambda_context):

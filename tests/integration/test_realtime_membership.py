@@ -59,10 +59,14 @@ def test_a_hit_shows_in_lookups_without_a_build_and_the_next_build_writes_nothin
     # as of the published build, and the same answer for a lookup whose catalog is a build older
     assert stored.build_id == published and stored.previous == stored.current
     assert membership.get("visitor-paris-1", as_of="20000101T000000Z") == ["all-visitors", "paris"]
-    # AND the visitor is filed under the minute it leaves "seen this month"
-    assert stored.schedule is not None
+    # AND the item says when it leaves "seen this month", and that it stays in "paris" as
+    # long as its data lasts: so nothing is filed for the sweep, at either instant
+    assert stored.schedule is not None and stored.current is not None
+    assert stored.schedule == Schedule(stored.schedule.due_at, frozenset({"paris"}), stored.current.expires_at)
+    assert membership.get("visitor-paris-1", as_of=published, now_s=stored.schedule.due_at) == ["paris"]
     due = DueStore(aws.due_table)
-    assert "visitor-paris-1" in due.visitors_due(minute_of(stored.schedule.due_at * 1000), _bucket("visitor-paris-1"))
+    for instant in (stored.schedule.due_at, stored.current.expires_at):
+        assert due.visitors_due(minute_of(instant * 1000), _bucket("visitor-paris-1")) == []
     # WHEN the next build runs
     later = build_now(load_handler, lambda_context, offset_s=2)
     # THEN it found the visitor's membership written and wrote nothing for it

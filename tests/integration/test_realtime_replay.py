@@ -1,10 +1,10 @@
 """Real-time membership gives a build's answer (DESIGN.md, "Freshness"; issue 15): the
 demo's traffic (dmp/demo.py) replayed hit by hit on moto, each hit through the local
 gateway and the pixel at its own time, the events table's stream read by `dmp serve`'s
-poller and evaluated at that time, and the sweep run at each due instant; then the
-demo's imports, and a build at the demo's build time. That build must find every
-membership already stored: it writes nothing, and each of its member lines is the item
-the evaluator left."""
+poller and evaluated at that time, and the sweep run at each minute a visitor is filed
+under (where the step its item holds ends); then the demo's imports, and a build at the
+demo's build time. That build must find every membership already stored: it writes
+nothing, and each of its member lines is the item the evaluator left, as lookups read it."""
 
 from __future__ import annotations
 
@@ -228,9 +228,11 @@ def test_the_demos_traffic_evaluated_hit_by_hit_leaves_the_membership_a_build_fi
     # THEN a build at that time finds every membership stored already and writes none
     result = build(aws.build_stores(), now, SHARDS, retention_seconds=aws.retention_seconds)
     assert result.published and result.membership_changes == 0
-    # AND each of its members is in exactly the segments (and until the expiry) the evaluator stored
+    # AND each of its members is in exactly the segments (and until the expiry) the evaluator
+    # stored, as lookups read the items then (an item whose due instant has passed serves its step)
     built = members_of(bucket, result.manifest.build_id)
-    stored = {v: s.current for v, s in evaluated.items() if s.current is not None and s.current.segments}
+    live = {v: s.live(int(now.timestamp())) for v, s in evaluated.items()}
+    stored = {v: m for v, m in live.items() if m is not None and m.segments}
     assert stored == built
     # AND every demo segment has members, through hits, imports and due instants alike
     assert {segment.id: segment.size > 0 for segment in result.manifest.segments} == {

@@ -129,7 +129,8 @@ def test_a_hit_puts_the_visitor_in_its_segment_as_of_the_published_build_with_it
     assert stored.build_id == PUBLISHED and stored.previous is None
     # (with nothing after the hit, the visitor is in no segment from then on, for good)
     assert stored.schedule == Schedule((hit_at + DAY) // 1000, frozenset(), None)
-    assert isinstance(stores.due, MemoryDue) and stores.due.entries == {"v1": hit_at + DAY}
+    # AND the item says all there is to say: the sweep will never need to re-evaluate it
+    assert isinstance(stores.due, MemoryDue) and stores.due.entries == {}
 
 
 def test_evaluating_again_with_nothing_new_writes_nothing():
@@ -237,6 +238,24 @@ def test_a_lookup_serves_the_step_after_the_due_instant_until_that_one_may_chang
     entering = {k: v for k, v in evaluated.items() if k != "segments"}
     assert _live_segments(entering, NOW_S - 1, PUBLISHED) == []
     assert _live_segments(entering, NOW_S + 1, PUBLISHED) == ["later"]
+
+
+def test_the_sweep_is_filed_where_the_step_the_item_holds_ends():
+    # GIVEN "a page view in the last day" and "... in the last week", and a hit an hour ago
+    week = SegmentDefinition.model_validate(
+        {"id": "week", "name": "Week", "rule": {"event": {"name": "page_view", "within_days": 7}}}
+    )
+    hit_at = NOW - 3_600_000
+    stores = stores_for([("v1", recent_hit(hit_at))], [RECENT_DEFINITION, week])
+    # WHEN the evaluator sees the hit
+    evaluate_visitors(["v1"], stores, NOW)
+    # THEN the item holds both segments now, and "week" alone from the day's end to the week's
+    membership = stores.membership
+    assert isinstance(membership, MemoryMembership)
+    week_ends = (hit_at + 7 * DAY) // 1000
+    assert membership.stored["v1"].schedule == Schedule((hit_at + DAY) // 1000, frozenset({"week"}), week_ends)
+    # AND the sweep is needed only when the week ends, not when the day does
+    assert isinstance(stores.due, MemoryDue) and stores.due.entries == {"v1": week_ends * 1000}
 
 
 def test_a_visitor_who_enters_a_segment_at_its_due_instant_keeps_an_item_saying_so():

@@ -25,6 +25,10 @@ PUBLISHED = "20240601T000000Z"
 RECENT = SegmentDefinition.model_validate(
     {"id": "recent", "name": "Recent", "rule": {"event": {"name": "page_view", "within_days": 1}}}
 )
+# With "recent", two changes to come: the sweep is filed at the second (the week's end).
+WEEK = SegmentDefinition.model_validate(
+    {"id": "week", "name": "Week", "rule": {"event": {"name": "page_view", "within_days": 7}}}
+)
 
 
 class RecordsFailingFor:
@@ -52,7 +56,7 @@ class UnreadableCatalog:
 
 def stores_for(records: RecordsFailingFor, catalog: Catalog | None = None) -> EvaluatorStores:
     bucket = MemoryBucket()
-    plan = BuildPlan(PUBLISHED, datetime.fromtimestamp(NOW / 1000, UTC), 1, (RECENT,))
+    plan = BuildPlan(PUBLISHED, datetime.fromtimestamp(NOW / 1000, UTC), 1, (RECENT, WEEK))
     bucket.put_json(layout.plan_key(PUBLISHED), plan.to_json())
     return EvaluatorStores(
         events=records,
@@ -98,7 +102,7 @@ def test_a_visitor_that_fails_is_reported_and_the_batchs_other_visitors_are_writ
     membership, due = stores.membership, stores.due
     assert isinstance(membership, MemoryMembership) and isinstance(due, MemoryDue)
     assert "v2" not in membership.stored and "v2" not in due.entries
-    # AND the others are in their segment and filed under their due instant, as without the failure
+    # AND the others are in their segments and filed for the sweep, as without the failure
     assert evaluation.written == 2
     assert {v for v, stored in membership.stored.items() if stored.current is not None} == {"v1", "v3"}
     assert set(due.entries) == {"v1", "v3"}

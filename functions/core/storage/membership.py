@@ -22,9 +22,12 @@ Such an item has a schedule: `due_at` (epoch seconds, rounded down), when the me
 can next change with no new data, `next_segments` (absent: none), the membership from then
 on, and `next_due_at`, when that can change in turn. Lookups serve `segments` until
 `due_at`, then `next_segments` until `next_due_at`, then none until the sweep has
-re-evaluated the visitor: never a membership past the instant it may have changed. An
-item may hold no segments now and some from `due_at` on. The evaluator never replaces an
-item of a build not published yet (a later `build_id`)."""
+re-evaluated the visitor: never a membership past the instant it may have changed. So the
+item answers by itself until `next_due_at`, and the sweep is needed only then
+(`Schedule.sweep_at`): a visitor whose membership changes once more with no new data
+(most: they leave their last segment) needs no sweep at all. An item may hold no
+segments now and some from `due_at` on. The evaluator never replaces an item of a build
+not published yet (a later `build_id`)."""
 
 from __future__ import annotations
 
@@ -92,6 +95,16 @@ class Schedule:
             return None
         return cls(due_ms // 1000, next_segments, next_due_ms // 1000 if next_due_ms is not None else None)
 
+    def sweep_at(self, expires_at: int | None, *, horizon_limited: bool) -> int | None:
+        """When the sweep must re-evaluate a visitor with this schedule and data expiring at
+        `expires_at` (epoch seconds): at the first instant its item does not answer for,
+        `next_due_at`; never when nothing changes after the step, or not before the data
+        expires (lookups answer nothing from then on, and the TTL removes the item). An
+        evaluation that stopped at a horizon (a build's) does not know what follows the
+        step: the sweep then searches past the horizon from `due_at`."""
+        sweep_at = self.next_due_at if self.next_due_at is not None else self.due_at if horizon_limited else None
+        return sweep_at if sweep_at is not None and (expires_at is None or sweep_at < expires_at) else None
+
 
 def needs_item(segments: frozenset[str], schedule: Schedule | None) -> bool:
     """Whether a visitor in `segments` now, with this schedule, needs an item: not when it
@@ -113,7 +126,8 @@ class MembershipChange:
 @dataclass(frozen=True)
 class StoredMembership:
     """A visitor's item as a build reads it: the membership the build `build_id` wrote
-    (None: the visitor left every segment) and the one before it."""
+    (None: the visitor left every segment; no segments with an expiry: none until its
+    due instant, some from then on) and the one before it."""
 
     current: Membership | None
     build_id: str | None = None
@@ -121,17 +135,30 @@ class StoredMembership:
     # When the current membership can next change, and what it is from then on.
     schedule: Schedule | None = None
 
-    def as_of(self, published: str | None) -> Membership | None:
-        """The membership lookups serve while `published` is the published build."""
+    def live(self, now_s: int) -> Membership | None:
+        """The membership a lookup at `now_s` serves from the current side: past `due_at`
+        the step after it, until `next_due_at`; past that, none (the sweep is on its way)."""
+        schedule, current = self.schedule, self.current
+        if schedule is None or now_s < schedule.due_at:
+            return current
+        if not schedule.next_segments or (schedule.next_due_at is not None and schedule.next_due_at <= now_s):
+            return None
+        return Membership(schedule.next_segments, current.expires_at if current is not None else None)
+
+    def as_of(self, published: str | None, now_s: int) -> Membership | None:
+        """The membership lookups serve at `now_s` while `published` is the published build."""
         if self.build_id is None or (published is not None and self.build_id <= published):
-            return self.current
+            return self.live(now_s)
         return self.previous
 
 
 def _stored(item: Mapping[str, Any]) -> StoredMembership:
     written_by = item.get(BUILD_ID)
+    current = _membership(item, SEGMENTS, EXPIRES_AT)
+    if current is None and NEXT_SEGMENTS in item:  # in no segment until its due instant: its data's expiry
+        current = Membership(frozenset(), int(item[EXPIRES_AT]["N"]) if EXPIRES_AT in item else None)
     return StoredMembership(
-        current=_membership(item, SEGMENTS, EXPIRES_AT),
+        current=current,
         build_id=written_by["S"] if written_by else None,
         previous=_membership(item, PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT),
         schedule=_schedule(item),
