@@ -15,30 +15,33 @@
   CloudFront-Viewer headers; the partner's lookup is polled every 50 ms until it shows
   `new-uk-visitors`. The median, over 5 hits (a new visitor each), of seconds from sending
   the hit to the lookup showing it (tests/bench/stream_local.py). Aim <= 5.
-- sweep_cost_ratio: what AWS bills for sweeping the due visitors / for a full build, in
-  dollars (tests/bench/aws_prices.py, the model of bench_cost.py), for 1 M events (100 k
-  visitors x 10 events) of which 1 % of visitors, D = 1,000, fall due between two builds
-  (cdk.json's `build_schedule`, rate(1 hour): R = 60 sweep runs, one a minute, meanwhile).
-  Aim <= 0.05. Measured on moto at a smaller size and extrapolated linearly:
+- sweep_cost_ratio: what AWS bills for the sweep runs between two builds / for a full
+  build, in dollars (tests/bench/aws_prices.py, the model of bench_cost.py), for 1 M events
+  (100 k visitors x 10 events) of which 1 % of visitors, D = 1,000, have their membership
+  change with no new data between two builds (cdk.json's `build_schedule`, rate(1 hour):
+  R = 60 sweep runs, one a minute, meanwhile). Aim <= 0.05. An item holds the step after
+  its due instant, so a change needs the sweep only when the step it holds has ended: how
+  many visitors the sweep re-evaluates per change (swept_per_change) is measured over the
+  whole future, with no new data, of the 100 visitors of the stream batch above (the
+  generated traffic with the demo's segments): every sweep run at a minute one of them is
+  filed under, until none is. Measured on moto at a smaller size and extrapolated
+  linearly:
 
-    sweep(D) = R x idle run + B x batch + D x due visitor
+    sweep(D) = R x idle run + B x batch + D x swept_per_change x swept visitor
     - idle run: a sweep of one minute with nobody due (the mean of `IDLE_RUNS`): its
       checkpoint's GetItem (strongly consistent: 1 read unit) and PutItem (1 write unit),
       one Query per bucket of the minute (`DUE_BUCKETS`, half a read unit each, empty),
       one invocation.
-    - due visitor: the 100 visitors of the stream batch above, swept at their own due
-      instants (where the evaluator filed them, 17 to 30 days after their hit), one run per
-      minute as they fall due (visitors filed again by a run are swept again if their next
-      instant comes among those minutes): (the usage of those runs - runs x idle run -
-      batches x batch) / visitors swept. The usage is the read and write units of every
-      request (`UsageMeter`, common.py: from each request and the sizes of the items it
-      reads and writes; a read of a missing item still costs one), S3 requests, and CPU
-      time.
+    - swept visitor: over the sweep runs of both populations (here and in
+      sweep_cost_ratio_staggered), (their usage - runs x idle run - batches x batch) /
+      visitors re-evaluated. The usage is the read and write units of every request
+      (`UsageMeter`, common.py: from each request and the sizes of the items it reads and
+      writes; a read of a missing item still costs one), S3 requests, and CPU time.
     - batch: what an evaluation batch (up to `EVALUATE_BATCH` visitors) reads whatever its
-      size: the catalog's GetItem. B = R x ceil(D / R / EVALUATE_BATCH): the due visitors
-      spread evenly over the runs.
+      size: the catalog's GetItem. B = R x ceil(D x swept_per_change / R / EVALUATE_BATCH):
+      the swept visitors spread evenly over the runs.
     - Lambda: R invocations, each billed (per started ms) for an idle run's CPU time and
-      its share D/R of the due visitors', at the sweep's memory (infra/evaluator.py).
+      its share of the swept visitors', at the sweep's memory (infra/evaluator.py).
 
     build(1 M events) = q(N1) + (q(N2) - q(N1)) x (1 M - N1) / (N2 - N1) for every quantity
     q of a rebuild measured at N1 = `BUILD_VISITORS`[0] x 10 and N2 = `BUILD_VISITORS`[1] x 10
@@ -49,26 +52,27 @@
     Priced as one invocation a stage at the builder's memory (infra/builder.py), the state
     machine's transitions, S3's PUT and GET classes, and the units. The rebuild comes two
     minutes after a first build, so it has next to no changes of its own (kept); to be
-    fair it is charged the changes the sweep made: for every swept visitor whose segments
-    changed, a build's write for a change (`membership_change_usd`: one write unit and
-    half a read unit). The sweep keeps all its own writes: a visitor's item rewritten
-    with its next due instant even when its segments did not change, and its next due
-    entry; that is what sweeping costs. (In this population every due visitor leaves its
-    last segment at its due instant, so it has no next entry: a visitor who stays in a
-    segment pays one more write unit, for its next due entry.)
+    fair it is charged the membership writes the sweep made for changed segments
+    (`membership_change_usd`: one write unit and half a read unit each), which a build
+    without the sweep would make. The sweep keeps all its own writes: a visitor's item
+    rewritten, and its next due entry.
 
   CPU time is the process's, less moto's own work in answering requests (in AWS, DynamoDB's
   and S3's), on both sides; neither side counts the wait for DynamoDB's answers, which
   Lambda bills too (a sweep waits on one Query per visitor, a build on 1 MB pages).
-- sweep_request_ratio: the same two sides counted in DynamoDB requests (the measure
-  sweep_cost_ratio used before it was priced; DynamoDB bills units, not requests).
+- sweep_cost_ratio_staggered: the same for 100 visitors who each leave four of the demo's
+  segments on four different days (`staggered_history`): a sweep every other change.
+- sweep_request_ratio (and _staggered): the same two sides counted in DynamoDB requests
+  (the measure sweep_cost_ratio used before it was priced; DynamoDB bills units, not
+  requests).
 
 Supporting figures: the two sides, sweep_cost_usd (and its _lambda_, _dynamodb_, _s3_) and
-sweep_cost_build_usd (and its _lambda_, _stepfunctions_, _dynamodb_, _s3_, _changes_); the
-sweep's per due visitor (sweep_cost_per_due_visitor_usd, its batch's share included;
-sweep_due_visitor_read_units, sweep_due_visitor_write_units, and
-sweep_segment_change_fraction, the share of swept visitors whose segments changed); an
-idle run (sweep_idle_run_usd) and a day of them (sweep_idle_usd_per_day).
+sweep_cost_build_usd (and its _lambda_, _stepfunctions_, _dynamodb_, _s3_, _changes_), each
+for the staggered visitors too; sweep_swept_per_change (and _staggered); what the sweep
+pays per visitor it re-evaluates (sweep_cost_per_swept_visitor_usd, its batch's share
+included; sweep_swept_visitor_read_units, sweep_swept_visitor_write_units, and
+sweep_segment_change_fraction, the share of swept visitors whose stored segments changed);
+an idle run (sweep_idle_run_usd) and a day of them (sweep_idle_usd_per_day).
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,6 +111,7 @@ EVENTS_PER_VISITOR = 10
 EVENTS_1M = 1_000_000
 DUE_SHARE = 0.01  # of the visitors, due between two builds
 IDLE_RUNS = 10
+MAX_RUNS = 1_000  # of one population's future
 # The two sizes of the measured rebuilds, in visitors of EVENTS_PER_VISITOR events.
 BUILD_VISITORS = (500, 2_000)
 STAGES = ("plan", "shard", "publish", "export")
@@ -134,8 +139,9 @@ class Measured:
 class SweepMeasurement:
     idle_run: Measured
     batch: Usage
-    due_visitor: Measured
-    segment_change_fraction: float
+    due_visitor: Measured  # a visitor the sweep re-evaluates
+    swept_per_change: float  # visitors re-evaluated per membership change
+    segment_change_fraction: float  # of the visitors re-evaluated, those whose segments changed
 
 
 def run() -> dict[str, float]:
@@ -196,9 +202,14 @@ def run() -> dict[str, float]:
         build(stores, NOW + timedelta(minutes=2), shards=2, retention_seconds=90 * DAY_SECONDS)
         results["stream_rebuild_membership_writes"] = sum(1 for c in counter.calls if c in WRITES)
 
+        staggered = [f"staggered-{number:03d}" for number in range(BATCH)]
+        events.put_many([e for v in staggered for e in staggered_history(v, hit_ms)], 90 * DAY_SECONDS)
+        evaluate_visitors(staggered, evaluator, hit_ms + 1000)
+
         with UsageMeter() as meter:
             meter.watch(evaluator_events.client)
-            sweeps = measure_sweeps(meter, evaluator, due, visitors, target, after_ms=hit_ms)
+            populations = {"generated": visitors, "staggered": staggered}
+            sweeps = measure_sweeps(meter, evaluator, due, populations, target, after_ms=hit_ms + 1000)
             results["sweep_overhead_ratio"] = sweep_overhead_ratio(meter, evaluator, due, visitors, hit_ms)
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
@@ -207,28 +218,34 @@ def run() -> dict[str, float]:
     small, large = (measure_rebuild(visitors, shards) for visitors in BUILD_VISITORS)
     sizes = (BUILD_VISITORS[0] * EVENTS_PER_VISITOR, BUILD_VISITORS[1] * EVENTS_PER_VISITOR)
     rebuild = {stage: extrapolate(small[stage], large[stage], measured=sizes, to=EVENTS_1M) for stage in small}
-    due_visitors = EVENTS_1M // EVENTS_PER_VISITOR * DUE_SHARE
-    changes = due_visitors * sweeps.segment_change_fraction
-
-    sweep_usd = sweep_dollars(sweeps, due_visitors=due_visitors, runs=runs, memory_mb=stack.evaluator_memory_mb)
-    build_usd = rebuild_dollars(rebuild, shards=shards, memory_mb=stack.builder_memory_mb, changes=changes)
-    results["sweep_cost_ratio"] = sum(sweep_usd.values()) / sum(build_usd.values())
-    results["sweep_cost_usd"] = sum(sweep_usd.values())
-    for component, usd in sweep_usd.items():
-        results[f"sweep_cost_{component}_usd"] = usd
-    results["sweep_cost_build_usd"] = sum(build_usd.values())
+    due_changes = EVENTS_1M // EVENTS_PER_VISITOR * DUE_SHARE
+    memory_mb = stack.evaluator_memory_mb
+    idle = sum(sweep_dollars(sweeps["generated"], changes=0, runs=1, memory_mb=memory_mb).values())
+    for name, suffix in (("generated", ""), ("staggered", "_staggered")):
+        measured = sweeps[name]
+        # The build is charged the membership writes the sweep made (a build would make them).
+        changes = due_changes * measured.swept_per_change * measured.segment_change_fraction
+        sweep_usd = sweep_dollars(measured, changes=due_changes, runs=runs, memory_mb=memory_mb)
+        build_usd = rebuild_dollars(rebuild, shards=shards, memory_mb=stack.builder_memory_mb, changes=changes)
+        results[f"sweep_cost_ratio{suffix}"] = sum(sweep_usd.values()) / sum(build_usd.values())
+        results[f"sweep_swept_per_change{suffix}"] = measured.swept_per_change
+        results[f"sweep_cost_usd{suffix}"] = sum(sweep_usd.values())
+        for component, usd in sweep_usd.items():
+            results[f"sweep_cost{suffix}_{component}_usd"] = usd
+        results[f"sweep_cost_build_usd{suffix}"] = sum(build_usd.values())
+        sweep_requests = dynamodb_requests(sweep_usage(measured, changes=due_changes, runs=runs))
+        build_requests = sum(dynamodb_requests(stage.usage) for stage in rebuild.values()) + changes
+        results[f"sweep_request_ratio{suffix}"] = sweep_requests / build_requests
+        if measured.swept_per_change:
+            swept = due_changes * measured.swept_per_change
+            results["sweep_cost_per_swept_visitor_usd"] = (sum(sweep_usd.values()) - runs * idle) / swept
+            results["sweep_segment_change_fraction"] = measured.segment_change_fraction
     for component, usd in build_usd.items():
         results[f"sweep_cost_build_{component}_usd"] = usd
-    sweep_requests = dynamodb_requests(sweep_usage(sweeps, due_visitors=due_visitors, runs=runs))
-    build_requests = sum(dynamodb_requests(stage.usage) for stage in rebuild.values()) + changes
-    results["sweep_request_ratio"] = sweep_requests / build_requests
-    idle = sum(sweep_dollars(sweeps, due_visitors=0, runs=1, memory_mb=stack.evaluator_memory_mb).values())
     results["sweep_idle_run_usd"] = idle
     results["sweep_idle_usd_per_day"] = idle * (timedelta(days=1) / stack.sweep_interval)
-    results["sweep_cost_per_due_visitor_usd"] = (sum(sweep_usd.values()) - runs * idle) / due_visitors
-    results["sweep_due_visitor_read_units"] = sweeps.due_visitor.usage.total_read_units
-    results["sweep_due_visitor_write_units"] = sweeps.due_visitor.usage.total_write_units
-    results["sweep_segment_change_fraction"] = sweeps.segment_change_fraction
+    results["sweep_swept_visitor_read_units"] = sweeps["staggered"].due_visitor.usage.total_read_units
+    results["sweep_swept_visitor_write_units"] = sweeps["staggered"].due_visitor.usage.total_write_units
     results["stream_freshness_seconds"] = freshness_seconds()
     return results
 
@@ -236,27 +253,104 @@ def run() -> dict[str, float]:
 # --- the sweep
 
 
+def staggered_history(visitor_id: str, hit_ms: int) -> list[Any]:
+    """A week of a visitor on a phone in London (two blog posts, a product in the cart, a
+    look at pricing, on four days) that puts it in four of the demo's segments, each of
+    which it leaves on its own day with no new data: new UK visitors after one more day,
+    cart abandoners after ten, mobile blog readers after 24 and returning London pricing
+    viewers after 26. Four changes, for a sweep every other one."""
+    from functions.core.hits import Geo, TrackedEvent
+
+    london = Geo(country="GB", region="ENG", city="London")
+    pages = [
+        (6, "page_view", "https://shop.example/blog/gifts"),
+        (5, "page_view", "https://shop.example/blog/winter"),
+        (4, "add_to_cart", "https://shop.example/product/scarf"),
+        (3, "page_view", "https://shop.example/pricing"),
+    ]
+    return [
+        TrackedEvent(
+            visitor_id=visitor_id,
+            event_id=f"staggered:{visitor_id}:{index}",
+            ts_ms=hit_ms - days * DAY_MS,
+            name=name,
+            url=url,
+            geo=london,
+            device="mobile",
+        )
+        for index, (days, name, url) in enumerate(pages)
+    ]
+
+
 def measure_sweeps(
-    meter: UsageMeter, evaluator: Any, due: Any, visitors: Sequence[str], target: Any, *, after_ms: int
-) -> SweepMeasurement:
-    """Idle runs, then runs at each due minute of `visitors`, as the evaluator filed them."""
+    meter: UsageMeter, evaluator: Any, due: Any, populations: Mapping[str, Sequence[str]], target: Any, *, after_ms: int
+) -> dict[str, SweepMeasurement]:
+    """Idle runs, then, for each population, every sweep run its visitors' futures need
+    (with no new data), each run at a minute one of them is filed under, until none is."""
     from functions.sweep.logic import sweep
 
     idle: list[Measured] = []
-    first_idle = after_ms // 60_000 + 24 * 60  # a day after the hits: nobody is due yet
+    first_idle = after_ms // 60_000 + 60  # an hour after the hits: nobody is filed then
     for minute in range(first_idle, first_idle + IDLE_RUNS):
         idle.append(_swept(meter, due, lambda ids: None, minute, sweep))
     idle_run = Measured(
         sum((m.usage for m in idle), Usage()) * (1 / len(idle)), statistics.median(m.seconds for m in idle)
     )
+    futures = {
+        name: _future(meter, evaluator, due, visitors, target, after_ms=after_ms)
+        for name, visitors in populations.items()
+    }
+    # A batch's catalog read, whatever its size (one GetItem of the catalog's one item).
+    batches = sum(f.batches for f in futures.values())
+    catalog_units = sum(f.total.usage.read_units.get(target.catalog_table, 0.0) for f in futures.values()) / batches
+    batch = Usage({target.catalog_table: catalog_units}, {}, {"dynamodb:GetItem": 1.0})
+    # What re-evaluating a visitor costs the sweep, over every population's sweeps.
+    swept = sum(f.swept for f in futures.values())
+    work = sum(
+        (f.total - idle_run * f.runs - Measured(batch * f.batches, 0.0) for f in futures.values()),
+        Measured(Usage(), 0.0),
+    )
+    due_visitor = work * (1 / swept)
+    due_visitor = Measured(due_visitor.usage, max(0.0, due_visitor.seconds))
+    return {
+        name: SweepMeasurement(
+            idle_run=idle_run,
+            batch=batch,
+            due_visitor=due_visitor,
+            swept_per_change=f.swept / f.changes,
+            segment_change_fraction=f.changed / f.swept if f.swept else 0.0,
+        )
+        for name, f in futures.items()
+    }
 
+
+@dataclass(frozen=True)
+class _Future:
+    """A population's future with no new data: its membership changes, and the sweep runs
+    they took (their usage, evaluation batches, visitors re-evaluated, and of those the
+    ones whose stored segments the run changed)."""
+
+    changes: int
+    total: Measured
+    runs: int
+    batches: int
+    swept: int
+    changed: int
+
+
+def _future(
+    meter: UsageMeter, evaluator: Any, due: Any, visitors: Sequence[str], target: Any, *, after_ms: int
+) -> _Future:
     from functions.evaluator.logic import evaluate_visitors
+    from functions.sweep.logic import sweep
 
     total = Measured(Usage(), 0.0)
-    swept = changed = runs = 0
-    batches = 0
-    for minute in sorted(set(_filed_minutes(meter, due, target.due_table, visitors))):
-        now_ms = (minute + 1) * 60_000 + 1_000
+    runs = batches = swept = changed = 0
+    last = after_ms // 60_000
+    while filed := [m for m in _filed_minutes(meter, due, target.due_table, visitors) if m > last]:
+        assert runs < MAX_RUNS, "the visitors are filed again and again"
+        last = min(filed)
+        now_ms = (last + 1) * 60_000 + 1_000
         evaluated: list[str] = []
 
         def evaluate(ids: Sequence[str], now_ms: int = now_ms, evaluated: list[str] = evaluated) -> None:
@@ -264,22 +358,33 @@ def measure_sweeps(
             evaluate_visitors(ids, evaluator, now_ms)
 
         before = _segments(meter, evaluator, visitors)
-        total = total + _swept(meter, due, evaluate, minute, sweep)
+        total = total + _swept(meter, due, evaluate, last, sweep)
         after = _segments(meter, evaluator, visitors)
         runs += 1
         batches += math.ceil(len(evaluated) / EVALUATE_BATCH)
         swept += len(evaluated)
         changed += sum(1 for v in evaluated if before.get(v) != after.get(v))
-    # A batch's catalog read, whatever its size (one GetItem of the catalog's one item).
-    catalog_units = total.usage.read_units.get(target.catalog_table, 0.0) / batches
-    batch = Usage({target.catalog_table: catalog_units}, {}, {"dynamodb:GetItem": 1.0})
-    due_visitor = (total - idle_run * runs - Measured(batch * batches, 0.0)) * (1 / swept)
-    return SweepMeasurement(
-        idle_run=idle_run,
-        batch=batch,
-        due_visitor=Measured(due_visitor.usage, max(0.0, due_visitor.seconds)),
-        segment_change_fraction=changed / swept,
-    )
+    return _Future(_changes(meter, evaluator, visitors, after_ms), total, runs, batches, swept, changed)
+
+
+def _changes(meter: UsageMeter, evaluator: Any, visitors: Sequence[str], after_ms: int) -> int:
+    """How many times the visitors' segments change after `after_ms` with no new data,
+    walked instant by instant by the evaluation itself (an instant where they turn out
+    the same, after its search gave up, is not a change)."""
+    from functions.core.freshness import evaluate_visitor
+    from functions.evaluator.logic import history_of
+
+    with meter.paused():
+        segments = evaluator.definitions.compiled(evaluator.catalog.get().build_id)
+        changes = 0
+        for visitor_id in visitors:
+            history = history_of(visitor_id, evaluator.events.records_of(visitor_id))
+            result = evaluate_visitor(history, segments, after_ms)
+            while result.due_ms is not None:
+                later = evaluate_visitor(history, segments, result.due_ms)
+                changes += later.segments != result.segments
+                result = later
+    return changes
 
 
 def _swept(meter: UsageMeter, due: Any, evaluate: Any, minute: int, sweep: Any) -> Measured:
@@ -335,17 +440,19 @@ def sweep_overhead_ratio(meter: UsageMeter, evaluator: Any, due: Any, visitors: 
     return (dynamodb_requests(meter.usage()) - before) / evaluation_requests
 
 
-def sweep_usage(sweeps: SweepMeasurement, *, due_visitors: float, runs: float) -> Usage:
-    """The units and requests of `runs` sweep runs, `due_visitors` due among them evenly."""
-    batches = runs * math.ceil(due_visitors / runs / EVALUATE_BATCH)
-    return sweeps.idle_run.usage * runs + sweeps.batch * batches + sweeps.due_visitor.usage * due_visitors
+def sweep_usage(sweeps: SweepMeasurement, *, changes: float, runs: float) -> Usage:
+    """The units and requests of `runs` sweep runs while `changes` membership changes fall
+    due evenly among them."""
+    swept = changes * sweeps.swept_per_change
+    batches = runs * math.ceil(swept / runs / EVALUATE_BATCH)
+    return sweeps.idle_run.usage * runs + sweeps.batch * batches + sweeps.due_visitor.usage * swept
 
 
-def sweep_dollars(sweeps: SweepMeasurement, *, due_visitors: float, runs: float, memory_mb: int) -> dict[str, float]:
-    """Dollars of `runs` sweep runs, `due_visitors` due among them, by component (see the
-    module's docstring)."""
-    usage = sweep_usage(sweeps, due_visitors=due_visitors, runs=runs)
-    run_seconds = sweeps.idle_run.seconds + sweeps.due_visitor.seconds * due_visitors / runs
+def sweep_dollars(sweeps: SweepMeasurement, *, changes: float, runs: float, memory_mb: int) -> dict[str, float]:
+    """Dollars of `runs` sweep runs while `changes` membership changes fall due, by
+    component (see the module's docstring)."""
+    usage = sweep_usage(sweeps, changes=changes, runs=runs)
+    run_seconds = sweeps.idle_run.seconds + sweeps.due_visitor.seconds * changes * sweeps.swept_per_change / runs
     return {
         "lambda": runs * lambda_invocation_usd(on_lambda_seconds(run_seconds, memory_mb), memory_mb),
         "dynamodb": dynamodb_usd(usage.total_read_units, usage.total_write_units),

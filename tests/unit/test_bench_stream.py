@@ -30,15 +30,32 @@ def test_the_sweeps_pay_every_run_and_every_due_visitor(unit_prices):
         idle_run=Measured(Usage({"due": 6.0}, {"due": 1.0}), 0.0),
         batch=Usage({"catalog": 0.5}),
         due_visitor=Measured(Usage({"events": 1.5}, {"membership": 1.0, "due": 1.0}), 0.0),
+        swept_per_change=0.5,
         segment_change_fraction=0.5,
     )
-    # WHEN 1,000 visitors fall due over 60 runs (17 a run: one batch each)
-    cost = sum(sweep_dollars(sweeps, due_visitors=1_000, runs=60, memory_mb=512).values())
+    # WHEN 2,000 membership changes fall due over 60 runs, one visitor swept for every
+    # other (1,000 swept, 17 a run: one batch each)
+    cost = sum(sweep_dollars(sweeps, changes=2_000, runs=60, memory_mb=512).values())
     # THEN 60 invocations, 60 x (6 + 0.5) + 1,000 x 1.5 read units and 60 + 2,000 write units are paid
     assert cost == pytest.approx(60 * 100 + (390 + 1_500) * 1 + (60 + 2_000) * 10)
-    # AND 12,000 due in 60 runs take two batches a run
-    busy = sum(sweep_dollars(sweeps, due_visitors=12_000, runs=60, memory_mb=512).values())
+    # AND 12,000 swept in 60 runs take two batches a run
+    busy = sum(sweep_dollars(sweeps, changes=24_000, runs=60, memory_mb=512).values())
     assert busy == pytest.approx(60 * 100 + (360 + 60 + 18_000) * 1 + (60 + 24_000) * 10)
+
+
+def test_changes_the_items_hold_cost_only_the_idle_runs(unit_prices):
+    # GIVEN sweeps where no change needs a visitor re-evaluated
+    sweeps = SweepMeasurement(
+        idle_run=Measured(Usage({"due": 6.0}, {"due": 1.0}), 0.0),
+        batch=Usage({"catalog": 0.5}),
+        due_visitor=Measured(Usage({"events": 1.5}, {"membership": 1.0}), 0.0),
+        swept_per_change=0.0,
+        segment_change_fraction=0.0,
+    )
+    # WHEN 1,000 changes fall due over 60 runs
+    cost = sum(sweep_dollars(sweeps, changes=1_000, runs=60, memory_mb=512).values())
+    # THEN only the 60 idle runs are paid: no batch, no visitor
+    assert cost == pytest.approx(60 * (100 + 6 + 10))
 
 
 def test_each_sweep_run_bills_its_own_share_of_the_due_visitors_cpu_time(monkeypatch):
@@ -46,9 +63,9 @@ def test_each_sweep_run_bills_its_own_share_of_the_due_visitors_cpu_time(monkeyp
     monkeypatch.setattr(price, "LAMBDA_GB_SECOND", 1.0)
     monkeypatch.setattr(price, "LAMBDA_REQUEST", 0.0)
     # AND an idle run of 1 ms and 1 ms a due visitor, on one core at 1769 MB
-    sweeps = SweepMeasurement(Measured(Usage(), 0.001), Usage(), Measured(Usage(), 0.001), 0.0)
+    sweeps = SweepMeasurement(Measured(Usage(), 0.001), Usage(), Measured(Usage(), 0.001), 1.0, 0.0)
     # WHEN 10 visitors fall due over 2 runs
-    cost = sweep_dollars(sweeps, due_visitors=10, runs=2, memory_mb=1769)["lambda"]
+    cost = sweep_dollars(sweeps, changes=10, runs=2, memory_mb=1769)["lambda"]
     # THEN each run bills 1 + 5 ms of 1769 MB
     assert cost == pytest.approx(2 * 0.006 * 1769 / 1024)
 
