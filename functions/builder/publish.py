@@ -204,11 +204,8 @@ def _horizon_s(plan: BuildPlan) -> int:
 def _holds(stored: StoredMembership | None, change: MembershipChange, now_s: int, horizon_s: int) -> bool:
     """Whether a stored item already says what `change`, worked out at `now_s`, does: the
     same membership as lookups read it at `now_s` (and expiry, when in any, within
-    `needs_write`'s leeway), and the same schedule before the build's horizon, past which
-    the build did not look (a later due instant the evaluator found says only that nothing
-    changes before it). An item whose due instant has passed (the sweep is filed at the
-    end of its step, not at its due instant) holds if its step is the membership now and
-    ends where the build finds the next change: the sweep comes then."""
+    `needs_write`'s leeway), and the same changes before the build's horizon, past which
+    the build did not look (see _same_changes)."""
     current = change.current
     segments = current.segments if current is not None else frozenset()
     if stored is None:
@@ -217,22 +214,26 @@ def _holds(stored: StoredMembership | None, change: MembershipChange, now_s: int
     held_segments = held.segments if held is not None else frozenset()
     if held_segments != segments or (held is not None and current is not None and needs_write(held, current)):
         return False
-    if stored.schedule is not None and stored.schedule.due_at <= now_s:
-        known_until = stored.schedule.next_due_at
-        if change.schedule is None:
-            return known_until is None or known_until >= horizon_s
-        return known_until == change.schedule.due_at
-    return _same_schedule(stored.schedule, change.schedule, horizon_s)
+    return _same_changes(stored.schedule, change.schedule, now_s, horizon_s)
 
 
-def _same_schedule(stored: Schedule | None, built: Schedule | None, horizon_s: int) -> bool:
-    if built is None:
-        return stored is None or stored.due_at >= horizon_s
-    if stored is None or (stored.due_at, stored.next_segments) != (built.due_at, built.next_segments):
-        return False
-    if built.next_due_at is None:
-        return stored.next_due_at is None or stored.next_due_at >= horizon_s
-    return stored.next_due_at == built.next_due_at
+def _same_changes(stored: Schedule | None, built: Schedule | None, now_s: int, horizon_s: int) -> bool:
+    """Whether the changes a stored schedule knows after `now_s` are those the build found
+    before its horizon. Past the build's horizon anything holds: a later change the
+    evaluator found says only that nothing changes before it. An item whose schedule ends
+    where the build finds a change holds too: lookups answer nothing from then on until
+    the sweep, filed then, has re-evaluated the visitor."""
+    stored_steps, stored_end = stored.ahead(now_s) if stored is not None else ((), None)
+    built_steps, built_end = built.ahead(now_s) if built is not None else ((), None)
+    for index, step in enumerate(built_steps):
+        if index == len(stored_steps):
+            return stored_end == step[0]
+        if stored_steps[index] != step:
+            return False
+    following = stored_steps[len(built_steps)][0] if len(stored_steps) > len(built_steps) else stored_end
+    if built_end is None:
+        return following is None or following >= horizon_s
+    return following == built_end
 
 
 def _apply_shard_changes(plan: BuildPlan, stores: BuildStores) -> int:

@@ -25,11 +25,12 @@ With a horizon, the search stops there: a build, which evaluates everyone, only 
 the changes before the next build is overdue, and most visitors have no candidate that
 soon, so it costs little more than the evaluation itself.
 
-An evaluation also looks one step ahead: the segments from the due instant on and when
-those can change in turn. The visitor's item holds both, so lookups switch at the due
-instant by themselves, and the sweep needs to re-evaluate the visitor only when that step
-ends (most visitors' membership changes once with no new data: they leave their last
-segment, and are never swept).
+An evaluation also looks ahead: the segments from the due instant on and when those can
+change in turn, and as many changes after that as asked for (`steps`), each found from
+the view at the one before. The visitor's item holds them, so lookups switch at each
+instant by themselves, and the sweep needs to re-evaluate the visitor only when they have
+passed (most visitors' membership changes once or twice with no new data: they leave
+their segments, and are never swept). A build asks for one step: its horizon is near.
 """
 
 from __future__ import annotations
@@ -98,13 +99,17 @@ class _WindowedCount:
 class VisitorMembership:
     """One visitor's membership at an instant, as a build at that instant computes it;
     the next instant at which it can change with no new data (None: never, or not before
-    the horizon); the segments from then on, and when those can change in turn."""
+    the horizon); the segments from then on, and when those can change in turn; and, when
+    more steps were asked for, the steps after that one (`later`: from each instant, the
+    segments) and when the last of them can change (`until_ms`)."""
 
     segments: frozenset[str]
     expires_at: int | None  # epoch seconds, the membership table's TTL; None for no segment
     due_ms: int | None
     next_segments: frozenset[str] = frozenset()
     next_due_ms: int | None = None
+    later: tuple[tuple[int, frozenset[str]], ...] = ()
+    until_ms: int | None = None
 
 
 def membership_expiry(history: VisitorHistory) -> int | None:
@@ -122,10 +127,12 @@ def evaluate_visitor(
     horizon_ms: int | None = None,
     max_evaluations: int = MAX_EVALUATIONS,
     view: VisitorView | None = None,
+    steps: int = 1,
 ) -> VisitorMembership:
     """What a build at `now_ms` computes for this visitor (its segments, and the expiry
     written with them), when to evaluate it again if no new record arrives (changes at or
-    after `horizon_ms` are not looked for), and the step after that one. `view`: the
+    after `horizon_ms` are not looked for), and up to `steps` steps from then on: the
+    segments from each change, and when the last of them can change in turn. `view`: the
     visitor's view at `now_ms`, when the caller has made it already."""
     view = view if view is not None else VisitorView(history, now_ms)
     found = frozenset(segments_of(view, segments))
@@ -134,12 +141,21 @@ def evaluate_visitor(
         return VisitorMembership(found, membership_expiry(history) if found else None, None)
     due_ms, then, at_due = change
     after = _next_change(history, segments, at_due, then, max_evaluations, horizon_ms)
+    later: list[tuple[int, frozenset[str]]] = []
+    expiry = membership_expiry(history)
+    # (Past the data's expiry the visitor is in nothing, whatever a step would say.)
+    while after is not None and len(later) + 1 < steps and (expiry is None or after[0] < expiry * 1000):
+        at_ms, segments_then, view_then = after
+        later.append((at_ms, segments_then))
+        after = _next_change(history, segments, view_then, segments_then, max_evaluations, horizon_ms)
     return VisitorMembership(
         segments=found,
-        expires_at=membership_expiry(history) if found or then else None,
+        expires_at=expiry if found or then or any(s for _, s in later) else None,
         due_ms=due_ms,
         next_segments=then,
-        next_due_ms=after[0] if after is not None else None,
+        next_due_ms=later[0][0] if later else after[0] if after is not None else None,
+        later=tuple(later),
+        until_ms=after[0] if later and after is not None else None,
     )
 
 

@@ -1,8 +1,8 @@
 """Real-time membership (DESIGN.md, "Freshness"): re-evaluate just the visitors a batch
 of the events table's stream touched, with the published build's definitions, as a
-build at this instant would, and file each one for the sweep at the end of the step its
-item holds (`Schedule.sweep_at`: the item itself switches at the due instant; a visitor
-whose membership changes just once more with no new data is never swept).
+build at this instant would, and file each one for the sweep where the steps its item
+holds end (`Schedule.sweep_at`: the item itself switches at each of them; a visitor whose
+membership changes no more than `STEPS` times with no new data is never swept).
 
 Per batch: one GetItem of the catalog (the published build), one BatchGetItem of the
 suppression list, one Query per visitor (its records), one BatchGetItem of the
@@ -29,6 +29,11 @@ from functions.core.storage.membership import Membership, Schedule, StoredMember
 
 # Plans kept per warm container: the published build and the one before, around a publish.
 PLANS_CACHED = 4
+# The changes a visitor's item holds ahead (with no new data), each with its segments:
+# lookups follow them by themselves, so the sweep is needed only for a visitor whose
+# membership changes more often than this before its data expires. Most change once or
+# twice (they leave their segments); an item stays well under 1 KB (one write unit).
+STEPS = 4
 # A visitor whose item a build being published owns is evaluated again this much later,
 # by the sweep, against that build once it is published.
 RETRY_REFUSED_MS = 60_000
@@ -165,9 +170,12 @@ def evaluate_visitors(visitor_ids: Sequence[str], stores: EvaluatorStores, now_m
     failed: dict[str, Exception] = {}
     for visitor_id in live:
         try:
-            result = evaluate_visitor(history_of(visitor_id, stores.events.records_of(visitor_id)), segments, now_ms)
+            history = history_of(visitor_id, stores.events.records_of(visitor_id))
+            result = evaluate_visitor(history, segments, now_ms, steps=STEPS)
             membership = Membership(result.segments, result.expires_at)
-            schedule = Schedule.of(result.due_ms, result.next_segments, result.next_due_ms)
+            schedule = Schedule.of(
+                result.due_ms, result.next_segments, result.next_due_ms, result.later, result.until_ms
+            )
             sweep_at = schedule.sweep_at(result.expires_at, horizon_limited=False) if schedule is not None else None
             if sweep_at is not None:
                 due_ms[visitor_id] = sweep_at * 1000

@@ -4,8 +4,8 @@ with the evaluator's own logic. Never a scan of the events.
 
 Only whole minutes in the past are swept, each once: the checkpoint moves past them, so
 their entries are never read again and are left to the table's TTL (free; a delete would
-cost a write unit per visitor). A re-evaluation files the visitor under the end of
-its new step, which lies after now and so in a later minute than any swept. A sweep that
+cost a write unit per visitor). A re-evaluation files the visitor where the steps
+its item now holds end, which lies after now and so in a later minute than any swept. A sweep that
 fails part-way is run again from the same checkpoint: re-evaluating a visitor twice
 writes nothing new."""
 

@@ -19,8 +19,8 @@
   build, in dollars (tests/bench/aws_prices.py, the model of bench_cost.py), for 1 M events
   (100 k visitors x 10 events) of which 1 % of visitors, D = 1,000, have their membership
   change with no new data between two builds (cdk.json's `build_schedule`, rate(1 hour):
-  R = 60 sweep runs, one a minute, meanwhile). Aim <= 0.05. An item holds the step after
-  its due instant, so a change needs the sweep only when the step it holds has ended: how
+  R = 60 sweep runs, one a minute, meanwhile). Aim <= 0.05. An item holds the next
+  `STEPS` changes, so a change needs the sweep only when those it holds have passed: how
   many visitors the sweep re-evaluates per change (swept_per_change) is measured over the
   whole future, with no new data, of the 100 visitors of the stream batch above (the
   generated traffic with the demo's segments): every sweep run at a minute one of them is
@@ -60,8 +60,9 @@
   CPU time is the process's, less moto's own work in answering requests (in AWS, DynamoDB's
   and S3's), on both sides; neither side counts the wait for DynamoDB's answers, which
   Lambda bills too (a sweep waits on one Query per visitor, a build on 1 MB pages).
-- sweep_cost_ratio_staggered: the same for 100 visitors who each leave four of the demo's
-  segments on four different days (`staggered_history`): a sweep every other change.
+- sweep_cost_ratio_staggered: the same for 100 visitors whose membership changes six
+  times on six different days (`staggered_history`), more than an item holds (`STEPS`,
+  functions/evaluator/logic.py): a sweep for every six changes.
 - sweep_request_ratio (and _staggered): the same two sides counted in DynamoDB requests
   (the measure sweep_cost_ratio used before it was priced; DynamoDB bills units, not
   requests).
@@ -254,11 +255,13 @@ def run() -> dict[str, float]:
 
 
 def staggered_history(visitor_id: str, hit_ms: int) -> list[Any]:
-    """A week of a visitor on a phone in London (two blog posts, a product in the cart, a
-    look at pricing, on four days) that puts it in four of the demo's segments, each of
-    which it leaves on its own day with no new data: new UK visitors after one more day,
-    cart abandoners after ten, mobile blog readers after 24 and returning London pricing
-    viewers after 26. Four changes, for a sweep every other one."""
+    """A week of a visitor on a phone in London (two blog posts, a product in the cart and
+    a purchase, a look at pricing, on four days) that puts it in four of the demo's
+    segments, which it leaves on four days with no new data, and one it enters: new UK
+    visitors after one more day, cart abandoners after ten, lapsed buyers from the
+    eleventh (two weeks without a visit) until the purchase expires, mobile blog readers
+    after 24 and returning London pricing viewers after 26. Six changes, more than an item
+    holds (`STEPS`): each visitor is swept once, when the fifth comes."""
     from functions.core.hits import Geo, TrackedEvent
 
     london = Geo(country="GB", region="ENG", city="London")
@@ -266,6 +269,7 @@ def staggered_history(visitor_id: str, hit_ms: int) -> list[Any]:
         (6, "page_view", "https://shop.example/blog/gifts"),
         (5, "page_view", "https://shop.example/blog/winter"),
         (4, "add_to_cart", "https://shop.example/product/scarf"),
+        (4, "purchase", "https://shop.example/product/gloves"),
         (3, "page_view", "https://shop.example/pricing"),
     ]
     return [

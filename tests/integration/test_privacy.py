@@ -54,7 +54,12 @@ def everything_in_the_bucket(bucket: str) -> list[str]:
 def assert_gone_everywhere(aws: Any, visitor_id: str) -> None:
     assert EventStore(aws.events_table).records_of(visitor_id) == []
     held = MembershipStore(aws.membership_table).describe(visitor_id)
-    assert held is None or (held["segments"], held["previous_segments"], held["next_segments"]) == ([], [], [])
+    assert held is None or (held["segments"], held["previous_segments"], held["next_segments"], held["later"]) == (
+        [],
+        [],
+        [],
+        [],
+    )
     assert visitor_id not in dict(MembershipStore(aws.membership_table).scan())
     texts = everything_in_the_bucket(aws.bucket)
     assert texts, "the bucket holds the builds"

@@ -18,8 +18,15 @@ from functions.core import layout
 from functions.core.records import EventRecord, Record
 from functions.core.segments import SegmentDefinition
 from functions.core.storage.catalog import StoredCatalog
-from functions.core.storage.membership import Membership, Schedule, StoredMembership, _live_segments
-from functions.evaluator.logic import EvaluatorStores, PublishedDefinitions, evaluate_visitors, visitors_of
+from functions.core.storage.membership import (
+    Membership,
+    Schedule,
+    StoredMembership,
+    _live_segments,
+    _put_schedule,
+    _stored,
+)
+from functions.evaluator.logic import STEPS, EvaluatorStores, PublishedDefinitions, evaluate_visitors, visitors_of
 from tests.fakes import MemoryBucket, MemoryDue, MemoryEvents, MemoryMembership, MemorySuppression
 from tests.reference.duckdb_reference import CATALOGUE
 from tests.reference.population import generate
@@ -240,22 +247,52 @@ def test_a_lookup_serves_the_step_after_the_due_instant_until_that_one_may_chang
     assert _live_segments(entering, NOW_S + 1, PUBLISHED) == ["later"]
 
 
-def test_the_sweep_is_filed_where_the_step_the_item_holds_ends():
-    # GIVEN "a page view in the last day" and "... in the last week", and a hit an hour ago
-    week = SegmentDefinition.model_validate(
-        {"id": "week", "name": "Week", "rule": {"event": {"name": "page_view", "within_days": 7}}}
+def _seen_within(days: int) -> SegmentDefinition:
+    return SegmentDefinition.model_validate(
+        {"id": f"days-{days}", "name": f"{days} days", "rule": {"event": {"name": "page_view", "within_days": days}}}
     )
+
+
+def test_the_item_holds_the_changes_ahead_and_the_sweep_is_filed_where_they_end():
+    # GIVEN "a page view in the last N days" for N = 1..5, and a visitor's hit an hour ago
     hit_at = NOW - 3_600_000
-    stores = stores_for([("v1", recent_hit(hit_at))], [RECENT_DEFINITION, week])
+    stores = stores_for([("v1", recent_hit(hit_at))], [_seen_within(days) for days in range(1, 6)])
     # WHEN the evaluator sees the hit
     evaluate_visitors(["v1"], stores, NOW)
-    # THEN the item holds both segments now, and "week" alone from the day's end to the week's
+    # THEN the item holds the first STEPS changes, one a day, each with its segments
     membership = stores.membership
     assert isinstance(membership, MemoryMembership)
-    week_ends = (hit_at + 7 * DAY) // 1000
-    assert membership.stored["v1"].schedule == Schedule((hit_at + DAY) // 1000, frozenset({"week"}), week_ends)
-    # AND the sweep is needed only when the week ends, not when the day does
-    assert isinstance(stores.due, MemoryDue) and stores.due.entries == {"v1": week_ends * 1000}
+    day = [(hit_at + days * DAY) // 1000 for days in range(6)]
+    in_from = [frozenset(f"days-{n}" for n in range(days + 1, 6)) for days in range(6)]
+    assert STEPS == 4
+    assert membership.stored["v1"].schedule == Schedule(
+        day[1], in_from[1], day[2], tuple((day[d], in_from[d]) for d in range(2, 5)), day[5]
+    )
+    # AND the sweep is needed only where they end: at the fifth day, not at the first
+    assert isinstance(stores.due, MemoryDue) and stores.due.entries == {"v1": day[5] * 1000}
+
+
+def test_a_lookup_follows_each_change_an_item_holds_and_answers_nothing_past_them():
+    # GIVEN an item in segments a, b, c, then b and c from the due instant, c from an hour
+    # later and none from two hours later, what it knows ending at three hours
+    schedule = Schedule(
+        NOW_S,
+        frozenset({"b", "c"}),
+        NOW_S + 3600,
+        ((NOW_S + 3600, frozenset({"c"})), (NOW_S + 7200, frozenset())),
+        NOW_S + 10_800,
+    )
+    held = item(build_id={"S": PUBLISHED}, segments={"SS": ["a", "b", "c"]}, expires_at={"N": str(NOW_S + 86_400)})
+    _put_schedule(held, schedule)
+    # THEN a lookup serves each step from its instant, and nothing once they end
+    assert _live_segments(held, NOW_S - 1, PUBLISHED) == ["a", "b", "c"]
+    assert _live_segments(held, NOW_S, PUBLISHED) == ["b", "c"]
+    assert _live_segments(held, NOW_S + 3600, PUBLISHED) == ["c"]
+    assert _live_segments(held, NOW_S + 7200, PUBLISHED) == []
+    assert _live_segments(held, NOW_S + 10_800, PUBLISHED) == []
+    # AND the item reads back as it was written
+    assert _stored(held).schedule == schedule
+    assert _stored(held).live(NOW_S + 3600) == Membership(frozenset({"c"}), NOW_S + 86_400)
 
 
 def test_a_visitor_who_enters_a_segment_at_its_due_instant_keeps_an_item_saying_so():

@@ -25,9 +25,13 @@ PUBLISHED = "20240601T000000Z"
 RECENT = SegmentDefinition.model_validate(
     {"id": "recent", "name": "Recent", "rule": {"event": {"name": "page_view", "within_days": 1}}}
 )
-# With "recent", two changes to come: the sweep is filed at the second (the week's end).
-WEEK = SegmentDefinition.model_validate(
-    {"id": "week", "name": "Week", "rule": {"event": {"name": "page_view", "within_days": 7}}}
+# With "recent", five changes to come, one a day: more than an item holds, so the sweep
+# is filed where those it holds end.
+LONGER = tuple(
+    SegmentDefinition.model_validate(
+        {"id": f"days-{days}", "name": f"{days} days", "rule": {"event": {"name": "page_view", "within_days": days}}}
+    )
+    for days in range(2, 6)
 )
 
 
@@ -56,7 +60,7 @@ class UnreadableCatalog:
 
 def stores_for(records: RecordsFailingFor, catalog: Catalog | None = None) -> EvaluatorStores:
     bucket = MemoryBucket()
-    plan = BuildPlan(PUBLISHED, datetime.fromtimestamp(NOW / 1000, UTC), 1, (RECENT, WEEK))
+    plan = BuildPlan(PUBLISHED, datetime.fromtimestamp(NOW / 1000, UTC), 1, (RECENT, *LONGER))
     bucket.put_json(layout.plan_key(PUBLISHED), plan.to_json())
     return EvaluatorStores(
         events=records,

@@ -419,6 +419,36 @@ def test_evaluate_visitor_looks_one_change_ahead_and_stops_at_the_horizon():
     assert ahead > 20 and limited > 5  # both cases are met
 
 
+def test_the_steps_ahead_are_the_evaluations_at_each_change_in_turn():
+    # GIVEN a generated audience and every reference segment
+    now_s = 1_733_140_800 + 5 * 86_400
+    population = generate(6, 120, now_ms=now_s * 1000)
+    segments = compile_segments(tuple(s.definition for s in CATALOGUE))
+    deep = 0
+    for history in population.histories():
+        # WHEN each visitor is evaluated three steps ahead
+        result = evaluate_visitor(history, segments, now_s * 1000, max_evaluations=NEVER_CHECKED, steps=3)
+        one = evaluate_visitor(history, segments, now_s * 1000, max_evaluations=NEVER_CHECKED)
+        # THEN the first step is the one-step evaluation's
+        assert (result.segments, result.due_ms, result.next_segments) == (one.segments, one.due_ms, one.next_segments)
+        # AND each step is what an evaluation at its instant gives, walked change by change
+        walked = [(result.due_ms, result.next_segments), *result.later]
+        if result.due_ms is None:
+            assert (result.next_due_ms, result.later, result.until_ms) == (None, (), None)
+            continue
+        for (at, then), following in zip(walked, [*(s[0] for s in walked[1:]), None], strict=True):
+            there = evaluate_visitor(history, segments, at, max_evaluations=NEVER_CHECKED)
+            assert there.segments == then, history.visitor_id
+            if following is not None:
+                assert there.due_ms == following, history.visitor_id
+        last = evaluate_visitor(history, segments, walked[-1][0], max_evaluations=NEVER_CHECKED)
+        # AND what the steps know ends where the last one changes (one step: next_due_ms)
+        assert (result.until_ms if result.later else result.next_due_ms) == last.due_ms, history.visitor_id
+        assert len(result.later) <= 2 and (not result.later or result.next_due_ms == result.later[0][0])
+        deep += len(result.later) == 2
+    assert deep > 5  # visitors with three changes ahead are met
+
+
 def test_a_visitor_out_of_every_segment_until_the_due_instant_keeps_its_expiry():
     # GIVEN a visitor who enters the segment only once an event leaves the window
     history = visitor(hit(ago(days=2), expires_at=NOW_S + 88 * 86_400))

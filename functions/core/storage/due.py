@@ -1,6 +1,6 @@
 """The due index (DESIGN.md, "Freshness"): the visitors whose item stops answering for
-their membership with no new data, filed under the minute of that instant (the end of
-the step their item holds: `Schedule.sweep_at`), for the sweep to re-evaluate.
+their membership with no new data, filed under the minute of that instant (where the
+steps their item holds end: `Schedule.sweep_at`), for the sweep to re-evaluate.
 
 An entry is `{due_minute: "<YYYYmmddHHMM>#<k>", visitor_id, due_at}`; k spreads a minute's
 entries over `DUE_BUCKETS` partitions. The sweep's checkpoint (the last minute it swept

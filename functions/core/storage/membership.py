@@ -20,14 +20,16 @@ hit and at its due instant, as of the published build (`build_id` is that build'
 build writes it for the visitors whose membership changes before the next build is due.
 Such an item has a schedule: `due_at` (epoch seconds, rounded down), when the membership
 can next change with no new data, `next_segments` (absent: none), the membership from then
-on, and `next_due_at`, when that can change in turn. Lookups serve `segments` until
-`due_at`, then `next_segments` until `next_due_at`, then none until the sweep has
-re-evaluated the visitor: never a membership past the instant it may have changed. So the
-item answers by itself until `next_due_at`, and the sweep is needed only then
-(`Schedule.sweep_at`): a visitor whose membership changes once more with no new data
-(most: they leave their last segment) needs no sweep at all. An item may hold no
-segments now and some from `due_at` on. The evaluator never replaces an item of a build
-not published yet (a later `build_id`)."""
+on, and `next_due_at`, when that can change in turn; the evaluator's also hold the changes
+after that one, up to its `STEPS` (`later`: `[[at, [segment_id, ...]], ...]`, the first
+at `next_due_at`) and when the last of them can change (`until`). Lookups serve
+`segments` until `due_at`, then each step from its instant, then none once what the item
+knows has ended until the sweep has re-evaluated the visitor: never a membership past the
+instant it may have changed. So the item answers by itself up to then, and the sweep is
+needed only then (`Schedule.sweep_at`): a visitor whose membership changes no more often
+than that with no new data (most: they leave their segments) needs no sweep at all. An
+item may hold no segments now and some from `due_at` on. The evaluator never replaces an
+item of a build not published yet (a later `build_id`)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ SUPPRESSED = "suppressed"
 DUE_AT = "due_at"
 NEXT_SEGMENTS = "next_segments"
 NEXT_DUE_AT = "next_due_at"
+LATER = "later"
+UNTIL = "until"
 _NOT_SUPPRESSED = f"attribute_not_exists({SUPPRESSED})"
 # How long the item of a visitor who left every segment is kept for lookups that still
 # serve the build before (a lookup's catalog is at most minutes old).
@@ -66,6 +70,8 @@ _NAMES = {
     "#d": DUE_AT,
     "#ns": NEXT_SEGMENTS,
     "#nd": NEXT_DUE_AT,
+    "#l": LATER,
+    "#u": UNTIL,
 }
 
 
@@ -82,34 +88,86 @@ class Membership:
 class Schedule:
     """When a membership can next change with no new data (epoch seconds, rounded down),
     the segments from then on, and when those can change in turn (None: never, or not
-    before the evaluation's horizon)."""
+    before the evaluation's horizon). An evaluation may know further steps (`later`: from
+    each instant, the segments; the first from `next_due_at`), and then when the last of
+    them can change (`until`)."""
 
     due_at: int
     next_segments: frozenset[str] = frozenset()
     next_due_at: int | None = None
+    later: tuple[tuple[int, frozenset[str]], ...] = ()
+    until: int | None = None
 
     @classmethod
-    def of(cls, due_ms: int | None, next_segments: frozenset[str], next_due_ms: int | None) -> Schedule | None:
+    def of(
+        cls,
+        due_ms: int | None,
+        next_segments: frozenset[str],
+        next_due_ms: int | None,
+        later: Sequence[tuple[int, frozenset[str]]] = (),
+        until_ms: int | None = None,
+    ) -> Schedule | None:
         """From an evaluation's instants in milliseconds (None: no change foreseen)."""
         if due_ms is None:
             return None
-        return cls(due_ms // 1000, next_segments, next_due_ms // 1000 if next_due_ms is not None else None)
+        return cls(
+            due_ms // 1000,
+            next_segments,
+            next_due_ms // 1000 if next_due_ms is not None else None,
+            tuple((at_ms // 1000, segments) for at_ms, segments in later),
+            until_ms // 1000 if until_ms is not None else None,
+        )
+
+    @property
+    def steps(self) -> tuple[tuple[int, frozenset[str]], ...]:
+        """Each change it knows: from when, which segments."""
+        return ((self.due_at, self.next_segments), *self.later)
+
+    @property
+    def end(self) -> int | None:
+        """When what it knows ends: the last step can change then (None: never, or not
+        before the evaluation's horizon)."""
+        return self.until if self.later else self.next_due_at
+
+    def segments_at(self, now_s: float) -> frozenset[str] | None:
+        """The segments from its due instant on, at `now_s` (at or after `due_at`): None
+        once past what it knows (the sweep is on its way)."""
+        end = self.end
+        if end is not None and end <= now_s:
+            return None
+        return _step_at(self.next_segments, self.later, now_s)
+
+    def ahead(self, now_s: float) -> tuple[tuple[tuple[int, frozenset[str]], ...], int | None]:
+        """The changes it knows after `now_s`, and when what it knows ends."""
+        return tuple(step for step in self.steps if step[0] > now_s), self.end
 
     def sweep_at(self, expires_at: int | None, *, horizon_limited: bool) -> int | None:
         """When the sweep must re-evaluate a visitor with this schedule and data expiring at
         `expires_at` (epoch seconds): at the first instant its item does not answer for,
-        `next_due_at`; never when nothing changes after the step, or not before the data
+        `end`; never when nothing changes after its last step, or not before the data
         expires (lookups answer nothing from then on, and the TTL removes the item). An
-        evaluation that stopped at a horizon (a build's) does not know what follows the
+        evaluation that stopped at a horizon (a build's) does not know what follows its
         step: the sweep then searches past the horizon from `due_at`."""
-        sweep_at = self.next_due_at if self.next_due_at is not None else self.due_at if horizon_limited else None
+        end = self.end
+        sweep_at = end if end is not None else self.due_at if horizon_limited else None
         return sweep_at if sweep_at is not None and (expires_at is None or sweep_at < expires_at) else None
+
+
+def _step_at(first: frozenset[str], later: Sequence[tuple[int, frozenset[str]]], now_s: float) -> frozenset[str]:
+    """The segments at `now_s` (at or after the due instant) of a schedule whose step from
+    the due instant is `first`: those of the last later step begun by then."""
+    segments = first
+    for at, then in later:
+        if at > now_s:
+            break
+        segments = then
+    return segments
 
 
 def needs_item(segments: frozenset[str], schedule: Schedule | None) -> bool:
     """Whether a visitor in `segments` now, with this schedule, needs an item: not when it
-    is in no segment now nor from its due instant on."""
-    return bool(segments) or (schedule is not None and bool(schedule.next_segments))
+    is in no segment now nor from any instant its schedule knows."""
+    return bool(segments) or (schedule is not None and any(then for _, then in schedule.steps))
 
 
 @dataclass(frozen=True)
@@ -137,13 +195,14 @@ class StoredMembership:
 
     def live(self, now_s: int) -> Membership | None:
         """The membership a lookup at `now_s` serves from the current side: past `due_at`
-        the step after it, until `next_due_at`; past that, none (the sweep is on its way)."""
+        the step of its schedule at `now_s`; past its end, none (the sweep is on its way)."""
         schedule, current = self.schedule, self.current
         if schedule is None or now_s < schedule.due_at:
             return current
-        if not schedule.next_segments or (schedule.next_due_at is not None and schedule.next_due_at <= now_s):
+        segments = schedule.segments_at(now_s)
+        if not segments:
             return None
-        return Membership(schedule.next_segments, current.expires_at if current is not None else None)
+        return Membership(segments, current.expires_at if current is not None else None)
 
     def as_of(self, published: str | None, now_s: int) -> Membership | None:
         """The membership lookups serve at `now_s` while `published` is the published build."""
@@ -169,11 +228,23 @@ def _schedule(item: Mapping[str, Any]) -> Schedule | None:
     due, then, next_due = item.get(DUE_AT), item.get(NEXT_SEGMENTS), item.get(NEXT_DUE_AT)
     if due is None:
         return None
+    until = item.get(UNTIL)
     return Schedule(
         int(due["N"]),
         frozenset(then["SS"]) if then else frozenset(),
         int(next_due["N"]) if next_due else None,
+        _later(item),
+        int(until["N"]) if until else None,
     )
+
+
+def _later(item: Mapping[str, Any]) -> tuple[tuple[int, frozenset[str]], ...]:
+    """An item's steps after the first: `[[at, [segment_id, ...]], ...]`."""
+    later = item.get(LATER)
+    if later is None:
+        return ()
+    steps = (step["L"] for step in later["L"])
+    return tuple((int(at["N"]), frozenset(name["S"] for name in then["L"])) for at, then in steps)
 
 
 def _put_schedule(item: dict[str, Any], schedule: Schedule | None) -> None:
@@ -184,6 +255,10 @@ def _put_schedule(item: dict[str, Any], schedule: Schedule | None) -> None:
         item[NEXT_SEGMENTS] = {"SS": sorted(schedule.next_segments)}
     if schedule.next_due_at is not None:
         item[NEXT_DUE_AT] = n(schedule.next_due_at)
+    if schedule.later:
+        item[LATER] = {"L": [{"L": [n(at), {"L": [s(i) for i in sorted(then)]}]} for at, then in schedule.later]}
+        if schedule.until is not None:
+            item[UNTIL] = n(schedule.until)
 
 
 def _membership(item: Mapping[str, Any], segments: str, expires: str) -> Membership | None:
@@ -204,7 +279,7 @@ def _live_segments(item: Mapping[str, Any], now_s: float, as_of: str | None) -> 
         if due is not None and int(due["N"]) <= now_s:  # changed: the step after, until it may change again
             next_due = item.get(NEXT_DUE_AT)
             if next_due is not None and int(next_due["N"]) <= now_s:
-                return []  # may have changed twice; the sweep is on its way
+                return _later_segments(item, now_s)
             segments_name = NEXT_SEGMENTS
     segments = item.get(segments_name)
     if segments is None:  # a tombstone, a visitor who left every segment, or a new member
@@ -213,6 +288,19 @@ def _live_segments(item: Mapping[str, Any], now_s: float, as_of: str | None) -> 
     if expires is not None and int(expires["N"]) <= now_s:
         return []
     return sorted(segments["SS"])
+
+
+def _later_segments(item: Mapping[str, Any], now_s: float) -> list[str]:
+    """Past `next_due_at`: the item's later step at `now_s`; none past the last (the
+    sweep is on its way) or once expired."""
+    later = _later(item)
+    until = item.get(UNTIL)
+    if not later or (until is not None and int(until["N"]) <= now_s):
+        return []
+    expires = item.get(EXPIRES_AT)
+    if expires is not None and int(expires["N"]) <= now_s:
+        return []
+    return sorted(_step_at(frozenset(), later, now_s))
 
 
 class MembershipStore(TableAdapter):
@@ -364,6 +452,8 @@ class MembershipStore(TableAdapter):
             # when the segments can next change with no new data, and what they are then
             "due_at": int(item[DUE_AT]["N"]) if DUE_AT in item else None,
             "next_segments": sorted(item[NEXT_SEGMENTS]["SS"]) if NEXT_SEGMENTS in item else [],
+            # and the changes after that one, each from its instant
+            "later": [{"at": at, "segments": sorted(then)} for at, then in _later(item)],
             "suppressed": SUPPRESSED in item,
         }
 
