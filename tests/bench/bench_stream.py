@@ -294,7 +294,7 @@ def measure_sweeps(
     from functions.sweep.logic import sweep
 
     idle: list[Measured] = []
-    first_idle = after_ms // 60_000 + 60  # an hour after the hits: nobody is filed then
+    first_idle = after_ms // 60_000 + 24 * 60  # a day after the hits: nobody is filed then
     for minute in range(first_idle, first_idle + IDLE_RUNS):
         idle.append(_swept(meter, due, lambda ids: None, minute, sweep))
     idle_run = Measured(
