@@ -25,14 +25,21 @@ from functions.core.freshness import evaluate_visitor
 from functions.core.records import Record, VisitorHistory, group_by_visitor
 from functions.core.storage.catalog import StoredCatalog
 from functions.core.storage.events import EVENT_KEY, MAPPING_PREFIX, VISITOR_KEY
-from functions.core.storage.membership import Membership, Schedule, StoredMembership, needs_item
+from functions.core.storage.membership import (
+    Membership,
+    Schedule,
+    StoredMembership,
+    needs_item,
+    within_a_write_unit,
+)
 
 # Plans kept per warm container: the published build and the one before, around a publish.
 PLANS_CACHED = 4
 # The changes a visitor's item holds ahead (with no new data), each with its segments:
 # lookups follow them by themselves, so the sweep is needed only for a visitor whose
 # membership changes more often than this before its data expires. Most change once or
-# twice (they leave their segments); an item stays well under 1 KB (one write unit).
+# twice (they leave their segments). Fewer are kept when more would take the item past
+# 1 KB, one write unit (`within_a_write_unit`).
 STEPS = 4
 # A visitor whose item a build being published owns is evaluated again this much later,
 # by the sweep, against that build once it is published.
@@ -173,8 +180,11 @@ def evaluate_visitors(visitor_ids: Sequence[str], stores: EvaluatorStores, now_m
             history = history_of(visitor_id, stores.events.records_of(visitor_id))
             result = evaluate_visitor(history, segments, now_ms, steps=STEPS)
             membership = Membership(result.segments, result.expires_at)
-            schedule = Schedule.of(
-                result.due_ms, result.next_segments, result.next_due_ms, result.later, result.until_ms
+            schedule = within_a_write_unit(
+                visitor_id,
+                membership,
+                Schedule.of(result.due_ms, result.next_segments, result.next_due_ms, result.later, result.until_ms),
+                published,
             )
             sweep_at = schedule.sweep_at(result.expires_at, horizon_limited=False) if schedule is not None else None
             if sweep_at is not None:

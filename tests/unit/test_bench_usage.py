@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.bench.common import Usage, extrapolate, item_bytes, number_bytes, read_units, write_units
+from functions.core.storage.item_size import item_bytes, number_bytes
+from tests.bench.common import Usage, extrapolate, read_units, write_units
 
 
 def test_a_string_attribute_counts_its_name_and_its_utf8_bytes():

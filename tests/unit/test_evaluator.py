@@ -18,10 +18,12 @@ from functions.core import layout
 from functions.core.records import EventRecord, Record
 from functions.core.segments import SegmentDefinition
 from functions.core.storage.catalog import StoredCatalog
+from functions.core.storage.item_size import item_bytes
 from functions.core.storage.membership import (
     Membership,
     Schedule,
     StoredMembership,
+    _evaluated_item,
     _live_segments,
     _put_schedule,
     _stored,
@@ -270,6 +272,36 @@ def test_the_item_holds_the_changes_ahead_and_the_sweep_is_filed_where_they_end(
     )
     # AND the sweep is needed only where they end: at the fifth day, not at the first
     assert isinstance(stores.due, MemoryDue) and stores.due.entries == {"v1": day[5] * 1000}
+
+
+def test_an_item_holds_no_more_changes_ahead_than_fit_in_one_write_unit():
+    # GIVEN the same five segments, with ids long enough that four changes ahead would
+    # make the item larger than 1 KB
+    long_ids = [_seen_within(days).model_copy(update={"id": f"days-{days}-" + "x" * 56}) for days in range(1, 6)]
+    hit_at = NOW - 3_600_000
+    stores = stores_for([("v1", recent_hit(hit_at))], long_ids)
+    full = Schedule(
+        (hit_at + DAY) // 1000,
+        frozenset(d.id for d in long_ids[1:]),
+        (hit_at + 2 * DAY) // 1000,
+        tuple(((hit_at + d * DAY) // 1000, frozenset(x.id for x in long_ids[d:])) for d in range(2, 5)),
+        (hit_at + 5 * DAY) // 1000,
+    )
+    membership = Membership(frozenset(d.id for d in long_ids), hit_at // 1000 + 90 * 86_400)
+    assert item_bytes(_evaluated_item("v1", membership, full, PUBLISHED)) > 1024
+    # WHEN the evaluator sees the hit
+    evaluate_visitors(["v1"], stores, NOW)
+    # THEN the item holds the changes that fit, the first ones, and stays within 1 KB
+    stored = stores.membership
+    assert isinstance(stored, MemoryMembership)
+    schedule = stored.stored["v1"].schedule
+    assert schedule is not None and len(schedule.later) < len(full.later)
+    assert schedule.steps == full.steps[: len(schedule.steps)]
+    assert item_bytes(_evaluated_item("v1", membership, schedule, PUBLISHED)) <= 1024
+    # AND what it knows ends where the first change left out begins: the sweep is filed there
+    left_out = full.steps[len(schedule.steps)][0]
+    assert schedule.end == left_out
+    assert isinstance(stores.due, MemoryDue) and stores.due.entries == {"v1": left_out * 1000}
 
 
 def test_a_lookup_follows_each_change_an_item_holds_and_answers_nothing_past_them():

@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from functions.core.storage.aws import WRITE_THREADS, TableAdapter, batch_get, batch_write, error_code, n, s
+from functions.core.storage.item_size import WRITE_UNIT_BYTES, item_bytes
 from functions.core.tables import MEMBERSHIP
 from functions.core.times import DAY_SECONDS
 
@@ -380,21 +381,9 @@ class MembershipStore(TableAdapter):
                     ExpressionAttributeValues=values,
                 )
                 return True
-            item: dict[str, Any] = {VISITOR_KEY: s(visitor_id), BUILD_ID: s(published)}
-            if membership.expires_at is not None:
-                item[EXPIRES_AT] = n(membership.expires_at)
-            if membership.segments:
-                item[SEGMENTS] = {"SS": sorted(membership.segments)}
-                # A lookup whose catalog still names the build before `published` (for at
-                # most its refresh interval) reads the previous side: the fresh answer there
-                # too, not none; its catalog still filters it by that build's destinations.
-                item[PREVIOUS_SEGMENTS] = item[SEGMENTS]
-                if membership.expires_at is not None:
-                    item[PREVIOUS_EXPIRES_AT] = item[EXPIRES_AT]
-            _put_schedule(item, schedule)
             self.client.put_item(
                 TableName=self.table_name,
-                Item=item,
+                Item=_evaluated_item(visitor_id, membership, schedule, published),
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -456,6 +445,42 @@ class MembershipStore(TableAdapter):
             "later": [{"at": at, "segments": sorted(then)} for at, then in _later(item)],
             "suppressed": SUPPRESSED in item,
         }
+
+
+def _evaluated_item(
+    visitor_id: str, membership: Membership, schedule: Schedule | None, published: str
+) -> dict[str, Any]:
+    """The item the evaluator writes (see MembershipStore.put_evaluated)."""
+    item: dict[str, Any] = {VISITOR_KEY: s(visitor_id), BUILD_ID: s(published)}
+    if membership.expires_at is not None:
+        item[EXPIRES_AT] = n(membership.expires_at)
+    if membership.segments:
+        item[SEGMENTS] = {"SS": sorted(membership.segments)}
+        # A lookup whose catalog still names the build before `published` (for at most its
+        # refresh interval) reads the previous side: the fresh answer there too, not none;
+        # its catalog still filters it by that build's destinations.
+        item[PREVIOUS_SEGMENTS] = item[SEGMENTS]
+        if membership.expires_at is not None:
+            item[PREVIOUS_EXPIRES_AT] = item[EXPIRES_AT]
+    _put_schedule(item, schedule)
+    return item
+
+
+def within_a_write_unit(
+    visitor_id: str, membership: Membership, schedule: Schedule | None, published: str
+) -> Schedule | None:
+    """`schedule` less as many of its later steps, the last first, as keep the item the
+    evaluator writes within one write unit (1 KB): a visitor in many segments then has
+    fewer changes ahead on its item, what the item knows ends where the first step left
+    out begins, and the sweep is filed there, rather than every write costing more."""
+    while (
+        schedule is not None
+        and schedule.later
+        and item_bytes(_evaluated_item(visitor_id, membership, schedule, published)) > WRITE_UNIT_BYTES
+    ):
+        *kept, (left_out_at, _) = schedule.later
+        schedule = replace(schedule, later=tuple(kept), until=left_out_at if kept else None)
+    return schedule
 
 
 def _item(visitor_id: str, change: MembershipChange, build_id: str, now_s: float) -> dict[str, Any]:
