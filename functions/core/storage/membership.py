@@ -136,7 +136,12 @@ class Schedule:
         end = self.end
         if end is not None and end <= now_s:
             return None
-        return _step_at(self.next_segments, self.later, now_s)
+        segments = self.next_segments
+        for at, then in self.later:
+            if at > now_s:
+                break
+            segments = then
+        return segments
 
     def ahead(self, now_s: float) -> tuple[tuple[tuple[int, frozenset[str]], ...], int | None]:
         """The changes it knows after `now_s`, and when what it knows ends."""
@@ -152,17 +157,6 @@ class Schedule:
         end = self.end
         sweep_at = end if end is not None else self.due_at if horizon_limited else None
         return sweep_at if sweep_at is not None and (expires_at is None or sweep_at < expires_at) else None
-
-
-def _step_at(first: frozenset[str], later: Sequence[tuple[int, frozenset[str]]], now_s: float) -> frozenset[str]:
-    """The segments at `now_s` (at or after the due instant) of a schedule whose step from
-    the due instant is `first`: those of the last later step begun by then."""
-    segments = first
-    for at, then in later:
-        if at > now_s:
-            break
-        segments = then
-    return segments
 
 
 def needs_item(segments: frozenset[str], schedule: Schedule | None) -> bool:
@@ -214,14 +208,14 @@ class StoredMembership:
 
 def _stored(item: Mapping[str, Any]) -> StoredMembership:
     written_by = item.get(BUILD_ID)
-    current = _membership(item, SEGMENTS, EXPIRES_AT)
-    if current is None and NEXT_SEGMENTS in item:  # in no segment until its due instant: its data's expiry
+    current, schedule = _membership(item, SEGMENTS, EXPIRES_AT), _schedule(item)
+    if current is None and needs_item(frozenset(), schedule):  # in segments from a due instant on
         current = Membership(frozenset(), int(item[EXPIRES_AT]["N"]) if EXPIRES_AT in item else None)
     return StoredMembership(
         current=current,
         build_id=written_by["S"] if written_by else None,
         previous=_membership(item, PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT),
-        schedule=_schedule(item),
+        schedule=schedule,
     )
 
 
@@ -273,35 +267,19 @@ def _live_segments(item: Mapping[str, Any], now_s: float, as_of: str | None) -> 
     """The item's segments as of the published build `as_of`, none once expired."""
     segments_name, expires_name = SEGMENTS, EXPIRES_AT
     written_by = item.get(BUILD_ID)
-    if written_by is not None and (as_of is None or written_by["S"] > as_of):  # not published yet
+    published = written_by is None or (as_of is not None and written_by["S"] <= as_of)
+    if not published:
         segments_name, expires_name = PREVIOUS_SEGMENTS, PREVIOUS_EXPIRES_AT
-    else:
-        due = item.get(DUE_AT)
-        if due is not None and int(due["N"]) <= now_s:  # changed: the step after, until it may change again
-            next_due = item.get(NEXT_DUE_AT)
-            if next_due is not None and int(next_due["N"]) <= now_s:
-                return _later_segments(item, now_s)
-            segments_name = NEXT_SEGMENTS
-    segments = item.get(segments_name)
-    if segments is None:  # a tombstone, a visitor who left every segment, or a new member
-        return []
     expires = item.get(expires_name)
     if expires is not None and int(expires["N"]) <= now_s:
         return []
-    return sorted(segments["SS"])
-
-
-def _later_segments(item: Mapping[str, Any], now_s: float) -> list[str]:
-    """Past `next_due_at`: the item's later step at `now_s`; none past the last (the
-    sweep is on its way) or once expired."""
-    later = _later(item)
-    until = item.get(UNTIL)
-    if not later or (until is not None and int(until["N"]) <= now_s):
-        return []
-    expires = item.get(EXPIRES_AT)
-    if expires is not None and int(expires["N"]) <= now_s:
-        return []
-    return sorted(_step_at(frozenset(), later, now_s))
+    due = item.get(DUE_AT)
+    schedule = _schedule(item) if published and due is not None and int(due["N"]) <= now_s else None
+    if schedule is not None:  # changed since: the schedule's step at now_s (none past its end)
+        return sorted(schedule.segments_at(now_s) or ())
+    segments = item.get(segments_name)
+    # None: a tombstone, a visitor who left every segment, or a new member
+    return sorted(segments["SS"]) if segments is not None else []
 
 
 class MembershipStore(TableAdapter):
